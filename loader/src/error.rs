@@ -1,0 +1,130 @@
+//! The one error type of the library.
+//!
+//! `Err` means the checkpoint could not be reached or read as a whole. What happens to single
+//! tensors (a shape that does not fit, a key the model does not have) is never an error: it is
+//! recorded in the [`LoadReport`](crate::LoadReport) and the parameter keeps its value.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a load.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The path does not exist or cannot be opened.
+    #[error("cannot open checkpoint {}: {source}", path.display())]
+    Open {
+        /// The file asked for.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The path names a directory, not a file.
+    #[error("checkpoint {} is a directory, not a file", path.display())]
+    IsDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The file has no bytes at all.
+    #[error("checkpoint {} is empty (0 bytes)", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The content matches no format we read.
+    #[error("checkpoint {} is not a recognised format: {found}", path.display())]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// What the first bytes look like (`an HTML page`, `random bytes 3f 9a ..`).
+        found: String,
+    },
+    /// A TorchScript archive (`torch.jit.save`), which holds code, not a state dict.
+    #[error(
+        "checkpoint {} is a TorchScript archive (torch.jit.save); save the weights with torch.save(model.state_dict(), ...) instead",
+        path.display()
+    )]
+    TorchScript {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The format was recognised but the file is damaged or uses something unsupported.
+    #[error("cannot read {format} checkpoint {}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The format its content claims.
+        format: crate::Format,
+        /// What went wrong, from the format's reader.
+        reason: String,
+    },
+    /// The checkpoint holds no tensors at all.
+    #[error("checkpoint {} holds no tensors", path.display())]
+    NoTensors {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A tensor's bytes could not be read while applying the plan.
+    #[error("cannot read tensor `{key}` from {}: {reason}", path.display())]
+    TensorData {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's key as stored in the checkpoint.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// `sub_level` names a prefix no key carries.
+    #[error(
+        "sub_level `{sub_level}` matches no key in {}; top-level names are: {available}",
+        path.display()
+    )]
+    SubLevelNotFound {
+        /// The file.
+        path: PathBuf,
+        /// The prefix asked for.
+        sub_level: String,
+        /// The first segments that do exist, comma-separated.
+        available: String,
+    },
+    /// EMA weights were asked for but the checkpoint has none.
+    #[error("ema requested but {} holds no EMA weights (looked for: {looked_for})", path.display())]
+    EmaNotFound {
+        /// The file.
+        path: PathBuf,
+        /// The container names tried.
+        looked_for: String,
+    },
+    /// A remap pattern is not a valid regular expression.
+    #[error("invalid remap pattern `{pattern}`: {source}")]
+    InvalidRemap {
+        /// The pattern given.
+        pattern: String,
+        /// The regex error.
+        source: regex::Error,
+    },
+    /// Two checkpoint keys end up with the same name after the view's steps.
+    #[error("keys `{first}` and `{second}` of {} both become `{key}` after remapping", path.display())]
+    KeyCollision {
+        /// The file.
+        path: PathBuf,
+        /// The shared name.
+        key: String,
+        /// The first original key.
+        first: String,
+        /// The second original key.
+        second: String,
+    },
+    /// Two parameters of the model claim the same checkpoint key.
+    #[error("model parameters `{first}` and `{second}` both map to checkpoint key `{key}`")]
+    DuplicateTarget {
+        /// The key.
+        key: String,
+        /// The first parameter's path in the model.
+        first: String,
+        /// The second parameter's path.
+        second: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

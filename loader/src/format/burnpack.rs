@@ -1,0 +1,34 @@
+//! burnpack files through `burn-pack`'s file-backed reader: tensor bytes stay on disk until read.
+
+use std::path::Path;
+
+use super::{DType, Format, TensorEntry};
+use crate::error::{Error, Result};
+
+pub(super) fn open(path: &Path) -> Result<Vec<TensorEntry>> {
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        format: Format::Burnpack,
+        reason,
+    };
+    let reader = burn_pack::Reader::from_file_exact(path).map_err(|e| corrupt(e.to_string()))?;
+    let tensors = reader.into_tensors().map_err(|e| corrupt(e.to_string()))?;
+    tensors
+        .into_iter()
+        .map(|tensor| {
+            let dtype = DType::from_burn(tensor.dtype).ok_or_else(|| {
+                corrupt(format!(
+                    "tensor `{}` has unsupported dtype {:?}",
+                    tensor.name, tensor.dtype
+                ))
+            })?;
+            let key = tensor.name.clone();
+            let shape = tensor.shape.to_vec();
+            Ok(TensorEntry::new(key, shape, dtype, move || {
+                tensor.to_bytes().map(|b| b.to_vec()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                })
+            }))
+        })
+        .collect()
+}

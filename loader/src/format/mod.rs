@@ -1,0 +1,339 @@
+//! Formats: a file's bytes → an ordered list of tensors (key, shape, dtype, lazy bytes).
+//!
+//! The format is recognised from the content, never from the extension. Parsing itself is
+//! left to the crates made for it: `pytorch-reader` (zip, legacy pickle, TAR), `safetensors`
+//! and `burn-pack`. Opening reads headers only; a tensor's bytes are read when
+//! [`TensorEntry::read`] is called.
+
+mod burnpack;
+mod pytorch;
+mod safetensors;
+mod sniff;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The container a checkpoint was found to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Format {
+    /// `torch.save` since PyTorch 1.6: a zip archive with `data.pkl`.
+    PytorchZip,
+    /// `torch.save(..., _use_new_zipfile_serialization=False)`: the pickle stream of PyTorch ≤ 1.5.
+    PytorchLegacy,
+    /// The TAR layout of PyTorch before 0.1.10.
+    PytorchTar,
+    /// Hugging Face safetensors.
+    Safetensors,
+    /// burn's own burnpack.
+    Burnpack,
+}
+
+impl Format {
+    /// The naming convention tensors of this format follow unless told otherwise.
+    pub fn convention(self) -> Convention {
+        match self {
+            Format::Burnpack => Convention::Burn,
+            _ => Convention::Pytorch,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::PytorchZip => "PyTorch zip",
+            Format::PytorchLegacy => "PyTorch legacy",
+            Format::PytorchTar => "PyTorch TAR",
+            Format::Safetensors => "safetensors",
+            Format::Burnpack => "burnpack",
+        })
+    }
+}
+
+/// How a checkpoint names and lays out layer parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Convention {
+    /// PyTorch: Linear weight `[out, in]`, norms `weight`/`bias`, BatchNorm `num_batches_tracked`.
+    Pytorch,
+    /// burn: Linear weight `[in, out]`, norms `gamma`/`beta`.
+    Burn,
+}
+
+/// Element type of a stored tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum DType {
+    F64,
+    F32,
+    F16,
+    BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U64,
+    U32,
+    U16,
+    U8,
+    Bool,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F64 | DType::I64 | DType::U64 => 8,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
+            DType::I8 | DType::U8 | DType::Bool => 1,
+        }
+    }
+
+    /// Whether this is a floating-point type.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F64 | DType::F32 | DType::F16 | DType::BF16)
+    }
+
+    pub(crate) fn to_burn(self) -> burn::tensor::DType {
+        use burn::tensor::DType as B;
+        match self {
+            DType::F64 => B::F64,
+            DType::F32 => B::F32,
+            DType::F16 => B::F16,
+            DType::BF16 => B::BF16,
+            DType::I64 => B::I64,
+            DType::I32 => B::I32,
+            DType::I16 => B::I16,
+            DType::I8 => B::I8,
+            DType::U64 => B::U64,
+            DType::U32 => B::U32,
+            DType::U16 => B::U16,
+            DType::U8 => B::U8,
+            DType::Bool => B::Bool(burn::tensor::BoolStore::Native),
+        }
+    }
+
+    pub(crate) fn from_burn(dtype: burn::tensor::DType) -> Option<Self> {
+        use burn::tensor::DType as B;
+        Some(match dtype {
+            B::F64 => DType::F64,
+            B::F32 | B::Flex32 => DType::F32,
+            B::F16 => DType::F16,
+            B::BF16 => DType::BF16,
+            B::I64 => DType::I64,
+            B::I32 => DType::I32,
+            B::I16 => DType::I16,
+            B::I8 => DType::I8,
+            B::U64 => DType::U64,
+            B::U32 => DType::U32,
+            B::U16 => DType::U16,
+            B::U8 => DType::U8,
+            B::Bool(_) => DType::Bool,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+    }
+}
+
+type ReadFn = dyn Fn() -> io::Result<Vec<u8>> + Send + Sync;
+
+/// One tensor of a checkpoint: its metadata now, its bytes on demand.
+#[derive(Clone)]
+pub struct TensorEntry {
+    key: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    read: Arc<ReadFn>,
+}
+
+impl TensorEntry {
+    pub(crate) fn new(
+        key: String,
+        shape: Vec<usize>,
+        dtype: DType,
+        read: impl Fn() -> io::Result<Vec<u8>> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            key,
+            shape,
+            dtype,
+            read: Arc::new(read),
+        }
+    }
+
+    /// The key as stored in the file.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Extents, outermost first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Number of elements.
+    pub fn num_elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Read the tensor's bytes: contiguous, row-major, little-endian.
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        let bytes = (self.read)()?;
+        let expected = self.num_elements() * self.dtype.size();
+        if bytes.len() != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected {expected} bytes, got {}", bytes.len()),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+impl fmt::Debug for TensorEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TensorEntry")
+            .field("key", &self.key)
+            .field("shape", &self.shape)
+            .field("dtype", &self.dtype)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checkpoint as stored: its format and its tensors, keys exactly as in the file.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    path: PathBuf,
+    format: Format,
+    convention: Convention,
+    entries: Vec<TensorEntry>,
+}
+
+impl Checkpoint {
+    /// Open a local file, recognising its format from its first bytes. Reads headers only.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let format = sniff::detect(path)?;
+        let (mut entries, convention) = match format {
+            Format::PytorchZip | Format::PytorchLegacy | Format::PytorchTar => {
+                (pytorch::open(path, format)?, Convention::Pytorch)
+            }
+            Format::Safetensors => safetensors::open(path)?,
+            Format::Burnpack => (burnpack::open(path)?, Convention::Burn),
+        };
+        if entries.is_empty() {
+            return Err(Error::NoTensors {
+                path: path.to_path_buf(),
+            });
+        }
+        if !matches!(format, Format::Safetensors) {
+            // pytorch-reader and burn-pack hand tensors back unordered or alphabetical;
+            // a natural order (layer2 before layer10) reads best in reports.
+            entries.sort_by(|a, b| natural_cmp(&a.key, &b.key));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            format,
+            convention,
+            entries,
+        })
+    }
+
+    /// The file this checkpoint was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The detected format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The naming convention the tensors follow (burnpack and burn-written safetensors:
+    /// [`Convention::Burn`]; everything else [`Convention::Pytorch`]).
+    pub fn convention(&self) -> Convention {
+        self.convention
+    }
+
+    /// The tensors, in file order (safetensors) or natural key order.
+    pub fn entries(&self) -> &[TensorEntry] {
+        &self.entries
+    }
+
+    /// Look a tensor up by its stored key.
+    pub fn get(&self, key: &str) -> Option<&TensorEntry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+}
+
+/// Compare keys so that numeric segments sort by value: `layer2` < `layer10`.
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let mut a = a.as_bytes();
+    let mut b = b.as_bytes();
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let na = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let nb = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (da, db) = (trim_zeros(&a[..na]), trim_zeros(&b[..nb]));
+                let ord = da.len().cmp(&db.len()).then_with(|| da.cmp(db));
+                if ord != std::cmp::Ordering::Equal {
+                    return ord;
+                }
+                a = &a[na..];
+                b = &b[nb..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(digits: &[u8]) -> &[u8] {
+    let zeros = digits.iter().take_while(|&&c| c == b'0').count();
+    &digits[zeros.min(digits.len().saturating_sub(1))..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+
+    #[test]
+    fn natural_order_sorts_numbers_by_value() {
+        let mut keys = vec!["layer10.w", "layer2.w", "layer1.w", "fc.b", "layer2.b"];
+        keys.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            keys,
+            ["fc.b", "layer1.w", "layer2.b", "layer2.w", "layer10.w"]
+        );
+    }
+}

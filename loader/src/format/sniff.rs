@@ -1,0 +1,141 @@
+//! Recognise a checkpoint's format from its first bytes.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use super::Format;
+use crate::error::{Error, Result};
+
+/// How many bytes are looked at: enough for the TAR magic at offset 257.
+const HEAD: u64 = 512;
+/// The legacy pickle magic 0x1950a86a20f9469cfc6c as protocols ≥ 2 write it (little-endian
+/// bytes of a `LONG1`), and as protocols 0/1 write it (decimal text).
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+const LEGACY_MAGIC_TEXT: &[u8] = b"119547037146038801333356";
+/// The safetensors header size limit (the `safetensors` crate's own).
+const SAFETENSORS_MAX_HEADER: u64 = 100_000_000;
+
+/// Open `path`, read its first bytes and name the format, or say clearly what it is instead.
+pub(super) fn detect(path: &Path) -> Result<Format> {
+    let meta = std::fs::metadata(path).map_err(|source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_dir() {
+        return Err(Error::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(HEAD).read_to_end(&mut head))
+        .map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if head.is_empty() {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    classify(&head).map_err(|found| Error::UnknownFormat {
+        path: path.to_path_buf(),
+        found,
+    })
+}
+
+/// The format these first bytes belong to, or a description of what they are.
+pub(super) fn classify(head: &[u8]) -> Result<Format, String> {
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Ok(Format::PytorchZip);
+    }
+    if head.get(257..262) == Some(b"ustar") {
+        return Ok(Format::PytorchTar);
+    }
+    let window = &head[..head.len().min(64)];
+    if window
+        .windows(LEGACY_MAGIC.len())
+        .any(|w| w == LEGACY_MAGIC)
+        || window
+            .windows(LEGACY_MAGIC_TEXT.len())
+            .any(|w| w == LEGACY_MAGIC_TEXT)
+    {
+        return Ok(Format::PytorchLegacy);
+    }
+    if head.len() >= burn_pack::HEADER_SIZE
+        && burn_pack::Header::from_bytes(&head[..burn_pack::HEADER_SIZE]).is_ok()
+    {
+        return Ok(Format::Burnpack);
+    }
+    if let Some(len) = head.first_chunk::<8>().map(|b| u64::from_le_bytes(*b))
+        && len <= SAFETENSORS_MAX_HEADER
+        && len >= 2
+        && head.get(8) == Some(&b'{')
+    {
+        return Ok(Format::Safetensors);
+    }
+    Err(describe(head))
+}
+
+/// Say in a few words what a file we cannot read looks like.
+fn describe(head: &[u8]) -> String {
+    let text = String::from_utf8_lossy(head);
+    let trimmed = text.trim_start().to_ascii_lowercase();
+    if trimmed.starts_with("<!doctype html") || trimmed.starts_with("<html") {
+        return "an HTML page (a download that saved an error or login page?)".into();
+    }
+    if trimmed.starts_with("<?xml") {
+        return "an XML document (an object store error response?)".into();
+    }
+    if trimmed.starts_with("version https://git-lfs") {
+        return "a Git LFS pointer, not the file it points to (run `git lfs pull`)".into();
+    }
+    if head.first() == Some(&0x80) {
+        return "a Python pickle that is not a torch.save checkpoint (no tensor storage)".into();
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return "a gzip stream (decompress it first)".into();
+    }
+    let printable = head
+        .iter()
+        .take(64)
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    if printable {
+        let snippet: String = text.chars().take(40).collect();
+        return format!("text starting with {snippet:?}");
+    }
+    let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("unrecognised bytes starting with {}", hex.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_what_it_cannot_read() {
+        let html = classify(b"\n  <!DOCTYPE html><html><body>404</body></html>").unwrap_err();
+        assert!(html.contains("HTML page"), "{html}");
+        let text = classify(b"hello world").unwrap_err();
+        assert_eq!(text, "text starting with \"hello world\"");
+        let bytes = classify(&[0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03, 0x04]).unwrap_err();
+        assert_eq!(
+            bytes,
+            "unrecognised bytes starting with de ad be ef 00 01 02 03"
+        );
+        let pickle = classify(&[0x80, 0x04, 0x95, 0x10]).unwrap_err();
+        assert!(pickle.contains("pickle"), "{pickle}");
+    }
+
+    #[test]
+    fn recognises_magic_bytes() {
+        assert_eq!(classify(b"PK\x03\x04rest"), Ok(Format::PytorchZip));
+        let mut st = 20u64.to_le_bytes().to_vec();
+        st.extend_from_slice(b"{\"a\":1}");
+        assert_eq!(classify(&st), Ok(Format::Safetensors));
+        let mut legacy = vec![0x80, 0x02, 0x8a, 0x0a];
+        legacy.extend_from_slice(&LEGACY_MAGIC);
+        assert_eq!(classify(&legacy), Ok(Format::PytorchLegacy));
+    }
+}

@@ -1,0 +1,54 @@
+//! Load pretrained weights into burn modules: any checkpoint, remapped, shape-checked, reported.
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn_pretrain::{Pretrain, PretrainExt, Pretrainable};
+//!
+//! #[derive(Module, Debug, Pretrainable)]
+//! struct Head {
+//!     fc: Linear,
+//! }
+//!
+//! let device = Device::flex();
+//! let head = Head { fc: LinearConfig::new(2048, 200).init(&device) };
+//! // Logs what was loaded, skipped for shape, missing and unexpected.
+//! let head = head.with_pretrain("pretrain.pth")?;
+//! // Or keep the report, with a sub-level of a bigger checkpoint.
+//! let (head, report) = head.load_pretrained(Pretrain::from("classifier.pth").with_sub_level("head"))?;
+//! println!("{report}");
+//! # Ok::<(), burn_pretrain::Error>(())
+//! ```
+//!
+//! The data path: a file is opened by content ([`Checkpoint`]: PyTorch zip, legacy and TAR
+//! through `pytorch-reader`, safetensors, burnpack), seen through a view (containers
+//! unwrapped, `module.`/`_orig_mod.` stripped, `sub_level`, remaps), matched against the
+//! module's tensors ([`Pretrainable`]) into a plan from headers only, applied reading only the
+//! planned tensors, and summarised in a [`LoadReport`].
+
+mod error;
+mod fold;
+mod format;
+mod load;
+mod nn;
+mod plan;
+mod pretrainable;
+mod report;
+mod spec;
+mod view;
+
+pub use burn_pretrain_derive::Pretrainable;
+pub use error::{Error, Result};
+pub use fold::fold_keys;
+pub use format::{Checkpoint, Convention, DType, Format, TensorEntry};
+pub use load::PretrainExt;
+pub use pretrainable::{Applier, Layout, Pretrainable, Walker};
+pub use report::{Cast, Coverage, Ignored, LoadReport, Mismatch};
+pub use spec::{Pretrain, Remap};
+pub use view::ViewStep;
+
+/// Paths the derive's generated code goes through. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::pretrainable::{Applier, Pretrainable, Walker};
+}

@@ -1,0 +1,128 @@
+//! The loading entry points: source → format → view → plan → apply → report.
+
+use std::collections::HashSet;
+
+use crate::error::Result;
+use crate::format::Checkpoint;
+use crate::plan::Plan;
+use crate::pretrainable::{Applier, Pretrainable, Walker};
+use crate::report::LoadReport;
+use crate::spec::Pretrain;
+use crate::view::View;
+
+/// Loading methods, available on every [`Pretrainable`] module.
+pub trait PretrainExt: Pretrainable + Clone {
+    /// Load `spec` and log the report with `tracing` (essmc2's log lines); returns the model.
+    ///
+    /// ```no_run
+    /// # use burn_pretrain::{PretrainExt, Pretrainable};
+    /// # fn demo<M: Pretrainable + Clone>(model: M) -> burn_pretrain::Result<M> {
+    /// let model = model.with_pretrain("pretrain.pth")?;
+    /// # Ok(model) }
+    /// ```
+    fn with_pretrain(self, spec: impl Into<Pretrain>) -> Result<Self> {
+        let (model, report) = self.load_pretrained(spec)?;
+        report.log();
+        Ok(model)
+    }
+
+    /// Load `spec` and return the model with the report, logging nothing.
+    fn load_pretrained(mut self, spec: impl Into<Pretrain>) -> Result<(Self, LoadReport)> {
+        let report = self.load_pretrained_in_place(spec)?;
+        Ok((self, report))
+    }
+
+    /// Load `spec` into `self`. Every tensor is read and checked before the model is
+    /// changed, so on `Err` the model is exactly as it was.
+    fn load_pretrained_in_place(&mut self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
+        let spec = spec.into();
+        let prepared = Prepared::new(&*self, &spec)?;
+        let data = prepared.plan.read(&prepared.view, &prepared.checkpoint)?;
+        let mut applier = Applier::new(prepared.convention, data);
+        let model = self.clone().apply_pretrain(&mut applier);
+        debug_assert_eq!(
+            applier.leftover(),
+            0,
+            "the apply walk missed planned tensors"
+        );
+        *self = model;
+        Ok(prepared.report(false))
+    }
+
+    /// Plan loading `spec` without reading any tensor bytes or changing the model: the
+    /// report says what a load would do.
+    fn plan_pretrained(&self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
+        let spec = spec.into();
+        Ok(Prepared::new(self, &spec)?.report(true))
+    }
+}
+
+impl<M: Pretrainable + Clone> PretrainExt for M {}
+
+struct Prepared {
+    model: String,
+    source: String,
+    checkpoint: Checkpoint,
+    convention: crate::Convention,
+    view: View,
+    plan: Plan,
+}
+
+impl Prepared {
+    fn new<M: Pretrainable>(model: &M, spec: &Pretrain) -> Result<Self> {
+        let checkpoint = Checkpoint::open(spec.path())?;
+        let convention = spec.convention().unwrap_or(checkpoint.convention());
+        let mut walker = Walker::new(convention);
+        model.walk_pretrain(&mut walker);
+        let roots: HashSet<String> = walker
+            .targets
+            .iter()
+            .filter_map(|t| t.key.split('.').next().map(str::to_string))
+            .collect();
+        let view = View::build(&checkpoint, spec, &roots)?;
+        let plan = Plan::build(
+            std::mem::take(&mut walker.targets),
+            std::mem::take(&mut walker.expected_unused),
+            &view,
+        )?;
+        Ok(Self {
+            model: short_type_name::<M>(),
+            source: spec.path().to_string(),
+            checkpoint,
+            convention,
+            view,
+            plan,
+        })
+    }
+
+    fn report(&self, dry_run: bool) -> LoadReport {
+        LoadReport::new(
+            self.model.clone(),
+            self.source.clone(),
+            self.checkpoint.format(),
+            self.convention,
+            dry_run,
+            self.view.steps.clone(),
+            &self.plan,
+        )
+    }
+}
+
+/// `my_crate::models::ResNet` → `ResNet`; generic arguments are kept short too.
+fn short_type_name<T>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut out = String::new();
+    let mut segment = String::new();
+    for c in full.chars() {
+        match c {
+            '<' | '>' | ',' | ' ' => {
+                out.push_str(segment.rsplit("::").next().unwrap_or(&segment));
+                segment.clear();
+                out.push(c);
+            }
+            _ => segment.push(c),
+        }
+    }
+    out.push_str(segment.rsplit("::").next().unwrap_or(&segment));
+    out
+}

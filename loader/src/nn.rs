@@ -1,0 +1,190 @@
+//! `Pretrainable` for the burn-nn layers that hold parameters, with PyTorch's conventions:
+//! Linear's weight is stored `[out, in]` by PyTorch and `[in, out]` by burn; norms call their
+//! affine parameters `weight`/`bias` in PyTorch and `gamma`/`beta` in burn; BatchNorm's
+//! `num_batches_tracked` counter is known and ignored.
+
+use burn::nn;
+use burn::nn::conv;
+use burn::nn::pool;
+
+use crate::format::Convention;
+use crate::pretrainable::{Applier, Layout, Pretrainable, Walker, nothing_to_load};
+
+/// The checkpoint names of a norm's scale and shift.
+fn affine_names(convention: Convention) -> (&'static str, &'static str) {
+    match convention {
+        Convention::Pytorch => ("weight", "bias"),
+        Convention::Burn => ("gamma", "beta"),
+    }
+}
+
+impl Pretrainable for nn::Linear {
+    fn walk_pretrain(&self, walker: &mut Walker) {
+        walker.field("weight", "weight", |w| {
+            w.param(&self.weight, Layout::Transposed)
+        });
+        walker.field("bias", "bias", |w| self.bias.walk_pretrain(w));
+    }
+
+    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
+        let weight = self.weight;
+        self.weight = applier.field("weight", |a| weight.apply_pretrain(a));
+        let bias = self.bias;
+        self.bias = applier.field("bias", |a| bias.apply_pretrain(a));
+        self
+    }
+}
+
+/// Layers whose fields `weight` and `bias` carry PyTorch's names and layout.
+macro_rules! weight_and_bias {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            impl Pretrainable for $ty {
+                fn walk_pretrain(&self, walker: &mut Walker) {
+                    walker.field("weight", "weight", |w| self.weight.walk_pretrain(w));
+                    walker.field("bias", "bias", |w| self.bias.walk_pretrain(w));
+                }
+
+                fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
+                    let weight = self.weight;
+                    self.weight = applier.field("weight", |a| weight.apply_pretrain(a));
+                    let bias = self.bias;
+                    self.bias = applier.field("bias", |a| bias.apply_pretrain(a));
+                    self
+                }
+            }
+        )*
+    };
+}
+
+weight_and_bias!(
+    conv::Conv1d,
+    conv::Conv2d,
+    conv::Conv3d,
+    conv::ConvTranspose1d,
+    conv::ConvTranspose2d,
+    conv::ConvTranspose3d,
+);
+
+impl Pretrainable for nn::Embedding {
+    fn walk_pretrain(&self, walker: &mut Walker) {
+        walker.field("weight", "weight", |w| self.weight.walk_pretrain(w));
+    }
+
+    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
+        let weight = self.weight;
+        self.weight = applier.field("weight", |a| weight.apply_pretrain(a));
+        self
+    }
+}
+
+impl Pretrainable for nn::PRelu {
+    fn walk_pretrain(&self, walker: &mut Walker) {
+        let name = match walker.convention() {
+            Convention::Pytorch => "weight",
+            Convention::Burn => "alpha",
+        };
+        walker.field(name, "alpha", |w| self.alpha.walk_pretrain(w));
+    }
+
+    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
+        let name = match applier.convention() {
+            Convention::Pytorch => "weight",
+            Convention::Burn => "alpha",
+        };
+        let alpha = self.alpha;
+        self.alpha = applier.field(name, |a| alpha.apply_pretrain(a));
+        self
+    }
+}
+
+impl Pretrainable for nn::BatchNorm {
+    fn walk_pretrain(&self, walker: &mut Walker) {
+        let (scale, shift) = affine_names(walker.convention());
+        walker.field(scale, "gamma", |w| self.gamma.walk_pretrain(w));
+        walker.field(shift, "beta", |w| self.beta.walk_pretrain(w));
+        walker.field("running_mean", "running_mean", |w| {
+            self.running_mean.walk_pretrain(w)
+        });
+        walker.field("running_var", "running_var", |w| {
+            self.running_var.walk_pretrain(w)
+        });
+        walker.expect_unused(
+            "num_batches_tracked",
+            "BatchNorm step counter, not a parameter",
+        );
+    }
+
+    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
+        let (scale, shift) = affine_names(applier.convention());
+        let gamma = self.gamma;
+        self.gamma = applier.field(scale, |a| gamma.apply_pretrain(a));
+        let beta = self.beta;
+        self.beta = applier.field(shift, |a| beta.apply_pretrain(a));
+        let mean = self.running_mean;
+        self.running_mean = applier.field("running_mean", |a| mean.apply_pretrain(a));
+        let var = self.running_var;
+        self.running_var = applier.field("running_var", |a| var.apply_pretrain(a));
+        self
+    }
+}
+
+/// Norms with a scale `gamma` and a shift `beta`, either possibly absent.
+macro_rules! affine_norm {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            impl Pretrainable for $ty {
+                fn walk_pretrain(&self, walker: &mut Walker) {
+                    let (scale, shift) = affine_names(walker.convention());
+                    walker.field(scale, "gamma", |w| self.gamma.walk_pretrain(w));
+                    walker.field(shift, "beta", |w| self.beta.walk_pretrain(w));
+                }
+
+                fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
+                    let (scale, shift) = affine_names(applier.convention());
+                    let gamma = self.gamma;
+                    self.gamma = applier.field(scale, |a| gamma.apply_pretrain(a));
+                    let beta = self.beta;
+                    self.beta = applier.field(shift, |a| beta.apply_pretrain(a));
+                    self
+                }
+            }
+        )*
+    };
+}
+
+affine_norm!(nn::LayerNorm, nn::GroupNorm, nn::InstanceNorm);
+
+impl Pretrainable for nn::RmsNorm {
+    fn walk_pretrain(&self, walker: &mut Walker) {
+        let (scale, _) = affine_names(walker.convention());
+        walker.field(scale, "gamma", |w| self.gamma.walk_pretrain(w));
+    }
+
+    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
+        let (scale, _) = affine_names(applier.convention());
+        let gamma = self.gamma;
+        self.gamma = applier.field(scale, |a| gamma.apply_pretrain(a));
+        self
+    }
+}
+
+nothing_to_load!(
+    nn::Dropout,
+    nn::Relu,
+    nn::Gelu,
+    nn::Sigmoid,
+    nn::Tanh,
+    nn::LeakyRelu,
+    nn::Identity,
+    nn::PaddingConfig1d,
+    nn::PaddingConfig2d,
+    nn::PaddingConfig3d,
+    pool::MaxPool1d,
+    pool::MaxPool2d,
+    pool::AvgPool1d,
+    pool::AvgPool2d,
+    pool::AdaptiveAvgPool1d,
+    pool::AdaptiveAvgPool2d,
+    pool::AdaptiveAvgPool3d,
+);

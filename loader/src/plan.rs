@@ -1,0 +1,186 @@
+//! The plan: the model's tensors matched against the checkpoint view, from headers only; and
+//! its execution: read exactly the planned tensors, cast and lay them out, all before the
+//! model is touched.
+
+use std::collections::{HashMap, HashSet};
+
+use burn::tensor::TensorData;
+
+use crate::error::{Error, Result};
+use crate::format::{Checkpoint, DType};
+use crate::pretrainable::{Layout, Target};
+use crate::view::View;
+
+/// What the plan decided for one model tensor.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    /// Load it; `cast` when the stored dtype differs from the model's.
+    Load {
+        index: usize,
+        cast: Option<(DType, DType)>,
+    },
+    /// The key exists with another shape: keep the model's value.
+    ShapeMismatch { checkpoint_shape: Vec<usize> },
+    /// The stored dtype cannot become the model's (e.g. a quantized parameter).
+    Incompatible { dtype: DType },
+    /// No such key in the view.
+    Missing,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PlanItem {
+    pub target: Target,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub items: Vec<PlanItem>,
+    /// View keys (with shape) that no model tensor asked for.
+    pub unexpected: Vec<(String, Vec<usize>)>,
+    /// Stored keys deliberately not loaded, with why.
+    pub ignored: Vec<(String, String)>,
+}
+
+impl Plan {
+    pub fn build(
+        targets: Vec<Target>,
+        expected_unused: Vec<(String, &'static str)>,
+        view: &View,
+    ) -> Result<Self> {
+        let mut owners: HashMap<&str, &str> = HashMap::new();
+        for t in &targets {
+            if let Some(first) = owners.insert(&t.key, &t.model_path) {
+                return Err(Error::DuplicateTarget {
+                    key: t.key.clone(),
+                    first: first.to_string(),
+                    second: t.model_path.clone(),
+                });
+            }
+        }
+        let by_key: HashMap<&str, usize> = view
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key.as_str(), i))
+            .collect();
+        let mut used = HashSet::new();
+        let items = targets
+            .into_iter()
+            .map(|target| {
+                let action = match by_key.get(target.key.as_str()) {
+                    None => Action::Missing,
+                    Some(&index) => {
+                        used.insert(index);
+                        let entry = &view.entries[index].entry;
+                        let model_dtype = DType::from_burn(target.dtype);
+                        if entry.shape() != target.checkpoint_shape().as_slice() {
+                            Action::ShapeMismatch {
+                                checkpoint_shape: entry.shape().to_vec(),
+                            }
+                        } else {
+                            match model_dtype {
+                                None => Action::Incompatible {
+                                    dtype: entry.dtype(),
+                                },
+                                Some(to) if to == entry.dtype() => {
+                                    Action::Load { index, cast: None }
+                                }
+                                Some(to) => Action::Load {
+                                    index,
+                                    cast: Some((entry.dtype(), to)),
+                                },
+                            }
+                        }
+                    }
+                };
+                PlanItem { target, action }
+            })
+            .collect();
+        let expected: HashMap<&str, &str> = expected_unused
+            .iter()
+            .map(|(k, why)| (k.as_str(), *why))
+            .collect();
+        let mut unexpected = Vec::new();
+        let mut ignored = view.dropped.clone();
+        for (i, e) in view.entries.iter().enumerate() {
+            if used.contains(&i) {
+                continue;
+            }
+            match expected.get(e.key.as_str()) {
+                Some(why) => ignored.push((e.entry.key().to_string(), why.to_string())),
+                None => unexpected.push((e.key.clone(), e.entry.shape().to_vec())),
+            }
+        }
+        Ok(Self {
+            items,
+            unexpected,
+            ignored,
+        })
+    }
+
+    /// Read and prepare every tensor the plan loads. Any failure is returned before the model
+    /// is touched.
+    pub fn read(
+        &self,
+        view: &View,
+        checkpoint: &Checkpoint,
+    ) -> Result<HashMap<String, TensorData>> {
+        let mut out = HashMap::new();
+        for item in &self.items {
+            let Action::Load { index, cast } = &item.action else {
+                continue;
+            };
+            let entry = &view.entries[*index].entry;
+            let fail = |reason: String| Error::TensorData {
+                path: checkpoint.path().to_path_buf(),
+                key: entry.key().to_string(),
+                reason,
+            };
+            let bytes = entry.read().map_err(|e| fail(e.to_string()))?;
+            let mut data =
+                TensorData::from_bytes_vec(bytes, entry.shape().to_vec(), entry.dtype().to_burn());
+            if let Some((_, to)) = cast {
+                data = data.convert_dtype(to.to_burn());
+            }
+            if item.target.layout == Layout::Transposed && entry.shape().len() == 2 {
+                data = transpose(data);
+            }
+            out.insert(item.target.key.clone(), data);
+        }
+        Ok(out)
+    }
+}
+
+/// Transpose a 2-D tensor on the host, whatever its dtype.
+fn transpose(data: TensorData) -> TensorData {
+    let (rows, cols) = (data.shape()[0], data.shape()[1]);
+    let dtype = data.dtype();
+    let size = dtype.size();
+    let src = data.as_bytes();
+    let mut dst = vec![0u8; src.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            let from = (r * cols + c) * size;
+            let to = (c * rows + r) * size;
+            dst[to..to + size].copy_from_slice(&src[from..from + size]);
+        }
+    }
+    TensorData::from_bytes_vec(dst, vec![cols, rows], dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_moves_every_element() {
+        let data = TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]);
+        let t = transpose(data);
+        assert_eq!(t.shape().to_vec(), vec![3, 2]);
+        assert_eq!(
+            t.to_vec::<f32>().unwrap(),
+            vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! `LoadReport`: what a load did, as a value — text for people, JSON for machines, tracing
+//! lines in the shape of essmc2's log.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::fold::fold_keys;
+use crate::format::{Convention, DType, Format};
+use crate::plan::{Action, Plan};
+use crate::view::ViewStep;
+
+/// A tensor whose shape differs between model and checkpoint; the model kept its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    /// The checkpoint key (after the view).
+    pub key: String,
+    /// The model's shape, in the checkpoint's convention (Linear weights as `[out, in]`).
+    pub model_shape: Vec<usize>,
+    /// The stored shape.
+    pub checkpoint_shape: Vec<usize>,
+}
+
+/// A tensor loaded with a dtype conversion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cast {
+    /// The checkpoint key.
+    pub key: String,
+    /// Stored dtype.
+    pub from: DType,
+    /// The model's dtype.
+    pub to: DType,
+}
+
+/// A stored tensor deliberately not loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ignored {
+    /// The key as stored in the file.
+    pub key: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// How much of one top-level subtree of the model was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    /// The first key segment (`backbone`, `head`, ...).
+    pub subtree: String,
+    /// Tensors loaded.
+    pub loaded: usize,
+    /// Tensors the subtree has.
+    pub total: usize,
+}
+
+/// What loading a checkpoint into a model did, tensor by tensor.
+///
+/// Keys are the checkpoint's, after the view (containers unwrapped, prefixes stripped,
+/// `sub_level` and remaps applied). Per-tensor problems never fail a load: they are listed
+/// here and the model keeps its values for those tensors.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    model: String,
+    source: String,
+    format: Format,
+    convention: Convention,
+    dry_run: bool,
+    view: Vec<ViewStep>,
+    loaded: Vec<String>,
+    mismatched: Vec<Mismatch>,
+    cast: Vec<Cast>,
+    missing: Vec<String>,
+    unexpected: Vec<String>,
+    ignored: Vec<Ignored>,
+    hints: Vec<String>,
+    coverage: Vec<Coverage>,
+}
+
+impl LoadReport {
+    pub(crate) fn new(
+        model: String,
+        source: String,
+        format: Format,
+        convention: Convention,
+        dry_run: bool,
+        steps: Vec<ViewStep>,
+        plan: &Plan,
+    ) -> Self {
+        let mut report = Self {
+            model,
+            source,
+            format,
+            convention,
+            dry_run,
+            view: steps,
+            loaded: Vec::new(),
+            mismatched: Vec::new(),
+            cast: Vec::new(),
+            missing: Vec::new(),
+            unexpected: plan.unexpected.iter().map(|(k, _)| k.clone()).collect(),
+            ignored: plan
+                .ignored
+                .iter()
+                .map(|(key, reason)| Ignored {
+                    key: key.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            hints: Vec::new(),
+            coverage: Vec::new(),
+        };
+        let mut coverage: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+        for (order, item) in plan.items.iter().enumerate() {
+            let key = &item.target.key;
+            let subtree = key.split('.').next().unwrap_or_default().to_string();
+            let slot = coverage.entry(subtree).or_insert((order, 0, 0));
+            slot.2 += 1;
+            match &item.action {
+                Action::Load { cast, .. } => {
+                    slot.1 += 1;
+                    report.loaded.push(key.clone());
+                    if let Some((from, to)) = cast {
+                        report.cast.push(Cast {
+                            key: key.clone(),
+                            from: *from,
+                            to: *to,
+                        });
+                    }
+                }
+                Action::ShapeMismatch { checkpoint_shape } => report.mismatched.push(Mismatch {
+                    key: key.clone(),
+                    model_shape: item.target.checkpoint_shape(),
+                    checkpoint_shape: checkpoint_shape.clone(),
+                }),
+                Action::Incompatible { dtype } => {
+                    report.missing.push(key.clone());
+                    report.hints.push(format!(
+                        "`{key}` is stored as {dtype}, which cannot become the model's {:?}",
+                        item.target.dtype
+                    ));
+                }
+                Action::Missing => report.missing.push(key.clone()),
+            }
+        }
+        let mut coverage: Vec<_> = coverage.into_iter().collect();
+        coverage.sort_by_key(|(_, (order, _, _))| *order);
+        report.coverage = coverage
+            .into_iter()
+            .map(|(subtree, (_, loaded, total))| Coverage {
+                subtree,
+                loaded,
+                total,
+            })
+            .collect();
+        report.hints.extend(hints(plan));
+        report
+    }
+
+    /// The model's type name.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Where the checkpoint came from, as given.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The detected format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The naming convention the checkpoint was read with.
+    pub fn convention(&self) -> Convention {
+        self.convention
+    }
+
+    /// Whether this report comes from a plan only (no tensor was read, the model unchanged).
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// What the view did to the keys.
+    pub fn view_steps(&self) -> &[ViewStep] {
+        &self.view
+    }
+
+    /// Keys loaded into the model (cast ones included).
+    pub fn loaded(&self) -> &[String] {
+        &self.loaded
+    }
+
+    /// Keys whose shapes differ; the model kept its values.
+    pub fn mismatched(&self) -> &[Mismatch] {
+        &self.mismatched
+    }
+
+    /// Keys loaded with a dtype conversion.
+    pub fn cast(&self) -> &[Cast] {
+        &self.cast
+    }
+
+    /// Model tensors the checkpoint does not have.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// Checkpoint tensors the model does not have.
+    pub fn unexpected(&self) -> &[String] {
+        &self.unexpected
+    }
+
+    /// Stored tensors left out on purpose, with why.
+    pub fn ignored(&self) -> &[Ignored] {
+        &self.ignored
+    }
+
+    /// Suggestions for keys that almost matched.
+    pub fn hints(&self) -> &[String] {
+        &self.hints
+    }
+
+    /// Loaded/total tensors per top-level subtree, in model order.
+    pub fn coverage(&self) -> &[Coverage] {
+        &self.coverage
+    }
+
+    /// Whether every model tensor was loaded and nothing was left unused.
+    pub fn is_complete(&self) -> bool {
+        self.mismatched.is_empty() && self.missing.is_empty() && self.unexpected.is_empty()
+    }
+
+    /// Emit the report through `tracing`, in the shape of essmc2's log lines.
+    pub fn log(&self) {
+        tracing::info!(
+            "Load pretrained model [{}] from {}{}",
+            self.model,
+            self.source,
+            if self.dry_run { " (dry run)" } else { "" }
+        );
+        for step in &self.view {
+            tracing::info!("checkpoint view: {step}");
+        }
+        if !self.mismatched.is_empty() {
+            let lines: Vec<String> = self
+                .mismatched
+                .iter()
+                .map(|m| {
+                    format!(
+                        "      {}: invalid shape, dst {:?} vs. src {:?}",
+                        m.key, m.model_shape, m.checkpoint_shape
+                    )
+                })
+                .collect();
+            tracing::warn!("ignore keys from source:\n{}", lines.join("\n"));
+        }
+        if !self.cast.is_empty() {
+            for (pair, keys) in group_casts(&self.cast) {
+                tracing::info!("cast {pair}: {}", fold_keys(&keys).join(", "));
+            }
+        }
+        if !self.missing.is_empty() {
+            tracing::warn!(
+                "missing key in source state_dict: {}",
+                fold_keys(&self.missing).join(", ")
+            );
+        }
+        if !self.unexpected.is_empty() {
+            tracing::warn!(
+                "unexpected key in source state_dict: {}",
+                fold_keys(&self.unexpected).join(", ")
+            );
+        }
+        for hint in &self.hints {
+            tracing::info!("hint: {hint}");
+        }
+    }
+}
+
+fn group_casts(casts: &[Cast]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for c in casts {
+        let pair = format!("{} → {}", c.from, c.to);
+        match groups.iter_mut().find(|(p, _)| *p == pair) {
+            Some((_, keys)) => keys.push(c.key.clone()),
+            None => groups.push((pair, vec![c.key.clone()])),
+        }
+    }
+    groups
+}
+
+/// "Did you mean" hints: a missing key that an unexpected key ends with suggests a prefix to
+/// strip (`sub_level`); one that shares its shape and most of its name suggests a rename.
+fn hints(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let missing: Vec<_> = plan
+        .items
+        .iter()
+        .filter(|i| matches!(i.action, Action::Missing))
+        .collect();
+    if missing.is_empty() || plan.unexpected.is_empty() {
+        return out;
+    }
+    // A common prefix in front of the model's keys.
+    let mut prefixes: BTreeMap<&str, usize> = BTreeMap::new();
+    for item in &missing {
+        for (key, _) in &plan.unexpected {
+            if let Some(prefix) = key.strip_suffix(item.target.key.as_str())
+                && let Some(prefix) = prefix.strip_suffix('.')
+            {
+                *prefixes.entry(prefix).or_insert(0) += 1;
+            }
+        }
+    }
+    if let Some((prefix, n)) = prefixes.iter().max_by_key(|(_, n)| **n) {
+        out.push(format!(
+            "{n} missing keys exist under `{prefix}.` in the checkpoint: try sub_level \"{prefix}\""
+        ));
+        return out;
+    }
+    // Near names with the same shape.
+    for item in missing.iter().take(10) {
+        let want = item.target.checkpoint_shape();
+        let best = plan
+            .unexpected
+            .iter()
+            .filter(|(_, shape)| *shape == want)
+            .map(|(key, _)| (similarity(key, &item.target.key), key))
+            .filter(|(score, _)| *score >= 2)
+            .max_by_key(|(score, _)| *score);
+        if let Some((_, key)) = best {
+            out.push(format!(
+                "`{}` is missing; the checkpoint has `{key}` with the same shape (rename or remap?)",
+                item.target.key
+            ));
+        }
+    }
+    out
+}
+
+/// Shared leading plus trailing segments of two dotted keys.
+fn similarity(a: &str, b: &str) -> usize {
+    let a: Vec<&str> = a.split('.').collect();
+    let b: Vec<&str> = b.split('.').collect();
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (head + tail).min(a.len().min(b.len()))
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total: usize = self.coverage.iter().map(|c| c.total).sum();
+        writeln!(
+            f,
+            "{} pretrained model [{}] from {} ({})",
+            if self.dry_run { "Plan for" } else { "Loaded" },
+            self.model,
+            self.source,
+            self.format
+        )?;
+        for step in &self.view {
+            writeln!(f, "  view: {step}")?;
+        }
+        let per_subtree: Vec<String> = self
+            .coverage
+            .iter()
+            .map(|c| format!("{} {}/{}", c.subtree, c.loaded, c.total))
+            .collect();
+        writeln!(
+            f,
+            "  loaded {}/{} tensors: {}",
+            self.loaded.len(),
+            total,
+            per_subtree.join(", ")
+        )?;
+        for (pair, keys) in group_casts(&self.cast) {
+            writeln!(f, "  cast {pair}: {}", fold_keys(&keys).join(", "))?;
+        }
+        if !self.mismatched.is_empty() {
+            writeln!(f, "  shape mismatch, model keeps its values:")?;
+            for m in &self.mismatched {
+                writeln!(
+                    f,
+                    "    {}: model {:?} vs. checkpoint {:?}",
+                    m.key, m.model_shape, m.checkpoint_shape
+                )?;
+            }
+        }
+        if !self.missing.is_empty() {
+            writeln!(
+                f,
+                "  missing in checkpoint: {}",
+                fold_keys(&self.missing).join(", ")
+            )?;
+        }
+        if !self.unexpected.is_empty() {
+            writeln!(
+                f,
+                "  unexpected in checkpoint: {}",
+                fold_keys(&self.unexpected).join(", ")
+            )?;
+        }
+        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+        for i in &self.ignored {
+            match reasons.iter_mut().find(|(r, _)| *r == i.reason) {
+                Some((_, keys)) => keys.push(&i.key),
+                None => reasons.push((&i.reason, vec![&i.key])),
+            }
+        }
+        for (reason, keys) in reasons {
+            writeln!(f, "  ignored ({reason}): {}", fold_keys(&keys).join(", "))?;
+        }
+        for hint in &self.hints {
+            writeln!(f, "  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,354 @@
+//! The checkpoint view: stored keys → the keys the model is matched against.
+//!
+//! Automatic steps unwrap the usual containers (`state_dict`, `model`, ...) and strip wrapper
+//! prefixes (`module.` from DataParallel/DDP, `_orig_mod.` from `torch.compile`); requested
+//! steps apply `sub_level` and regex remaps. Every step is recorded for the report, and every
+//! tensor a step drops is kept as "ignored" with the reason, never silently lost.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::{Checkpoint, TensorEntry};
+use crate::spec::Pretrain;
+
+/// Containers that hold the weights, in the order they are preferred.
+const CONTAINERS: &[&str] = &[
+    "state_dict",
+    "model_state_dict",
+    "model_state",
+    "model",
+    "module",
+    "net",
+    "network",
+    "params",
+];
+/// Containers that hold EMA weights, in the order they are preferred.
+const EMA_CONTAINERS: &[&str] = &[
+    "model_ema",
+    "state_dict_ema",
+    "ema_state_dict",
+    "ema",
+    "ema_model",
+    "module_ema",
+];
+/// Siblings a training checkpoint keeps next to the weights.
+const SIBLINGS: &[&str] = &[
+    "optimizer",
+    "optimizer_state",
+    "optimizer_state_dict",
+    "optim",
+    "scheduler",
+    "lr_scheduler",
+    "scaler",
+    "grad_scaler",
+    "meta",
+    "args",
+    "config",
+];
+/// Wrapper prefixes stripped when every key carries them.
+const WRAPPERS: &[&str] = &["module", "_orig_mod"];
+
+/// One thing the view did to the checkpoint's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ViewStep {
+    /// Took the tensors under a container and dropped its siblings.
+    Unwrapped {
+        /// The container's name.
+        container: String,
+        /// Sibling names dropped with their tensor counts.
+        dropped: BTreeMap<String, usize>,
+    },
+    /// Removed a wrapper prefix.
+    Stripped {
+        /// The prefix, with its trailing dot.
+        prefix: String,
+        /// How many keys carried it.
+        keys: usize,
+    },
+    /// Kept the keys under `prefix.` and dropped the prefix.
+    SubLevel {
+        /// The prefix.
+        prefix: String,
+        /// How many keys were kept.
+        kept: usize,
+        /// How many were outside it.
+        dropped: usize,
+    },
+    /// Renamed keys with a regular expression.
+    Remapped {
+        /// The pattern.
+        from: String,
+        /// The replacement.
+        to: String,
+        /// How many keys changed.
+        keys: usize,
+    },
+}
+
+impl std::fmt::Display for ViewStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ViewStep::Unwrapped { container, dropped } => {
+                write!(f, "unwrapped `{container}`")?;
+                if !dropped.is_empty() {
+                    let list: Vec<String> = dropped
+                        .iter()
+                        .map(|(name, n)| format!("{name} ({n} tensors)"))
+                        .collect();
+                    write!(f, ", ignored {}", list.join(", "))?;
+                }
+                Ok(())
+            }
+            ViewStep::Stripped { prefix, keys } => {
+                write!(f, "stripped `{prefix}` from {keys} keys")
+            }
+            ViewStep::SubLevel {
+                prefix,
+                kept,
+                dropped,
+            } => write!(
+                f,
+                "sub_level `{prefix}`: kept {kept} keys, ignored {dropped} outside it"
+            ),
+            ViewStep::Remapped { from, to, keys } => {
+                write!(f, "remapped `{from}` → `{to}` on {keys} keys")
+            }
+        }
+    }
+}
+
+/// A tensor as the model sees it: its view key and the stored entry behind it.
+#[derive(Debug, Clone)]
+pub(crate) struct ViewEntry {
+    pub key: String,
+    pub entry: TensorEntry,
+}
+
+/// The checkpoint after the view's steps.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub entries: Vec<ViewEntry>,
+    pub steps: Vec<ViewStep>,
+    /// Stored keys the view dropped, with why.
+    pub dropped: Vec<(String, String)>,
+}
+
+impl View {
+    /// Apply `spec`'s steps to `checkpoint`. `model_roots` are the first segments of the
+    /// model's own keys: a container or wrapper name that the model itself uses is left alone.
+    pub fn build(
+        checkpoint: &Checkpoint,
+        spec: &Pretrain,
+        model_roots: &HashSet<String>,
+    ) -> Result<Self> {
+        let mut view = View {
+            entries: checkpoint
+                .entries()
+                .iter()
+                .map(|e| ViewEntry {
+                    key: e.key().to_string(),
+                    entry: e.clone(),
+                })
+                .collect(),
+            steps: Vec::new(),
+            dropped: Vec::new(),
+        };
+        if spec.unwrap() {
+            view.unwrap_containers(spec.ema(), model_roots);
+            view.strip_wrappers(model_roots);
+        }
+        if spec.ema() {
+            let found = view.steps.iter().any(|s| {
+                matches!(s, ViewStep::Unwrapped { container, .. } if EMA_CONTAINERS.contains(&container.as_str()))
+            });
+            if !found {
+                return Err(Error::EmaNotFound {
+                    path: checkpoint.path().to_path_buf(),
+                    looked_for: EMA_CONTAINERS.join(", "),
+                });
+            }
+        }
+        if let Some(prefix) = spec.sub_level() {
+            view.sub_level(prefix, checkpoint)?;
+        }
+        for remap in spec.remaps() {
+            view.remap(&remap.from, &remap.to)?;
+        }
+        view.check_collisions(checkpoint)?;
+        Ok(view)
+    }
+
+    fn roots(&self) -> BTreeMap<String, usize> {
+        let mut roots = BTreeMap::new();
+        for e in &self.entries {
+            let root = e.key.split('.').next().unwrap_or_default();
+            *roots.entry(root.to_string()).or_insert(0) += 1;
+        }
+        roots
+    }
+
+    fn unwrap_containers(&mut self, ema: bool, model_roots: &HashSet<String>) {
+        // A checkpoint may nest (`{"state_dict": {"model": ...}}`); a few rounds suffice.
+        for _ in 0..4 {
+            let roots = self.roots();
+            let nested = |name: &str| {
+                roots.contains_key(name)
+                    && !model_roots.contains(name)
+                    && self.entries.iter().all(|e| e.key.contains('.'))
+            };
+            let preferred: Vec<&str> = if ema {
+                EMA_CONTAINERS.iter().chain(CONTAINERS).copied().collect()
+            } else {
+                CONTAINERS.to_vec()
+            };
+            let choice = preferred.into_iter().find(|&name| {
+                if !nested(name) {
+                    return false;
+                }
+                // Alone, or beside names a training checkpoint keeps next to its weights.
+                roots.keys().all(|r| {
+                    r == name
+                        || SIBLINGS.contains(&r.as_str())
+                        || EMA_CONTAINERS.contains(&r.as_str())
+                        || CONTAINERS.contains(&r.as_str())
+                })
+            });
+            let Some(container) = choice else { return };
+            let prefix = format!("{container}.");
+            let mut dropped = BTreeMap::new();
+            let mut kept = Vec::with_capacity(self.entries.len());
+            for mut e in std::mem::take(&mut self.entries) {
+                if let Some(rest) = e.key.strip_prefix(&prefix) {
+                    e.key = rest.to_string();
+                    kept.push(e);
+                } else {
+                    let root = e.key.split('.').next().unwrap_or_default().to_string();
+                    *dropped.entry(root.clone()).or_insert(0) += 1;
+                    self.dropped.push((
+                        e.entry.key().to_string(),
+                        format!("outside the `{container}` container"),
+                    ));
+                }
+            }
+            self.entries = kept;
+            self.steps.push(ViewStep::Unwrapped {
+                container: container.to_string(),
+                dropped,
+            });
+        }
+    }
+
+    fn strip_wrappers(&mut self, model_roots: &HashSet<String>) {
+        loop {
+            let roots = self.roots();
+            let wrapper = WRAPPERS.iter().find(|&&w| {
+                roots.len() == 1
+                    && roots.contains_key(w)
+                    && !model_roots.contains(w)
+                    && self.entries.iter().all(|e| e.key.contains('.'))
+            });
+            let Some(wrapper) = wrapper else { break };
+            let prefix = format!("{wrapper}.");
+            for e in &mut self.entries {
+                e.key = e.key[prefix.len()..].to_string();
+            }
+            self.steps.push(ViewStep::Stripped {
+                prefix,
+                keys: self.entries.len(),
+            });
+        }
+        // torch.compile on a submodule leaves `._orig_mod.` inside keys.
+        let inner = self
+            .entries
+            .iter()
+            .filter(|e| e.key.contains("._orig_mod."))
+            .count();
+        if inner > 0 {
+            for e in &mut self.entries {
+                e.key = e.key.replace("._orig_mod.", ".");
+            }
+            self.steps.push(ViewStep::Stripped {
+                prefix: "._orig_mod.".into(),
+                keys: inner,
+            });
+        }
+    }
+
+    fn sub_level(&mut self, prefix: &str, checkpoint: &Checkpoint) -> Result<()> {
+        let dotted = format!("{prefix}.");
+        let kept_count = self
+            .entries
+            .iter()
+            .filter(|e| e.key.starts_with(&dotted))
+            .count();
+        if kept_count == 0 {
+            let available: Vec<String> = self.roots().into_keys().collect();
+            return Err(Error::SubLevelNotFound {
+                path: checkpoint.path().to_path_buf(),
+                sub_level: prefix.to_string(),
+                available: available.join(", "),
+            });
+        }
+        let total = self.entries.len();
+        let mut kept = Vec::with_capacity(kept_count);
+        for mut e in std::mem::take(&mut self.entries) {
+            if let Some(rest) = e.key.strip_prefix(&dotted) {
+                e.key = rest.to_string();
+                kept.push(e);
+            } else {
+                self.dropped.push((
+                    e.entry.key().to_string(),
+                    format!("outside sub_level `{prefix}`"),
+                ));
+            }
+        }
+        self.entries = kept;
+        self.steps.push(ViewStep::SubLevel {
+            prefix: prefix.to_string(),
+            kept: kept_count,
+            dropped: total - kept_count,
+        });
+        Ok(())
+    }
+
+    fn remap(&mut self, from: &str, to: &str) -> Result<()> {
+        let re = Regex::new(from).map_err(|source| Error::InvalidRemap {
+            pattern: from.to_string(),
+            source,
+        })?;
+        let mut changed = 0;
+        for e in &mut self.entries {
+            let new = re.replace_all(&e.key, to);
+            if new != e.key {
+                e.key = new.into_owned();
+                changed += 1;
+            }
+        }
+        self.steps.push(ViewStep::Remapped {
+            from: from.to_string(),
+            to: to.to_string(),
+            keys: changed,
+        });
+        Ok(())
+    }
+
+    fn check_collisions(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for e in &self.entries {
+            if let Some(first) = seen.insert(&e.key, e.entry.key()) {
+                return Err(Error::KeyCollision {
+                    path: checkpoint.path().to_path_buf(),
+                    key: e.key.clone(),
+                    first: first.to_string(),
+                    second: e.entry.key().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
