@@ -18,6 +18,9 @@ pub struct Field {
     pub field_name: String,
     /// The checkpoint's name (empty when flattened); `None` when skipped.
     pub key: Option<String>,
+    /// Set by `#[pretrain(skip)]` (not `#[module(skip)]`): checkpoint keys under the field's
+    /// name are ignored rather than unexpected.
+    pub skipped: bool,
 }
 
 /// The fields of a struct or of one enum variant.
@@ -78,6 +81,7 @@ impl Shape {
             out.push(Field {
                 member,
                 binding,
+                skipped: attrs.skip.is_some(),
                 field_name,
                 key,
             });

@@ -80,6 +80,10 @@ pub fn derive(input: &DeriveInput) -> TokenStream {
 
 fn walk_fields(shape: &Shape) -> TokenStream {
     let steps = shape.fields.iter().filter_map(|f| {
+        if f.skipped {
+            let name = &f.field_name;
+            return Some(quote!(__walker.skipped(#name);));
+        }
         let key = f.key.as_ref()?;
         let binding = &f.binding;
         let field_name = &f.field_name;
@@ -95,9 +99,10 @@ fn walk_fields(shape: &Shape) -> TokenStream {
 fn rebuild(shape: &Shape, ctor: TokenStream) -> TokenStream {
     let values = shape.fields.iter().map(|f| {
         let binding = &f.binding;
+        let field_name = &f.field_name;
         match &f.key {
             Some(key) => quote! {
-                __applier.field(#key, |__applier| {
+                __applier.field(#key, #field_name, |__applier| {
                     ::burn_pretrain::__private::Pretrainable::apply_pretrain(#binding, __applier)
                 })
             },

@@ -83,6 +83,7 @@ impl Prepared {
         let plan = Plan::build(
             std::mem::take(&mut walker.targets),
             std::mem::take(&mut walker.expected_unused),
+            &walker.skipped,
             &view,
         )?;
         Ok(Self {

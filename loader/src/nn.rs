@@ -28,9 +28,9 @@ impl Pretrainable for nn::Linear {
 
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
         let weight = self.weight;
-        self.weight = applier.field("weight", |a| weight.apply_pretrain(a));
+        self.weight = applier.field("weight", "weight", |a| weight.apply_pretrain(a));
         let bias = self.bias;
-        self.bias = applier.field("bias", |a| bias.apply_pretrain(a));
+        self.bias = applier.field("bias", "bias", |a| bias.apply_pretrain(a));
         self
     }
 }
@@ -47,9 +47,9 @@ macro_rules! weight_and_bias {
 
                 fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
                     let weight = self.weight;
-                    self.weight = applier.field("weight", |a| weight.apply_pretrain(a));
+                    self.weight = applier.field("weight", "weight", |a| weight.apply_pretrain(a));
                     let bias = self.bias;
-                    self.bias = applier.field("bias", |a| bias.apply_pretrain(a));
+                    self.bias = applier.field("bias", "bias", |a| bias.apply_pretrain(a));
                     self
                 }
             }
@@ -73,7 +73,7 @@ impl Pretrainable for nn::Embedding {
 
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
         let weight = self.weight;
-        self.weight = applier.field("weight", |a| weight.apply_pretrain(a));
+        self.weight = applier.field("weight", "weight", |a| weight.apply_pretrain(a));
         self
     }
 }
@@ -93,7 +93,7 @@ impl Pretrainable for nn::PRelu {
             Convention::Burn => "alpha",
         };
         let alpha = self.alpha;
-        self.alpha = applier.field(name, |a| alpha.apply_pretrain(a));
+        self.alpha = applier.field(name, "alpha", |a| alpha.apply_pretrain(a));
         self
     }
 }
@@ -118,13 +118,14 @@ impl Pretrainable for nn::BatchNorm {
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
         let (scale, shift) = affine_names(applier.convention());
         let gamma = self.gamma;
-        self.gamma = applier.field(scale, |a| gamma.apply_pretrain(a));
+        self.gamma = applier.field(scale, "gamma", |a| gamma.apply_pretrain(a));
         let beta = self.beta;
-        self.beta = applier.field(shift, |a| beta.apply_pretrain(a));
+        self.beta = applier.field(shift, "beta", |a| beta.apply_pretrain(a));
         let mean = self.running_mean;
-        self.running_mean = applier.field("running_mean", |a| mean.apply_pretrain(a));
+        self.running_mean =
+            applier.field("running_mean", "running_mean", |a| mean.apply_pretrain(a));
         let var = self.running_var;
-        self.running_var = applier.field("running_var", |a| var.apply_pretrain(a));
+        self.running_var = applier.field("running_var", "running_var", |a| var.apply_pretrain(a));
         self
     }
 }
@@ -143,9 +144,9 @@ macro_rules! affine_norm {
                 fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
                     let (scale, shift) = affine_names(applier.convention());
                     let gamma = self.gamma;
-                    self.gamma = applier.field(scale, |a| gamma.apply_pretrain(a));
+                    self.gamma = applier.field(scale, "gamma", |a| gamma.apply_pretrain(a));
                     let beta = self.beta;
-                    self.beta = applier.field(shift, |a| beta.apply_pretrain(a));
+                    self.beta = applier.field(shift, "beta", |a| beta.apply_pretrain(a));
                     self
                 }
             }
@@ -164,7 +165,7 @@ impl Pretrainable for nn::RmsNorm {
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
         let (scale, _) = affine_names(applier.convention());
         let gamma = self.gamma;
-        self.gamma = applier.field(scale, |a| gamma.apply_pretrain(a));
+        self.gamma = applier.field(scale, "gamma", |a| gamma.apply_pretrain(a));
         self
     }
 }

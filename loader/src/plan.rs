@@ -46,6 +46,7 @@ impl Plan {
     pub fn build(
         targets: Vec<Target>,
         expected_unused: Vec<(String, &'static str)>,
+        skipped: &[String],
         view: &View,
     ) -> Result<Self> {
         let mut owners: HashMap<&str, &str> = HashMap::new();
@@ -107,8 +108,14 @@ impl Plan {
             if used.contains(&i) {
                 continue;
             }
+            let under_skipped = skipped.iter().any(|p| {
+                e.key == *p || (e.key.starts_with(p.as_str()) && e.key[p.len()..].starts_with('.'))
+            });
             match expected.get(e.key.as_str()) {
-                Some(why) => ignored.push((e.entry.key().to_string(), why.to_string())),
+                Some(why) => ignored.push((e.key.clone(), why.to_string())),
+                None if under_skipped => {
+                    ignored.push((e.key.clone(), "field marked #[pretrain(skip)]".to_string()))
+                }
                 None => unexpected.push((e.key.clone(), e.entry.shape().to_vec())),
             }
         }

@@ -55,6 +55,7 @@ pub struct Walker {
     fields: Vec<String>,
     pub(crate) targets: Vec<Target>,
     pub(crate) expected_unused: Vec<(String, &'static str)>,
+    pub(crate) skipped: Vec<String>,
 }
 
 impl Walker {
@@ -65,6 +66,7 @@ impl Walker {
             fields: Vec::new(),
             targets: Vec::new(),
             expected_unused: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 
@@ -74,9 +76,11 @@ impl Walker {
     }
 
     /// Walk `f` one level down: `key` is the checkpoint's name for the level (empty for none),
-    /// `field` the module's.
+    /// `field` the module's. A checkpoint in burn's own convention (burnpack) is keyed by the
+    /// field names, so there `field` is used for both.
     pub fn field(&mut self, key: &str, field: &str, f: impl FnOnce(&mut Self)) {
-        self.keys.push(key.to_string());
+        self.keys
+            .push(segment(self.convention, key, field).to_string());
         self.fields.push(field.to_string());
         f(self);
         self.keys.pop();
@@ -109,6 +113,25 @@ impl Walker {
         self.keys.push(key.to_string());
         self.expected_unused.push((join(&self.keys), reason));
         self.keys.pop();
+    }
+}
+
+impl Walker {
+    /// Declare a field that is never loaded (`#[pretrain(skip)]`): checkpoint keys under
+    /// `key` are reported as ignored, not unexpected, and the field is never missing.
+    pub fn skipped(&mut self, key: &str) {
+        self.keys.push(key.to_string());
+        self.skipped.push(join(&self.keys));
+        self.keys.pop();
+    }
+}
+
+/// The key segment for a level: the checkpoint's name, or burn's field name for checkpoints
+/// burn wrote.
+fn segment<'a>(convention: Convention, key: &'a str, field: &'a str) -> &'a str {
+    match convention {
+        Convention::Pytorch => key,
+        Convention::Burn => field,
     }
 }
 
@@ -154,9 +177,10 @@ impl Applier {
         self.convention
     }
 
-    /// Apply `f` one level down, under the checkpoint's name `key` (empty for none).
-    pub fn field<T>(&mut self, key: &str, f: impl FnOnce(&mut Self) -> T) -> T {
-        self.keys.push(key.to_string());
+    /// Apply `f` one level down; `key` and `field` as in [`Walker::field`].
+    pub fn field<T>(&mut self, key: &str, field: &str, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.keys
+            .push(segment(self.convention, key, field).to_string());
         let out = f(self);
         self.keys.pop();
         out
@@ -259,7 +283,10 @@ impl<T: Pretrainable> Pretrainable for Vec<T> {
     fn apply_pretrain(self, applier: &mut Applier) -> Self {
         self.into_iter()
             .enumerate()
-            .map(|(i, item)| applier.field(&i.to_string(), |a| item.apply_pretrain(a)))
+            .map(|(i, item)| {
+                let i = i.to_string();
+                applier.field(&i, &i, |a| item.apply_pretrain(a))
+            })
             .collect()
     }
 }
@@ -275,7 +302,8 @@ impl<T: Pretrainable, const N: usize> Pretrainable for [T; N] {
     fn apply_pretrain(self, applier: &mut Applier) -> Self {
         let mut i = 0;
         self.map(|item| {
-            let out = applier.field(&i.to_string(), |a| item.apply_pretrain(a));
+            let name = i.to_string();
+            let out = applier.field(&name, &name, |a| item.apply_pretrain(a));
             i += 1;
             out
         })

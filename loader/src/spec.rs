@@ -158,6 +158,12 @@ impl From<&std::path::Path> for Pretrain {
     }
 }
 
+impl From<&std::path::PathBuf> for Pretrain {
+    fn from(path: &std::path::PathBuf) -> Self {
+        Self::from(path.as_path())
+    }
+}
+
 impl From<std::path::PathBuf> for Pretrain {
     fn from(path: std::path::PathBuf) -> Self {
         Self::from(path.as_path())

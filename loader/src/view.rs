@@ -20,7 +20,6 @@ const CONTAINERS: &[&str] = &[
     "model_state_dict",
     "model_state",
     "model",
-    "module",
     "net",
     "network",
     "params",
@@ -229,10 +228,8 @@ impl View {
                 } else {
                     let root = e.key.split('.').next().unwrap_or_default().to_string();
                     *dropped.entry(root.clone()).or_insert(0) += 1;
-                    self.dropped.push((
-                        e.entry.key().to_string(),
-                        format!("outside the `{container}` container"),
-                    ));
+                    self.dropped
+                        .push((e.key, format!("outside the `{container}` container")));
                 }
             }
             self.entries = kept;
@@ -301,10 +298,8 @@ impl View {
                 e.key = rest.to_string();
                 kept.push(e);
             } else {
-                self.dropped.push((
-                    e.entry.key().to_string(),
-                    format!("outside sub_level `{prefix}`"),
-                ));
+                self.dropped
+                    .push((e.key, format!("outside sub_level `{prefix}`")));
             }
         }
         self.entries = kept;

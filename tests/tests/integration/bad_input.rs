@@ -1,0 +1,113 @@
+//! Bad input: a clear error naming the file and what was found; never a panic; the model
+//! exactly as it was.
+
+use burn::prelude::*;
+use burn_pretrain::{Error, PretrainExt};
+use burn_pretrain_tests::{Backbone, StateDict, fixture};
+
+fn load_err(path: &std::path::Path) -> (Error, String) {
+    let device = Device::flex();
+    let mut model = Backbone::new(&device);
+    let before = model.to_state_dict();
+    let err = model.load_pretrained_in_place(path).unwrap_err();
+    assert_eq!(
+        model.to_state_dict(),
+        before,
+        "model changed by a failed load"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "error should name the path: {msg}"
+    );
+    (err, msg)
+}
+
+#[test]
+fn missing_path() {
+    let (err, msg) = load_err(&fixture("bad/does_not_exist.pth"));
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert!(msg.contains("No such file"), "{msg}");
+}
+
+#[test]
+fn directory() {
+    let (err, msg) = load_err(&fixture("bad"));
+    assert!(matches!(err, Error::IsDirectory { .. }), "{err:?}");
+    assert!(msg.ends_with("is a directory, not a file"), "{msg}");
+}
+
+#[test]
+fn empty_file() {
+    let (err, msg) = load_err(&fixture("bad/empty.pth"));
+    assert!(matches!(err, Error::Empty { .. }), "{err:?}");
+    assert!(msg.ends_with("is empty (0 bytes)"), "{msg}");
+}
+
+#[test]
+fn truncated_zip() {
+    let (err, msg) = load_err(&fixture("bad/truncated.pth"));
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(
+        msg.starts_with("cannot read PyTorch zip checkpoint"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn random_bytes() {
+    let (err, msg) = load_err(&fixture("bad/random.pth"));
+    assert!(matches!(err, Error::UnknownFormat { .. }), "{err:?}");
+    assert!(msg.contains("unrecognised bytes starting with"), "{msg}");
+}
+
+#[test]
+fn html_page_saved_as_pth() {
+    let (err, msg) = load_err(&fixture("bad/page.pth"));
+    assert!(matches!(err, Error::UnknownFormat { .. }), "{err:?}");
+    assert!(msg.contains("an HTML page"), "{msg}");
+}
+
+#[test]
+fn torchscript_archive() {
+    let (err, msg) = load_err(&fixture("bad/torchscript.pt"));
+    assert!(matches!(err, Error::TorchScript { .. }), "{err:?}");
+    assert!(msg.contains("torch.save(model.state_dict()"), "{msg}");
+}
+
+#[test]
+fn damaged_tensor_bytes_fail_before_the_model_changes() {
+    let path = fixture("bad/corrupt_storage.pth");
+    // Headers are intact: a plan (which reads no tensor bytes) succeeds.
+    let device = Device::flex();
+    let report = Backbone::new(&device).plan_pretrained(&path).unwrap();
+    assert!(report.is_dry_run());
+    assert_eq!(report.loaded().len(), 30);
+    // Loading reads the damaged storage and fails, naming the tensor.
+    let (err, msg) = load_err(&path);
+    assert!(matches!(err, Error::TensorData { .. }), "{err:?}");
+    assert!(msg.starts_with("cannot read tensor `"), "{msg}");
+}
+
+#[test]
+fn sub_level_that_matches_nothing_lists_what_exists() {
+    let device = Device::flex();
+    let spec = burn_pretrain::Pretrain::from(fixture("dataparallel/classifier_dp.pth"))
+        .with_sub_level("encoder");
+    let err = Backbone::new(&device).load_pretrained(spec).unwrap_err();
+    assert!(matches!(err, Error::SubLevelNotFound { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .ends_with("top-level names are: backbone, head"),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_remap_pattern() {
+    let device = Device::flex();
+    let spec = burn_pretrain::Pretrain::from(fixture("legacy/backbone_legacy.pth"))
+        .with_remap("(unclosed", "x");
+    let err = Backbone::new(&device).load_pretrained(spec).unwrap_err();
+    assert!(matches!(err, Error::InvalidRemap { .. }), "{err:?}");
+}

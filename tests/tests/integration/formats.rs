@@ -1,0 +1,120 @@
+//! Every format, recognised by content, loads the values PyTorch (or burn) saved.
+
+use burn::prelude::*;
+use burn_pretrain::{Checkpoint, Convention, DType, Format, PretrainExt, ViewStep};
+use burn_pretrain_tests::{Backbone, Classifier, StateDict, assert_values_eq, expected, fixture};
+
+#[test]
+fn torch_compile_prefix_is_stripped() {
+    let device = Device::flex();
+    let (model, report) = Backbone::new(&device)
+        .load_pretrained(fixture("compiled/backbone_compiled.pth"))
+        .unwrap();
+    assert_eq!(
+        report.view_steps(),
+        [ViewStep::Stripped {
+            prefix: "_orig_mod.".into(),
+            keys: 36
+        }]
+    );
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("compiled"), ""),
+        30
+    );
+}
+
+#[test]
+fn legacy_pickle_format_loads() {
+    let device = Device::flex();
+    let (model, report) = Backbone::new(&device)
+        .load_pretrained(fixture("legacy/backbone_legacy.pth"))
+        .unwrap();
+    assert_eq!(report.format(), Format::PytorchLegacy);
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("legacy"), ""),
+        30
+    );
+}
+
+#[test]
+fn safetensors_loads_with_linear_transposed() {
+    let device = Device::flex();
+    let (model, report) = Classifier::new(5, &device)
+        .load_pretrained(fixture("safetensors/classifier.safetensors"))
+        .unwrap();
+    assert_eq!(report.format(), Format::Safetensors);
+    assert_eq!(report.convention(), Convention::Pytorch);
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("safetensors"), ""),
+        32
+    );
+}
+
+#[test]
+fn half_precision_is_cast_and_reported() {
+    let device = Device::flex();
+    let (model, report) = Backbone::new(&device)
+        .load_pretrained(fixture("half/backbone_f16.pth"))
+        .unwrap();
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(report.cast().len(), 30);
+    let from = |key: &str| {
+        report
+            .cast()
+            .iter()
+            .find(|c| c.key == key)
+            .map(|c| (c.from, c.to))
+    };
+    assert_eq!(from("conv1.weight"), Some((DType::F16, DType::F32)));
+    assert_eq!(from("bn1.running_mean"), Some((DType::BF16, DType::F32)));
+    assert_eq!(from("bn1.running_var"), Some((DType::F64, DType::F32)));
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("half"), ""),
+        30
+    );
+}
+
+#[test]
+fn checkpoint_lists_tensors_without_reading_them() {
+    let ckpt = Checkpoint::open(fixture("legacy/backbone_legacy.pth")).unwrap();
+    assert_eq!(ckpt.format(), Format::PytorchLegacy);
+    assert_eq!(ckpt.entries().len(), 36);
+    let first: Vec<_> = ckpt.entries().iter().take(3).map(|e| e.key()).collect();
+    assert_eq!(
+        first,
+        ["bn1.bias", "bn1.num_batches_tracked", "bn1.running_mean"]
+    );
+    let conv = ckpt.get("layer1.1.downsample.0.weight").unwrap();
+    assert_eq!(conv.shape(), [8, 4, 1, 1]);
+    assert_eq!(conv.dtype(), DType::F32);
+    assert_eq!(
+        ckpt.get("bn1.num_batches_tracked").unwrap().dtype(),
+        DType::I64
+    );
+}
+
+#[test]
+fn burnpack_written_by_burn_loads_back() {
+    use burn_store::{BurnpackStore, ModuleSnapshot};
+    let device = Device::flex();
+    let (source, _) = Backbone::new(&device)
+        .load_pretrained(fixture("legacy/backbone_legacy.pth"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backbone.bpk");
+    let mut store = BurnpackStore::from_file(&path);
+    source.save_into(&mut store).unwrap();
+
+    let (model, report) = Backbone::new(&device).load_pretrained(&path).unwrap();
+    assert_eq!(report.format(), Format::Burnpack);
+    assert_eq!(report.convention(), Convention::Burn);
+    assert!(report.missing().is_empty(), "{report}");
+    assert_eq!(report.loaded().len(), 30);
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("legacy"), ""),
+        30
+    );
+}
