@@ -105,8 +105,8 @@ pub fn field_attrs(attrs: &[Attribute], errors: &mut Vec<syn::Error>) -> FieldAt
 /// The type itself takes no `#[pretrain]` attribute.
 pub fn container_attrs(attrs: &[Attribute], errors: &mut Vec<syn::Error>) {
     for attr in attrs.iter().filter(|a| a.path().is_ident("pretrain")) {
-        errors.push(syn::Error::new(
-            attr.span(),
+        errors.push(syn::Error::new_spanned(
+            attr,
             "#[pretrain(...)] belongs on fields, not on the type",
         ));
     }

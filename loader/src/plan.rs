@@ -186,7 +186,7 @@ mod tests {
         let t = transpose(data);
         assert_eq!(t.shape().to_vec(), vec![3, 2]);
         assert_eq!(
-            t.to_vec::<f32>().unwrap(),
+            t.try_to_vec::<f32>().unwrap(),
             vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
         );
     }

@@ -203,6 +203,10 @@ impl Applier {
 /// whose checkpoint names or layouts differ from its field names (see the burn-nn impls in
 /// this crate). Loading itself is done by the methods of [`PretrainExt`](crate::PretrainExt),
 /// available on every `Pretrainable` module.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `Pretrainable`, so burn-pretrain cannot walk its tensors",
+    note = "derive it with `#[derive(Pretrainable)]`, or mark the field `#[pretrain(skip)]` if it holds nothing to load"
+)]
 pub trait Pretrainable: Sized {
     /// Tell `walker` every tensor this value would load, each at its checkpoint key.
     fn walk_pretrain(&self, walker: &mut Walker);

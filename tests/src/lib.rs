@@ -1,101 +1,18 @@
-//! Shared pieces of the integration tests: Rust mirrors of the PyTorch models that
-//! `fixtures/generate.py` saves, and helpers to compare values with what PyTorch wrote.
+//! Shared pieces of the integration tests: helpers to compare a model's values with what
+//! PyTorch wrote. The models themselves (Rust mirrors of those `fixtures/generate.py` saves)
+//! are the examples crate's user-defined models.
+
+// Test support: a fixture that does not parse is a broken checkout; panicking says so.
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use burn::module::Param;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
-use burn_pretrain::Pretrainable;
-
-/// torchvision's `downsample = Sequential(conv, bn)`: the checkpoint calls them `0` and `1`.
-#[derive(Module, Debug, Pretrainable)]
-pub struct Downsample {
-    #[pretrain(rename = "0")]
-    pub conv: Conv2d,
-    #[pretrain(rename = "1")]
-    pub bn: BatchNorm,
-}
-
-/// A BasicBlock-shaped block.
-#[derive(Module, Debug, Pretrainable)]
-pub struct Block {
-    pub conv1: Conv2d,
-    pub bn1: BatchNorm,
-    pub conv2: Conv2d,
-    pub bn2: BatchNorm,
-    pub downsample: Option<Downsample>,
-}
-
-impl Block {
-    pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
-        let conv3 = |i, o| {
-            Conv2dConfig::new([i, o], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_bias(false)
-                .init(device)
-        };
-        Self {
-            conv1: conv3(cin, cout),
-            bn1: BatchNormConfig::new(cout).init(device),
-            conv2: conv3(cout, cout),
-            bn2: BatchNormConfig::new(cout).init(device),
-            downsample: (cin != cout).then(|| Downsample {
-                conv: Conv2dConfig::new([cin, cout], [1, 1])
-                    .with_bias(false)
-                    .init(device),
-                bn: BatchNormConfig::new(cout).init(device),
-            }),
-        }
-    }
-}
-
-/// The fixtures' backbone: conv1, bn1, layer1 = [Block(4, 4), Block(4, 8)].
-#[derive(Module, Debug, Pretrainable)]
-pub struct Backbone {
-    pub conv1: Conv2d,
-    pub bn1: BatchNorm,
-    pub layer1: Vec<Block>,
-}
-
-impl Backbone {
-    pub fn new(device: &Device) -> Self {
-        Self {
-            conv1: Conv2dConfig::new([3, 4], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .with_bias(false)
-                .init(device),
-            bn1: BatchNormConfig::new(4).init(device),
-            layer1: vec![Block::new(4, 4, device), Block::new(4, 8, device)],
-        }
-    }
-}
-
-/// The classification head: one Linear called `fc`.
-#[derive(Module, Debug, Pretrainable)]
-pub struct Head {
-    pub fc: Linear,
-}
-
-/// The seed's classifier shape: backbone + head.
-#[derive(Module, Debug, Pretrainable)]
-pub struct Classifier {
-    pub backbone: Backbone,
-    pub head: Head,
-}
-
-impl Classifier {
-    pub fn new(num_classes: usize, device: &Device) -> Self {
-        Self {
-            backbone: Backbone::new(device),
-            head: Head {
-                fc: LinearConfig::new(8, num_classes).init(device),
-            },
-        }
-    }
-}
+pub use burn_pretrain_examples::{Backbone, Block, Classifier, Downsample, Head};
 
 /// The path of a committed fixture file.
 pub fn fixture(relative: &str) -> PathBuf {

@@ -69,8 +69,7 @@ pub(super) fn classify(head: &[u8]) -> Result<Format, String> {
         return Ok(Format::Burnpack);
     }
     if let Some(len) = head.first_chunk::<8>().map(|b| u64::from_le_bytes(*b))
-        && len <= SAFETENSORS_MAX_HEADER
-        && len >= 2
+        && (2..=SAFETENSORS_MAX_HEADER).contains(&len)
         && head.get(8) == Some(&b'{')
     {
         return Ok(Format::Safetensors);

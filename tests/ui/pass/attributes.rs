@@ -19,7 +19,7 @@ enum Choice {
     Empty,
 }
 
-#[derive(burn::module::Module, Debug, Clone, burn_pretrain::Pretrainable)]
+#[derive(burn::module::Module, Debug, burn_pretrain::Pretrainable)]
 struct Unit;
 
 fn main() {
