@@ -347,3 +347,88 @@ impl View {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{DType, Format};
+
+    fn checkpoint(keys: &[&str]) -> Checkpoint {
+        let entries = keys
+            .iter()
+            .map(|k| TensorEntry::new(k.to_string(), vec![1], DType::F32, || Ok(vec![0; 4])))
+            .collect();
+        Checkpoint::from_entries("mem.pth", Format::PytorchZip, entries)
+    }
+
+    fn keys(view: &View) -> Vec<&str> {
+        view.entries.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    fn roots(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn nested_containers_and_wrappers_unwrap_in_turn() {
+        let ckpt = checkpoint(&["state_dict.model.module.a.w", "state_dict.model.module.b.w"]);
+        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["a", "b"])).unwrap();
+        assert_eq!(keys(&view), ["a.w", "b.w"]);
+        assert_eq!(view.steps.len(), 3);
+    }
+
+    #[test]
+    fn ema_weights_on_request_raw_ones_by_default() {
+        let ckpt = checkpoint(&["model.a.w", "model_ema.a.w", "optimizer.state.0.m"]);
+        let raw = View::build(&ckpt, &Pretrain::from("x"), &roots(&["a"])).unwrap();
+        assert_eq!(keys(&raw), ["a.w"]);
+        assert_eq!(raw.entries[0].entry.key(), "model.a.w");
+        let ema = View::build(&ckpt, &Pretrain::from("x").with_ema(true), &roots(&["a"])).unwrap();
+        assert_eq!(ema.entries[0].entry.key(), "model_ema.a.w");
+        let dropped: Vec<_> = ema.dropped.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(dropped, ["model.a.w", "optimizer.state.0.m"]);
+    }
+
+    #[test]
+    fn ema_requested_but_absent_is_an_error() {
+        let ckpt = checkpoint(&["model.a.w"]);
+        let err = View::build(&ckpt, &Pretrain::from("x").with_ema(true), &roots(&["a"]));
+        assert!(matches!(err, Err(Error::EmaNotFound { .. })));
+    }
+
+    #[test]
+    fn names_the_model_uses_are_not_unwrapped() {
+        let ckpt = checkpoint(&["model.w", "module.w"]);
+        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["model", "module"])).unwrap();
+        assert_eq!(keys(&view), ["model.w", "module.w"]);
+        let ckpt = checkpoint(&["module.w"]);
+        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["module"])).unwrap();
+        assert_eq!(keys(&view), ["module.w"]);
+        assert!(view.steps.is_empty());
+    }
+
+    #[test]
+    fn a_plain_state_dict_is_left_alone() {
+        let ckpt = checkpoint(&["model.w", "fc.w"]);
+        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["fc"])).unwrap();
+        assert_eq!(keys(&view), ["model.w", "fc.w"]);
+    }
+
+    #[test]
+    fn compiled_submodules_lose_inner_orig_mod() {
+        let ckpt = checkpoint(&["backbone._orig_mod.conv.w", "head.fc.w"]);
+        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["backbone"])).unwrap();
+        assert_eq!(keys(&view), ["backbone.conv.w", "head.fc.w"]);
+    }
+
+    #[test]
+    fn remaps_that_collide_are_refused() {
+        let ckpt = checkpoint(&["a.w", "b.w"]);
+        let spec = Pretrain::from("x").with_remap("^(a|b)", "c");
+        let err = View::build(&ckpt, &spec, &roots(&["c"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "keys `a.w` and `b.w` of mem.pth both become `c.w` after remapping"
+        );
+    }
+}

@@ -260,6 +260,17 @@ impl Checkpoint {
         })
     }
 
+    /// A checkpoint from entries already in hand (tests, other sources).
+    #[cfg(test)]
+    pub(crate) fn from_entries(path: &str, format: Format, entries: Vec<TensorEntry>) -> Self {
+        Self {
+            path: path.into(),
+            format,
+            convention: format.convention(),
+            entries,
+        }
+    }
+
     /// The file this checkpoint was read from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -6,5 +6,6 @@
 mod bad_input;
 mod derive;
 mod formats;
+mod layers;
 mod report;
 mod seed;
