@@ -23,14 +23,12 @@ impl Pretrainable for nn::Linear {
         walker.field("weight", "weight", |w| {
             w.param(&self.weight, Layout::Transposed)
         });
-        walker.field("bias", "bias", |w| self.bias.walk_pretrain(w));
+        walker.child("bias", "bias", &self.bias);
     }
 
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-        let weight = self.weight;
-        self.weight = applier.field("weight", "weight", |a| weight.apply_pretrain(a));
-        let bias = self.bias;
-        self.bias = applier.field("bias", "bias", |a| bias.apply_pretrain(a));
+        self.weight = applier.child("weight", "weight", self.weight);
+        self.bias = applier.child("bias", "bias", self.bias);
         self
     }
 }
@@ -41,15 +39,13 @@ macro_rules! weight_and_bias {
         $(
             impl Pretrainable for $ty {
                 fn walk_pretrain(&self, walker: &mut Walker) {
-                    walker.field("weight", "weight", |w| self.weight.walk_pretrain(w));
-                    walker.field("bias", "bias", |w| self.bias.walk_pretrain(w));
+                    walker.child("weight", "weight", &self.weight);
+                    walker.child("bias", "bias", &self.bias);
                 }
 
                 fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-                    let weight = self.weight;
-                    self.weight = applier.field("weight", "weight", |a| weight.apply_pretrain(a));
-                    let bias = self.bias;
-                    self.bias = applier.field("bias", "bias", |a| bias.apply_pretrain(a));
+                    self.weight = applier.child("weight", "weight", self.weight);
+                    self.bias = applier.child("bias", "bias", self.bias);
                     self
                 }
             }
@@ -68,12 +64,11 @@ weight_and_bias!(
 
 impl Pretrainable for nn::Embedding {
     fn walk_pretrain(&self, walker: &mut Walker) {
-        walker.field("weight", "weight", |w| self.weight.walk_pretrain(w));
+        walker.child("weight", "weight", &self.weight);
     }
 
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-        let weight = self.weight;
-        self.weight = applier.field("weight", "weight", |a| weight.apply_pretrain(a));
+        self.weight = applier.child("weight", "weight", self.weight);
         self
     }
 }
@@ -84,7 +79,7 @@ impl Pretrainable for nn::PRelu {
             Convention::Pytorch => "weight",
             Convention::Burn => "alpha",
         };
-        walker.field(name, "alpha", |w| self.alpha.walk_pretrain(w));
+        walker.child(name, "alpha", &self.alpha);
     }
 
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
@@ -92,8 +87,7 @@ impl Pretrainable for nn::PRelu {
             Convention::Pytorch => "weight",
             Convention::Burn => "alpha",
         };
-        let alpha = self.alpha;
-        self.alpha = applier.field(name, "alpha", |a| alpha.apply_pretrain(a));
+        self.alpha = applier.child(name, "alpha", self.alpha);
         self
     }
 }
@@ -101,14 +95,10 @@ impl Pretrainable for nn::PRelu {
 impl Pretrainable for nn::BatchNorm {
     fn walk_pretrain(&self, walker: &mut Walker) {
         let (scale, shift) = affine_names(walker.convention());
-        walker.field(scale, "gamma", |w| self.gamma.walk_pretrain(w));
-        walker.field(shift, "beta", |w| self.beta.walk_pretrain(w));
-        walker.field("running_mean", "running_mean", |w| {
-            self.running_mean.walk_pretrain(w)
-        });
-        walker.field("running_var", "running_var", |w| {
-            self.running_var.walk_pretrain(w)
-        });
+        walker.child(scale, "gamma", &self.gamma);
+        walker.child(shift, "beta", &self.beta);
+        walker.child("running_mean", "running_mean", &self.running_mean);
+        walker.child("running_var", "running_var", &self.running_var);
         walker.expect_unused(
             "num_batches_tracked",
             "BatchNorm step counter, not a parameter",
@@ -117,15 +107,10 @@ impl Pretrainable for nn::BatchNorm {
 
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
         let (scale, shift) = affine_names(applier.convention());
-        let gamma = self.gamma;
-        self.gamma = applier.field(scale, "gamma", |a| gamma.apply_pretrain(a));
-        let beta = self.beta;
-        self.beta = applier.field(shift, "beta", |a| beta.apply_pretrain(a));
-        let mean = self.running_mean;
-        self.running_mean =
-            applier.field("running_mean", "running_mean", |a| mean.apply_pretrain(a));
-        let var = self.running_var;
-        self.running_var = applier.field("running_var", "running_var", |a| var.apply_pretrain(a));
+        self.gamma = applier.child(scale, "gamma", self.gamma);
+        self.beta = applier.child(shift, "beta", self.beta);
+        self.running_mean = applier.child("running_mean", "running_mean", self.running_mean);
+        self.running_var = applier.child("running_var", "running_var", self.running_var);
         self
     }
 }
@@ -137,16 +122,14 @@ macro_rules! affine_norm {
             impl Pretrainable for $ty {
                 fn walk_pretrain(&self, walker: &mut Walker) {
                     let (scale, shift) = affine_names(walker.convention());
-                    walker.field(scale, "gamma", |w| self.gamma.walk_pretrain(w));
-                    walker.field(shift, "beta", |w| self.beta.walk_pretrain(w));
+                    walker.child(scale, "gamma", &self.gamma);
+                    walker.child(shift, "beta", &self.beta);
                 }
 
                 fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
                     let (scale, shift) = affine_names(applier.convention());
-                    let gamma = self.gamma;
-                    self.gamma = applier.field(scale, "gamma", |a| gamma.apply_pretrain(a));
-                    let beta = self.beta;
-                    self.beta = applier.field(shift, "beta", |a| beta.apply_pretrain(a));
+                    self.gamma = applier.child(scale, "gamma", self.gamma);
+                    self.beta = applier.child(shift, "beta", self.beta);
                     self
                 }
             }
@@ -159,13 +142,12 @@ affine_norm!(nn::LayerNorm, nn::GroupNorm, nn::InstanceNorm);
 impl Pretrainable for nn::RmsNorm {
     fn walk_pretrain(&self, walker: &mut Walker) {
         let (scale, _) = affine_names(walker.convention());
-        walker.field(scale, "gamma", |w| self.gamma.walk_pretrain(w));
+        walker.child(scale, "gamma", &self.gamma);
     }
 
     fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
         let (scale, _) = affine_names(applier.convention());
-        let gamma = self.gamma;
-        self.gamma = applier.field(scale, "gamma", |a| gamma.apply_pretrain(a));
+        self.gamma = applier.child(scale, "gamma", self.gamma);
         self
     }
 }

@@ -87,6 +87,11 @@ impl Walker {
         self.fields.pop();
     }
 
+    /// Walk a child value one level down: [`field`](Self::field) with its walk.
+    pub fn child<T: Pretrainable>(&mut self, key: &str, field: &str, value: &T) {
+        self.field(key, field, |w| value.walk_pretrain(w));
+    }
+
     /// Record a tensor at the current key.
     pub fn tensor(&mut self, shape: Vec<usize>, dtype: BurnDType, layout: Layout) {
         let layout = match self.convention {
@@ -184,6 +189,11 @@ impl Applier {
         let out = f(self);
         self.keys.pop();
         out
+    }
+
+    /// Apply a child value one level down: [`field`](Self::field) with its apply.
+    pub fn child<T: Pretrainable>(&mut self, key: &str, field: &str, value: T) -> T {
+        self.field(key, field, |a| value.apply_pretrain(a))
     }
 
     /// The tensor planned for the current key, if the plan loads one there. Already cast to
