@@ -352,6 +352,8 @@ nothing_to_load!(
     bool, u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64, String,
 );
 
+nothing_to_load!(burn::module::Param<burn::module::Flag>);
+
 impl<T> Pretrainable for std::marker::PhantomData<T> {
     fn walk_pretrain(&self, _walker: &mut Walker) {}
     fn apply_pretrain(self, _applier: &mut Applier) -> Self {

@@ -7,5 +7,6 @@ mod bad_input;
 mod derive;
 mod formats;
 mod layers;
+mod models;
 mod report;
 mod seed;

@@ -1,0 +1,116 @@
+//! The seed's `Classifier { backbone, neck, head, act_name }`: logits while training,
+//! activated outputs in inference.
+
+use burn::module::{Flag, Param};
+use burn::prelude::*;
+use burn::tensor::activation::{sigmoid, softmax};
+use burn_pretrain::Pretrainable;
+use serde::{Deserialize, Serialize};
+
+use crate::features::{Features, Stage, unexpected_rank};
+use crate::resnet::ResNet;
+
+/// What inference applies to the logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Probabilities over classes (single-label).
+    #[default]
+    Softmax,
+    /// Independent probabilities (multi-label).
+    Sigmoid,
+}
+
+/// The built-in backbones, as the BACKBONES registry builds them.
+#[derive(Module, Debug, Pretrainable)]
+#[allow(missing_docs)]
+pub enum Backbone {
+    ResNet(ResNet),
+}
+
+impl Stage for Backbone {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+        match self {
+            Backbone::ResNet(b) => b.output_rank(input_rank),
+        }
+    }
+
+    fn forward(&self, x: Features) -> Features {
+        match self {
+            Backbone::ResNet(b) => Stage::forward(b, x),
+        }
+    }
+}
+
+/// Backbone → neck → head, with ranks checked when built. Generic so that user-registered
+/// stage types fit; the registries build `Classifier<Backbone, Neck, Head>`.
+#[derive(Module, Debug, Pretrainable)]
+pub struct Classifier<B: Module, N: Module, H: Module> {
+    /// Feature extractor.
+    pub backbone: B,
+    /// Between backbone and head (pooling).
+    pub neck: N,
+    /// Produces the logits.
+    pub head: H,
+    /// The activation applied in inference.
+    #[module(skip)]
+    pub act: Activation,
+    /// Whether training behaviour (raw logits) is on; cleared by `valid()`.
+    pub training: Param<Flag>,
+}
+
+impl<B, N, H> Classifier<B, N, H>
+where
+    B: Module + Stage,
+    N: Module + Stage,
+    H: Module + Stage,
+{
+    /// Assemble the stages, checking that each takes what the previous gives for images
+    /// (rank 4). The error names the stage at fault and why.
+    pub fn new(
+        backbone: B,
+        neck: N,
+        head: H,
+        act: Activation,
+    ) -> Result<Self, (&'static str, String)> {
+        let r = backbone.output_rank(4).map_err(|e| ("backbone", e))?;
+        let r = neck.output_rank(r).map_err(|e| ("neck", e))?;
+        let r = head.output_rank(r).map_err(|e| ("head", e))?;
+        if r != 2 {
+            return Err((
+                "head",
+                format!("a classifier head must give [batch, classes], not rank {r}"),
+            ));
+        }
+        Ok(Self {
+            backbone,
+            neck,
+            head,
+            act,
+            training: Param::from_bool(true),
+        })
+    }
+
+    /// Logits `[batch, classes]` for images `[batch, channels, h, w]`.
+    pub fn forward_logits(&self, images: Tensor<4>) -> Tensor<2> {
+        let features = self
+            .neck
+            .forward(self.backbone.forward(Features::D4(images)));
+        match self.head.forward(features) {
+            Features::D2(logits) => logits,
+            other => unexpected_rank("Classifier head output", other.rank()),
+        }
+    }
+
+    /// Logits while training (an autodiff device and training on), probabilities otherwise,
+    /// as the seed's classifier.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let training = images.device().is_autodiff() && self.training.is_enabled();
+        let logits = self.forward_logits(images);
+        match (training, self.act) {
+            (true, _) => logits,
+            (false, Activation::Softmax) => softmax(logits, 1),
+            (false, Activation::Sigmoid) => sigmoid(logits),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Features of any rank flowing between a backbone, a neck and a head built from a config,
+//! where the ranks are only known at run time.
+
+use burn::prelude::*;
+
+/// A batch of features, rank 2 to 5 (`[batch, channels, ...]`).
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub enum Features {
+    D2(Tensor<2>),
+    D3(Tensor<3>),
+    D4(Tensor<4>),
+    D5(Tensor<5>),
+}
+
+impl Features {
+    /// The number of dimensions.
+    pub fn rank(&self) -> usize {
+        match self {
+            Features::D2(_) => 2,
+            Features::D3(_) => 3,
+            Features::D4(_) => 4,
+            Features::D5(_) => 5,
+        }
+    }
+
+    /// The shape.
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            Features::D2(t) => t.dims().to_vec(),
+            Features::D3(t) => t.dims().to_vec(),
+            Features::D4(t) => t.dims().to_vec(),
+            Features::D5(t) => t.dims().to_vec(),
+        }
+    }
+}
+
+/// One stage of a classifier (backbone, neck or head) whose input rank is checked when the
+/// model is built, so that `forward` never meets a rank it cannot take.
+pub trait Stage {
+    /// The rank this stage gives for an input of `input_rank`, or why it cannot take it.
+    fn output_rank(&self, input_rank: usize) -> Result<usize, String>;
+
+    /// Run the stage. The rank was checked at build time by [`output_rank`](Self::output_rank).
+    fn forward(&self, x: Features) -> Features;
+}
+
+/// A message for the rank a stage did not expect: only reachable when a stage is used
+/// without the build-time check.
+pub(crate) fn unexpected_rank(stage: &str, got: usize) -> ! {
+    panic!("{stage} got rank-{got} features; the classifier's build-time rank check was bypassed")
+}

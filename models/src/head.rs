@@ -1,0 +1,104 @@
+//! Heads: `ClassifierHead { dim, num_classes, dropout_rate }`, a dropout and a Linear named
+//! `fc`, as the seed's HEADS registry has it.
+
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn_pretrain::Pretrainable;
+use serde::{Deserialize, Serialize};
+
+use crate::features::{Features, Stage, unexpected_rank};
+use crate::resnet::InvalidField;
+
+/// Configuration of [`ClassifierHead`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierHeadConfig {
+    /// Input features.
+    pub dim: usize,
+    /// Classes.
+    pub num_classes: usize,
+    /// Dropout before `fc` (0 for none).
+    #[serde(default)]
+    pub dropout_rate: f64,
+}
+
+impl ClassifierHeadConfig {
+    /// A head from `dim` features to `num_classes` logits.
+    pub fn new(dim: usize, num_classes: usize) -> Self {
+        Self {
+            dim,
+            num_classes,
+            dropout_rate: 0.0,
+        }
+    }
+
+    /// Check the values and build the head.
+    pub fn init(&self, device: &Device) -> Result<ClassifierHead, InvalidField> {
+        for (field, v) in [("dim", self.dim), ("num_classes", self.num_classes)] {
+            if v == 0 {
+                return Err(InvalidField {
+                    field,
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout_rate) {
+            return Err(InvalidField {
+                field: "dropout_rate",
+                message: format!("{} is not a probability in [0, 1)", self.dropout_rate),
+            });
+        }
+        Ok(ClassifierHead {
+            dropout: DropoutConfig::new(self.dropout_rate).init(),
+            fc: LinearConfig::new(self.dim, self.num_classes).init(device),
+        })
+    }
+}
+
+/// Dropout, then a Linear `fc`: `[batch, dim]` → `[batch, num_classes]` logits.
+#[derive(Module, Debug, Pretrainable)]
+pub struct ClassifierHead {
+    /// Dropout before `fc` (active only in training).
+    pub dropout: Dropout,
+    /// The classification layer.
+    pub fc: Linear,
+}
+
+impl Stage for ClassifierHead {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+        match input_rank {
+            2 => Ok(2),
+            r => Err(format!(
+                "ClassifierHead takes [batch, dim] features (rank 2), not rank {r}; add a GlobalAveragePooling neck"
+            )),
+        }
+    }
+
+    fn forward(&self, x: Features) -> Features {
+        match x {
+            Features::D2(x) => Features::D2(self.fc.forward(self.dropout.forward(x))),
+            other => unexpected_rank("ClassifierHead", other.rank()),
+        }
+    }
+}
+
+/// The built-in heads, as the HEADS registry builds them.
+#[derive(Module, Debug, Pretrainable)]
+#[allow(missing_docs)]
+pub enum Head {
+    ClassifierHead(ClassifierHead),
+}
+
+impl Stage for Head {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+        match self {
+            Head::ClassifierHead(h) => h.output_rank(input_rank),
+        }
+    }
+
+    fn forward(&self, x: Features) -> Features {
+        match self {
+            Head::ClassifierHead(h) => h.forward(x),
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Models for burn-pretrain: torchvision's ResNet family as the seed's backbone, necks,
+//! heads, the seed's `Classifier`, and registries that build them from configs with a
+//! `pretrain` at any level.
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use burn_pretrain_models::MODELS;
+//!
+//! let config = serde_json::json!({
+//!     "type": "Classifier",
+//!     "backbone": {"type": "ResNet", "depth": 50},
+//!     "neck": {"type": "GlobalAveragePooling"},
+//!     "head": {"type": "ClassifierHead", "dim": 2048, "num_classes": 200},
+//!     "pretrain": "pretrain.pth"
+//! });
+//! let built = MODELS.build(&config, &Device::flex())?;
+//! println!("{}", built.report);
+//! # Ok::<(), burn_pretrain_models::ConfigError>(())
+//! ```
+
+mod classifier;
+mod features;
+mod head;
+mod neck;
+mod registry;
+mod resnet;
+
+pub use classifier::{Activation, Backbone, Classifier};
+pub use features::{Features, Stage};
+pub use head::{ClassifierHead, ClassifierHeadConfig, Head};
+pub use neck::{GlobalAveragePooling, GlobalAveragePoolingConfig, Identity, Neck};
+pub use registry::{
+    BACKBONES, BuildCtx, BuildReport, Built, ConfigError, ConfigFormat, DefaultClassifier, HEADS,
+    MODELS, NECKS, Registry, ScopedLoad, builtin_backbones, builtin_heads, builtin_necks,
+    classifiers, parse_config, read_config,
+};
+pub use resnet::{BasicBlock, Block, Bottleneck, Downsample, InvalidField, ResNet, ResNetConfig};
