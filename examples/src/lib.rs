@@ -5,6 +5,8 @@
 //! It mirrors the small torchvision-style network that `tests/fixtures/generate.py` saves with
 //! PyTorch, so the examples load real checkpoints.
 
+pub mod custom;
+
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;

@@ -339,6 +339,25 @@ fn hints(plan: &Plan) -> Vec<String> {
     out
 }
 
+/// Folded keys, or for long lists a count per top-level name (the JSON keeps every key).
+fn summarize<S: AsRef<str>>(keys: &[S]) -> String {
+    const MAX_PATTERNS: usize = 8;
+    let folded = fold_keys(keys);
+    if folded.len() <= MAX_PATTERNS {
+        return folded.join(", ");
+    }
+    let mut roots: Vec<(&str, usize)> = Vec::new();
+    for key in keys {
+        let root = key.as_ref().split('.').next().unwrap_or_default();
+        match roots.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, n)) => *n += 1,
+            None => roots.push((root, 1)),
+        }
+    }
+    let parts: Vec<String> = roots.iter().map(|(r, n)| format!("{r}.* ({n})")).collect();
+    format!("{} keys: {}", keys.len(), parts.join(", "))
+}
+
 /// Shared leading plus trailing segments of two dotted keys.
 fn similarity(a: &str, b: &str) -> usize {
     let a: Vec<&str> = a.split('.').collect();
@@ -403,7 +422,7 @@ impl fmt::Display for LoadReport {
             writeln!(
                 f,
                 "  unexpected in checkpoint: {}",
-                fold_keys(&self.unexpected).join(", ")
+                summarize(&self.unexpected)
             )?;
         }
         let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -414,7 +433,7 @@ impl fmt::Display for LoadReport {
             }
         }
         for (reason, keys) in reasons {
-            writeln!(f, "  ignored ({reason}): {}", fold_keys(&keys).join(", "))?;
+            writeln!(f, "  ignored ({reason}): {}", summarize(&keys))?;
         }
         for hint in &self.hints {
             writeln!(f, "  hint: {hint}")?;

@@ -305,13 +305,19 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
         })
     }
 
-    /// Build from a JSON, YAML or TOML file, chosen by its extension.
+    /// Build from a JSON, YAML or TOML file, chosen by its extension. Relative `pretrain`
+    /// paths are taken relative to the config file's folder.
     pub fn build_from_file(
         &self,
         path: impl AsRef<Path>,
         device: &Device,
     ) -> Result<Built<T>, ConfigError> {
-        self.build(&read_config(path.as_ref())?, device)
+        let path = path.as_ref();
+        let mut config = read_config(path)?;
+        if let Some(dir) = path.parent() {
+            resolve_pretrain_paths(&mut config, dir);
+        }
+        self.build(&config, device)
     }
 
     /// Build the sub-config `config` found at `field` of the current level; for builders of
@@ -404,6 +410,40 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
             report,
         });
         Ok(model)
+    }
+}
+
+/// Make every relative local `pretrain` path (string or `path` field) relative to `dir`.
+fn resolve_pretrain_paths(value: &mut Value, dir: &Path) {
+    let resolve = |p: &mut Value| {
+        if let Value::String(s) = p
+            && !s.contains("://")
+            && Path::new(s.as_str()).is_relative()
+        {
+            *s = dir.join(s.as_str()).display().to_string();
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key == "pretrain" {
+                    match v {
+                        Value::Object(spec) => {
+                            if let Some(p) = spec.get_mut("path") {
+                                resolve(p);
+                            }
+                        }
+                        other => resolve(other),
+                    }
+                } else {
+                    resolve_pretrain_paths(v, dir);
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| resolve_pretrain_paths(v, dir)),
+        _ => {}
     }
 }
 

@@ -302,3 +302,42 @@ fn config_errors_name_the_path_and_the_allowed_values() {
         "type: missing field `type`; registered model types: Classifier"
     );
 }
+
+#[test]
+fn user_registered_backbone_builds_from_a_yaml_file() {
+    use burn_pretrain_examples::custom::{MyBackbone, my_models};
+    let device = Device::flex();
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/configs/tiny_classifier.yaml");
+    let built = my_models().build_from_file(&config, &device).unwrap();
+    let [load] = built.report.loads() else {
+        panic!("{}", built.report)
+    };
+    assert_eq!(load.scope, "backbone");
+    assert_eq!(
+        load.report.loaded(),
+        [
+            "conv.weight",
+            "bn.weight",
+            "bn.bias",
+            "bn.running_mean",
+            "bn.running_var"
+        ]
+    );
+    // The stem came from the torchvision file's conv1, value for value.
+    let MyBackbone::Tiny(tiny) = &built.model.backbone else {
+        panic!("TinyNet expected")
+    };
+    let ckpt = Checkpoint::open(fixture("resnet/resnet18_narrow.pth")).unwrap();
+    let stored = ckpt.get("conv1.weight").unwrap();
+    let stored = burn::tensor::TensorData::from_bytes_vec(
+        stored.read().unwrap(),
+        stored.shape().to_vec(),
+        burn::tensor::DType::F32,
+    );
+    assert_eq!(tiny.conv.weight.val().into_data(), stored);
+    let out = built
+        .model
+        .forward(Tensor::<4>::ones([2, 3, 32, 32], &device));
+    assert_eq!(out.dims(), [2, 3]);
+}

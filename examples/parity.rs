@@ -1,0 +1,77 @@
+//! Full-size parity with torchvision: run by `models/parity/resnet_parity.py`, which writes
+//! torchvision ResNet checkpoints with random weights, an input batch and torchvision's
+//! eval-mode features into DIR, then calls
+//!
+//! ```text
+//! cargo run --release --example parity -- DIR resnet18 resnet50
+//! ```
+//!
+//! Prints the relative error (max |ours − torchvision| / max |torchvision|) per model and
+//! exits non-zero above 1e-4.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::{DType, TensorData};
+use burn_pretrain::{Checkpoint, PretrainExt};
+use burn_pretrain_models::ResNetConfig;
+
+fn tensor<const D: usize>(
+    ckpt: &Checkpoint,
+    key: &str,
+    device: &Device,
+) -> anyhow::Result<Tensor<D>> {
+    let entry = ckpt
+        .get(key)
+        .ok_or_else(|| anyhow::anyhow!("{} has no `{key}`", ckpt.path().display()))?;
+    let data = TensorData::from_bytes_vec(entry.read()?, entry.shape().to_vec(), DType::F32);
+    Ok(Tensor::from_data(data, device))
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(
+        args.next()
+            .ok_or_else(|| anyhow::anyhow!("usage: parity DIR MODEL..."))?,
+    );
+    let device = Device::flex();
+    let mut worst = 0f32;
+    for name in args {
+        let config = match name.as_str() {
+            "resnet18" => ResNetConfig::resnet18(),
+            "resnet34" => ResNetConfig::resnet34(),
+            "resnet50" => ResNetConfig::resnet50(),
+            "resnet101" => ResNetConfig::resnet101(),
+            "resnext50_32x4d" => ResNetConfig::resnext50_32x4d(),
+            "wide_resnet50_2" => ResNetConfig::wide_resnet50_2(),
+            other => anyhow::bail!("unknown model {other}"),
+        };
+        let start = Instant::now();
+        let (net, report) = config
+            .init(&device)?
+            .load_pretrained(dir.join(format!("{name}.pth")))?;
+        let load = start.elapsed();
+        anyhow::ensure!(
+            report.missing().is_empty() && report.mismatched().is_empty(),
+            "{report}"
+        );
+        let io = Checkpoint::open(dir.join(format!("{name}_io.safetensors")))?;
+        let x = tensor::<4>(&io, "input", &device)?;
+        let want = tensor::<4>(&io, "features", &device)?;
+        let start = Instant::now();
+        let got = net.forward(x);
+        let diff: f32 = (got - want.clone()).abs().max().into_scalar();
+        let forward = start.elapsed();
+        let scale: f32 = want.abs().max().into_scalar();
+        let rel = diff / scale;
+        worst = worst.max(rel);
+        println!(
+            "{name}: {} tensors loaded in {load:.2?}, forward {forward:.2?}, max abs diff {diff:.3e}, relative error {rel:.3e}",
+            report.loaded().len()
+        );
+    }
+    anyhow::ensure!(worst <= 1e-4, "relative error {worst:e} above 1e-4");
+    println!("parity holds: worst relative error {worst:.3e} <= 1e-4");
+    Ok(())
+}
