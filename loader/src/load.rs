@@ -109,21 +109,10 @@ impl Prepared {
     }
 }
 
-/// `my_crate::models::ResNet` → `ResNet`; generic arguments are kept short too.
+/// `my_crate::models::Classifier<my_crate::Backbone, ...>` → `Classifier`, as essmc2 names
+/// the model in its log line.
 fn short_type_name<T>() -> String {
     let full = std::any::type_name::<T>();
-    let mut out = String::new();
-    let mut segment = String::new();
-    for c in full.chars() {
-        match c {
-            '<' | '>' | ',' | ' ' => {
-                out.push_str(segment.rsplit("::").next().unwrap_or(&segment));
-                segment.clear();
-                out.push(c);
-            }
-            _ => segment.push(c),
-        }
-    }
-    out.push_str(segment.rsplit("::").next().unwrap_or(&segment));
-    out
+    let path = full.split('<').next().unwrap_or(full);
+    path.rsplit("::").next().unwrap_or(path).to_string()
 }

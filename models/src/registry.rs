@@ -159,7 +159,7 @@ impl fmt::Display for BuildReport {
                 format!("{subtree}: {}", list.join(", "))
             })
             .collect();
-        if !provenance.is_empty() {
+        if self.loads.len() > 1 && !provenance.is_empty() {
             writeln!(f, "final values: {}", provenance.join("; "))?;
         }
         Ok(())
