@@ -94,6 +94,62 @@ pub enum Error {
         /// The container names tried.
         looked_for: String,
     },
+    /// A checkpoint location that cannot be parsed.
+    #[error("invalid checkpoint location `{uri}`: {reason}")]
+    InvalidUri {
+        /// The location, secrets removed.
+        uri: String,
+        /// Why.
+        reason: String,
+    },
+    /// The scheme's cargo feature is off.
+    #[error("cannot fetch {uri}: burn-pretrain was built without its `{feature}` feature")]
+    SchemeDisabled {
+        /// The location, secrets removed.
+        uri: String,
+        /// The feature to enable.
+        feature: &'static str,
+    },
+    /// The remote has no such file (HTTP 404, missing object, unknown Hub file).
+    #[error("{uri} does not exist (404)")]
+    NotFound {
+        /// The location, secrets removed.
+        uri: String,
+    },
+    /// A download failed for good (after retries where retrying made sense).
+    #[error("cannot download {uri}: {reason}")]
+    Download {
+        /// The location, secrets removed.
+        uri: String,
+        /// Why.
+        reason: String,
+    },
+    /// The downloaded bytes do not have the expected sha256; nothing was kept.
+    #[error("{uri} has sha256 {found}, expected {expected}; the download was discarded")]
+    HashMismatch {
+        /// The location, secrets removed.
+        uri: String,
+        /// The expected hash (or its prefix).
+        expected: String,
+        /// The hash of what arrived.
+        found: String,
+    },
+    /// Offline mode and the file is not in the cache.
+    #[error("{uri} is not in the cache ({}) and downloads are off (offline)", cache.display())]
+    Offline {
+        /// The location, secrets removed.
+        uri: String,
+        /// Where it would be cached.
+        cache: PathBuf,
+    },
+    /// The cache folder or one of its files cannot be used.
+    #[error("cache {}: {source}", path.display())]
+    Cache {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A remap pattern is not a valid regular expression.
     #[error("invalid remap pattern `{pattern}`: {source}")]
     InvalidRemap {

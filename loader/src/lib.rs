@@ -34,6 +34,7 @@ mod nn;
 mod plan;
 mod pretrainable;
 mod report;
+mod source;
 mod spec;
 mod view;
 
@@ -44,6 +45,7 @@ pub use format::{Checkpoint, Convention, DType, Format, TensorEntry};
 pub use load::PretrainExt;
 pub use pretrainable::{Applier, Layout, Pretrainable, Walker};
 pub use report::{Cast, Coverage, Ignored, LoadReport, Mismatch};
+pub use source::{Location, StoreScheme, redact};
 pub use spec::{Pretrain, Remap};
 pub use view::ViewStep;
 

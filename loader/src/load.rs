@@ -7,6 +7,7 @@ use crate::format::Checkpoint;
 use crate::plan::Plan;
 use crate::pretrainable::{Applier, Pretrainable, Walker};
 use crate::report::LoadReport;
+use crate::source::{self, Location};
 use crate::spec::Pretrain;
 use crate::view::View;
 
@@ -70,7 +71,17 @@ struct Prepared {
 
 impl Prepared {
     fn new<M: Pretrainable>(model: &M, spec: &Pretrain) -> Result<Self> {
-        let checkpoint = Checkpoint::open(spec.path())?;
+        let location = Location::parse(spec.path())?;
+        let fetched = source::fetch(spec, &location, false)?;
+        let checkpoint = match Checkpoint::open(&fetched.path) {
+            // A cache entry that does not parse is fetched again, never used.
+            Err(e) if fetched.cached => {
+                tracing::warn!("cached copy of {location} is unreadable ({e}); fetching it again");
+                let fetched = source::fetch(spec, &location, true)?;
+                Checkpoint::open(&fetched.path)?
+            }
+            other => other?,
+        };
         let convention = spec.convention().unwrap_or(checkpoint.convention());
         let mut walker = Walker::new(convention);
         model.walk_pretrain(&mut walker);
@@ -88,7 +99,7 @@ impl Prepared {
         )?;
         Ok(Self {
             model: short_type_name::<M>(),
-            source: spec.path().to_string(),
+            source: location.to_string(),
             checkpoint,
             convention,
             view,

@@ -33,7 +33,7 @@ pub struct Remap {
 /// let plain: Pretrain = serde_json::from_str(r#""ssl.pth""#).unwrap();
 /// assert_eq!(plain.path(), "ssl.pth");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[must_use]
 pub struct Pretrain {
     path: String,
@@ -47,7 +47,20 @@ pub struct Pretrain {
     convention: Option<Convention>,
     #[serde(skip_serializing_if = "is_true")]
     unwrap: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    offline: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<f64>,
 }
+
+// `timeout` is a finite number of seconds; comparing specs bitwise is what equality means here.
+impl Eq for Pretrain {}
 
 fn is_true(b: &bool) -> bool {
     *b
@@ -63,6 +76,11 @@ impl Pretrain {
             ema: false,
             convention: None,
             unwrap: true,
+            sha256: None,
+            offline: false,
+            cache_dir: None,
+            endpoint: None,
+            timeout: None,
         }
     }
 
@@ -101,6 +119,63 @@ impl Pretrain {
     pub fn with_unwrap(mut self, unwrap: bool) -> Self {
         self.unwrap = unwrap;
         self
+    }
+
+    /// Expect this sha256 (full, or a prefix of at least 8 hex digits) of a downloaded file;
+    /// a download that does not match is discarded.
+    pub fn with_sha256(mut self, sha256: impl Into<String>) -> Self {
+        self.sha256 = Some(sha256.into());
+        self
+    }
+
+    /// Use only the cache: never download (also `BURN_PRETRAIN_OFFLINE=1`).
+    pub fn with_offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
+    }
+
+    /// Cache downloads in `dir` instead of `$BURN_PRETRAIN_CACHE` or `~/.cache/burn-pretrain`.
+    pub fn with_cache_dir(mut self, dir: impl Into<String>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// The endpoint of an S3-compatible store (MinIO, Aliyun OSS) or of a Hub mirror.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Seconds a connect, read or write of a download may take (default 30, or
+    /// `$BURN_PRETRAIN_TIMEOUT`).
+    pub fn with_timeout(mut self, seconds: f64) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+
+    /// The download timeout in seconds, if given.
+    pub fn timeout(&self) -> Option<f64> {
+        self.timeout
+    }
+
+    /// The expected sha256, if given.
+    pub fn sha256(&self) -> Option<&str> {
+        self.sha256.as_deref()
+    }
+
+    /// Whether downloads are forbidden.
+    pub fn offline(&self) -> bool {
+        self.offline
+    }
+
+    /// The cache folder, if given.
+    pub fn cache_dir(&self) -> Option<&str> {
+        self.cache_dir.as_deref()
+    }
+
+    /// The store or Hub endpoint, if given.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// The checkpoint's location as given.
@@ -191,6 +266,16 @@ struct PretrainMap {
     convention: Option<Convention>,
     #[serde(default = "default_true")]
     unwrap: bool,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    offline: bool,
+    #[serde(default)]
+    cache_dir: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    timeout: Option<f64>,
 }
 
 fn default_true() -> bool {
@@ -205,7 +290,7 @@ impl<'de> Deserialize<'de> for Pretrain {
             type Value = Pretrain;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a checkpoint path or a map with `path` and optional `sub_level`, `remap`, `ema`, `convention`, `unwrap`")
+                f.write_str("a checkpoint path or a map with `path` and optional `sub_level`, `remap`, `ema`, `convention`, `unwrap`, `sha256`, `offline`, `cache_dir`, `endpoint`, `timeout`")
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Pretrain, E> {
@@ -222,6 +307,11 @@ impl<'de> Deserialize<'de> for Pretrain {
                 spec.ema = m.ema;
                 spec.convention = m.convention;
                 spec.unwrap = m.unwrap;
+                spec.sha256 = m.sha256;
+                spec.offline = m.offline;
+                spec.cache_dir = m.cache_dir;
+                spec.endpoint = m.endpoint;
+                spec.timeout = m.timeout;
                 Ok(spec)
             }
         }

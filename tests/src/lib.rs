@@ -5,6 +5,9 @@
 // Test support: a fixture that does not parse is a broken checkout; panicking says so.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
+pub mod moto;
+pub mod server;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -166,4 +169,13 @@ pub fn assert_values_eq(
         compared += 1;
     }
     compared
+}
+
+/// The sha256 of some bytes, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

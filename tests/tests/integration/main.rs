@@ -10,3 +10,4 @@ mod layers;
 mod models;
 mod report;
 mod seed;
+mod sources;

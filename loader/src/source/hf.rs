@@ -1,0 +1,69 @@
+//! `hf://org/repo[@revision]/path` through the `hf-hub` crate, with its cache rooted inside
+//! ours (`<cache>/hf`) so one folder holds every download. The endpoint comes from the spec or
+//! `HF_ENDPOINT`; a token from `HF_TOKEN`.
+
+use std::path::PathBuf;
+
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Repo, RepoType};
+
+use super::Cache;
+use crate::error::{Error, Result};
+use crate::spec::Pretrain;
+
+pub(super) fn fetch(
+    cache: &Cache,
+    spec: &Pretrain,
+    repo: &str,
+    revision: Option<&str>,
+    file: &str,
+    shown: &str,
+    refetch: bool,
+) -> Result<PathBuf> {
+    let fail = |reason: String| Error::Download {
+        uri: shown.to_string(),
+        reason,
+    };
+    let hf_cache = hf_hub::Cache::new(cache.dir().join("hf"));
+    let revision = revision.unwrap_or("main").to_string();
+    let repo_handle = Repo::with_revision(repo.to_string(), RepoType::Model, revision.clone());
+    if !refetch && let Some(path) = hf_cache.repo(repo_handle.clone()).get(file) {
+        return Ok(path);
+    }
+    if cache.offline() {
+        return Err(Error::Offline {
+            uri: shown.to_string(),
+            cache: cache.dir().join("hf"),
+        });
+    }
+    let mut builder = ApiBuilder::from_cache(hf_cache)
+        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if let Some(endpoint) = spec
+        .endpoint()
+        .map(str::to_string)
+        .or_else(|| std::env::var("HF_ENDPOINT").ok())
+    {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        builder = builder.with_token(Some(token));
+    }
+    let api = builder.build().map_err(|e| fail(e.to_string()))?;
+    let repo_api = api.repo(repo_handle);
+    let result = if refetch {
+        repo_api.download(file)
+    } else {
+        repo_api.get(file)
+    };
+    result.map_err(|e| {
+        let msg = e.to_string();
+        // ureq reports HTTP statuses as "...: status code 404".
+        if msg.ends_with("status code 404") {
+            Error::NotFound {
+                uri: shown.to_string(),
+            }
+        } else {
+            fail(msg)
+        }
+    })
+}

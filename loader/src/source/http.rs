@@ -1,0 +1,215 @@
+//! `http://` and `https://` through reqwest: ranged resume, retries with backoff on 5xx,
+//! 429 and lost connections, a per-operation timeout, and a progress bar on a terminal.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+
+use crate::error::{Error, Result};
+use crate::spec::Pretrain;
+
+/// Environment variable: seconds a connect, read or write may take (default 30).
+pub const TIMEOUT_ENV: &str = "BURN_PRETRAIN_TIMEOUT";
+const ATTEMPTS: u32 = 5;
+
+enum Failure {
+    /// Worth another try, resuming where the file ends.
+    Retry(String),
+    /// Final.
+    Fatal(Error),
+}
+
+fn timeout(spec: &Pretrain) -> Duration {
+    spec.timeout()
+        .or_else(|| {
+            std::env::var(TIMEOUT_ENV)
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(30))
+}
+
+/// Download `url` into `file` (opened for appending, holding `offset` bytes already).
+pub(super) fn download(
+    url: &url::Url,
+    spec: &Pretrain,
+    shown: &str,
+    file: &mut File,
+    offset: u64,
+) -> Result<()> {
+    let fail = |reason: String| Error::Download {
+        uri: shown.to_string(),
+        reason,
+    };
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout(spec))
+        .connect_timeout(timeout(spec))
+        .build()
+        .map_err(|e| fail(format!("http client: {e}")))?;
+    let mut have = offset;
+    let mut attempt = 1;
+    loop {
+        match attempt_once(&client, url, shown, file, have) {
+            Ok(()) => return Ok(()),
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Retry(reason)) if attempt < ATTEMPTS => {
+                let wait = Duration::from_millis(100 << attempt);
+                tracing::warn!(
+                    "{shown}: {reason}; retrying in {wait:?} (attempt {attempt}/{ATTEMPTS})"
+                );
+                std::thread::sleep(wait);
+                attempt += 1;
+                have = file.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+            Err(Failure::Retry(reason)) => {
+                return Err(fail(format!(
+                    "{reason} (gave up after {ATTEMPTS} attempts)"
+                )));
+            }
+        }
+    }
+}
+
+/// The error and its causes, without the URL reqwest puts in (it may carry secrets).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+fn attempt_once(
+    client: &reqwest::blocking::Client,
+    url: &url::Url,
+    shown: &str,
+    file: &mut File,
+    have: u64,
+) -> std::result::Result<(), Failure> {
+    let io_fatal = |e: std::io::Error| {
+        Failure::Fatal(Error::Download {
+            uri: shown.to_string(),
+            reason: format!("writing the cache file: {e}"),
+        })
+    };
+    let mut request = client.get(url.clone());
+    if have > 0 {
+        request = request.header(RANGE, format!("bytes={have}-"));
+    }
+    let mut response = request.send().map_err(|e| Failure::Retry(describe(e)))?;
+    let status = response.status();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let length: Option<u64> = header(CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    let start = match status {
+        StatusCode::OK => {
+            // The whole file: start over.
+            file.set_len(0).map_err(io_fatal)?;
+            0
+        }
+        StatusCode::PARTIAL_CONTENT => {
+            let from = header(CONTENT_RANGE).and_then(|v| {
+                v.strip_prefix("bytes ")?
+                    .split('-')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            });
+            if from != Some(have) {
+                file.set_len(0).map_err(io_fatal)?;
+                return Err(Failure::Retry(format!(
+                    "server resumed at {from:?}, not at byte {have}; starting over"
+                )));
+            }
+            have
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
+            let total =
+                header(CONTENT_RANGE).and_then(|v| v.rsplit('/').next()?.parse::<u64>().ok());
+            if total == Some(have) {
+                return Ok(());
+            }
+            file.set_len(0).map_err(io_fatal)?;
+            return Err(Failure::Retry(
+                "the partial download no longer fits; starting over".into(),
+            ));
+        }
+        StatusCode::NOT_FOUND | StatusCode::GONE => {
+            return Err(Failure::Fatal(Error::NotFound {
+                uri: shown.to_string(),
+            }));
+        }
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            return Err(Failure::Retry(format!("server answered {s}")));
+        }
+        s => {
+            return Err(Failure::Fatal(Error::Download {
+                uri: shown.to_string(),
+                reason: format!("server answered {s}"),
+            }));
+        }
+    };
+    file.seek(SeekFrom::End(0)).map_err(io_fatal)?;
+    let total = length.map(|l| start + l);
+    let progress = progress_bar(shown, total, start);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut received = 0u64;
+    loop {
+        let n = match response.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                progress.abandon();
+                return Err(Failure::Retry(format!(
+                    "connection lost after {} bytes: {e}",
+                    start + received
+                )));
+            }
+        };
+        file.write_all(&buf[..n]).map_err(io_fatal)?;
+        received += n as u64;
+        progress.inc(n as u64);
+    }
+    progress.finish_and_clear();
+    if let Some(l) = length
+        && received != l
+    {
+        return Err(Failure::Retry(format!(
+            "body ended after {received} of {l} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn progress_bar(shown: &str, total: Option<u64>, start: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(t) => indicatif::ProgressBar::new(t),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "Downloading {msg} {percent}% {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    );
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_message(shown.to_string());
+    bar.set_position(start);
+    bar
+}

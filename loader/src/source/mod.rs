@@ -1,0 +1,399 @@
+//! Sources: where a checkpoint is → a local file the formats can read.
+//!
+//! One parser ([`Location::parse`]) turns the `path` of a [`Pretrain`] into a location; local
+//! paths are used in place, every remote scheme downloads through the one [`cache`] (atomic
+//! rename, resume, sha256, a lock so N processes download once). One file per scheme, each
+//! behind a cargo feature: `http` (reqwest), `s3`/`gcs`/`azure` (`object_store`), `hf` (`hf-hub`).
+
+mod cache;
+#[cfg(feature = "hf")]
+mod hf;
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "object-store")]
+mod object_store;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::spec::Pretrain;
+
+pub(crate) use cache::Cache;
+
+/// The object stores reached through the `object_store` crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreScheme {
+    /// `s3://bucket/key` (AWS S3, MinIO, Aliyun OSS and other S3-compatible stores).
+    S3,
+    /// `gs://bucket/key` (Google Cloud Storage).
+    Gcs,
+    /// `az://container/key` (Azure Blob Storage).
+    Azure,
+}
+
+/// Where a checkpoint lives, parsed from a spec's `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// A local file (a plain path or `file://`).
+    Local(PathBuf),
+    /// `http://` or `https://`.
+    Http(url::Url),
+    /// An object store: scheme, bucket (container) and key.
+    Store {
+        /// Which store.
+        scheme: StoreScheme,
+        /// The bucket or container.
+        bucket: String,
+        /// The object key.
+        key: String,
+    },
+    /// `hf://org/repo[@revision]/path/in/repo`: a file of a Hugging Face Hub model repo.
+    Hub {
+        /// `org/repo`.
+        repo: String,
+        /// A branch, tag or commit (`main` when absent).
+        revision: Option<String>,
+        /// The file's path in the repo.
+        file: String,
+    },
+}
+
+impl Location {
+    /// Parse a checkpoint location. Anything without `scheme://` is a local path.
+    pub fn parse(s: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidUri {
+            uri: redact(s),
+            reason: reason.to_string(),
+        };
+        let Some((scheme, rest)) = s.split_once("://") else {
+            if s.is_empty() {
+                return Err(invalid("empty path"));
+            }
+            return Ok(Location::Local(PathBuf::from(s)));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "file" => {
+                let url = url::Url::parse(s).map_err(|e| invalid(&e.to_string()))?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| invalid("a file:// URL needs an absolute path"))?;
+                Ok(Location::Local(path))
+            }
+            "http" | "https" => {
+                let url = url::Url::parse(s).map_err(|e| invalid(&e.to_string()))?;
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(invalid("no host"));
+                }
+                Ok(Location::Http(url))
+            }
+            "s3" | "gs" | "az" => {
+                let store = match scheme {
+                    "s3" => StoreScheme::S3,
+                    "gs" => StoreScheme::Gcs,
+                    _ => StoreScheme::Azure,
+                };
+                let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(invalid("no bucket"));
+                }
+                if key.is_empty() || key.ends_with('/') {
+                    return Err(invalid("no object key (a file, not a folder)"));
+                }
+                Ok(Location::Store {
+                    scheme: store,
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                })
+            }
+            "hf" => {
+                let mut parts = rest.splitn(3, '/');
+                let (Some(org), Some(repo), Some(file)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(invalid("expected hf://org/repo[@revision]/path/in/repo"));
+                };
+                let (repo, revision) = match repo.split_once('@') {
+                    Some((r, rev)) if !rev.is_empty() => (r, Some(rev.to_string())),
+                    Some(_) => return Err(invalid("empty revision after `@`")),
+                    None => (repo, None),
+                };
+                if org.is_empty() || repo.is_empty() || file.is_empty() || file.ends_with('/') {
+                    return Err(invalid("expected hf://org/repo[@revision]/path/in/repo"));
+                }
+                Ok(Location::Hub {
+                    repo: format!("{org}/{repo}"),
+                    revision,
+                    file: file.to_string(),
+                })
+            }
+            other => Err(invalid(&format!(
+                "unsupported scheme `{other}://`; use a path, file://, http(s)://, s3://, gs://, az:// or hf://"
+            ))),
+        }
+    }
+
+    /// The file name the cache entry keeps (the last path segment).
+    fn file_name(&self) -> String {
+        let last = match self {
+            Location::Local(p) => {
+                return p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+            }
+            Location::Http(url) => url
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .unwrap_or(""),
+            Location::Store { key, .. } => key.rsplit('/').next().unwrap_or(key),
+            Location::Hub { file, .. } => file.rsplit('/').next().unwrap_or(file),
+        };
+        let clean: String = last
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if clean.is_empty() {
+            "checkpoint".into()
+        } else {
+            clean
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    /// The location with secrets removed (userinfo, query strings).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::Http(url) => f.write_str(&redact(url.as_str())),
+            Location::Store {
+                scheme,
+                bucket,
+                key,
+            } => {
+                let s = match scheme {
+                    StoreScheme::S3 => "s3",
+                    StoreScheme::Gcs => "gs",
+                    StoreScheme::Azure => "az",
+                };
+                write!(f, "{s}://{bucket}/{key}")
+            }
+            Location::Hub {
+                repo,
+                revision,
+                file,
+            } => match revision {
+                Some(rev) => write!(f, "hf://{repo}@{rev}/{file}"),
+                None => write!(f, "hf://{repo}/{file}"),
+            },
+        }
+    }
+}
+
+/// A URI with what may be secret removed: userinfo becomes `***@`, a query string `?***`.
+pub fn redact(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, _)) => format!("{path}?***"),
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// A checkpoint made local.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// The file to open.
+    pub path: PathBuf,
+    /// Whether it is a cache entry (fetched again if it does not parse).
+    pub cached: bool,
+}
+
+/// Make the checkpoint of `spec` a local file, downloading into the cache if it is remote.
+/// `refetch` drops a cache entry first (it failed to parse).
+pub(crate) fn fetch(spec: &Pretrain, location: &Location, refetch: bool) -> Result<Fetched> {
+    let uri = location.to_string();
+    let cache = Cache::for_spec(spec);
+    match location {
+        Location::Local(path) => Ok(Fetched {
+            path: path.clone(),
+            cached: false,
+        }),
+        #[cfg(feature = "http")]
+        Location::Http(url) => {
+            let path = cache.fetch(
+                &uri,
+                url.as_str(),
+                &location.file_name(),
+                spec,
+                refetch,
+                |file, offset| http::download(url, spec, &uri, file, offset),
+            )?;
+            Ok(Fetched { path, cached: true })
+        }
+        #[cfg(feature = "object-store")]
+        Location::Store {
+            scheme,
+            bucket,
+            key,
+        } => {
+            let path = cache.fetch(
+                &uri,
+                &uri,
+                &location.file_name(),
+                spec,
+                refetch,
+                |file, offset| {
+                    object_store::download(*scheme, bucket, key, spec, &uri, file, offset)
+                },
+            )?;
+            Ok(Fetched { path, cached: true })
+        }
+        #[cfg(feature = "hf")]
+        Location::Hub {
+            repo,
+            revision,
+            file,
+        } => {
+            let path = hf::fetch(&cache, spec, repo, revision.as_deref(), file, &uri, refetch)?;
+            Ok(Fetched { path, cached: true })
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::SchemeDisabled {
+            uri,
+            feature: match location {
+                Location::Http(_) => "http",
+                Location::Store {
+                    scheme: StoreScheme::S3,
+                    ..
+                } => "s3",
+                Location::Store {
+                    scheme: StoreScheme::Gcs,
+                    ..
+                } => "gcs",
+                Location::Store {
+                    scheme: StoreScheme::Azure,
+                    ..
+                } => "azure",
+                _ => "hf",
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_locations() {
+        let table: &[(&str, Location)] = &[
+            ("pretrain.pth", Location::Local("pretrain.pth".into())),
+            ("/abs/dir/x.pth", Location::Local("/abs/dir/x.pth".into())),
+            (
+                "file:///abs/x%20y.pth",
+                Location::Local("/abs/x y.pth".into()),
+            ),
+            (
+                "s3://bucket/dir/ssl.pth",
+                Location::Store {
+                    scheme: StoreScheme::S3,
+                    bucket: "bucket".into(),
+                    key: "dir/ssl.pth".into(),
+                },
+            ),
+            (
+                "gs://b/k.safetensors",
+                Location::Store {
+                    scheme: StoreScheme::Gcs,
+                    bucket: "b".into(),
+                    key: "k.safetensors".into(),
+                },
+            ),
+            (
+                "az://container/a/b.pth",
+                Location::Store {
+                    scheme: StoreScheme::Azure,
+                    bucket: "container".into(),
+                    key: "a/b.pth".into(),
+                },
+            ),
+            (
+                "hf://org/repo/model.safetensors",
+                Location::Hub {
+                    repo: "org/repo".into(),
+                    revision: None,
+                    file: "model.safetensors".into(),
+                },
+            ),
+            (
+                "hf://org/repo@v1.0/sub/dir/model.pth",
+                Location::Hub {
+                    repo: "org/repo".into(),
+                    revision: Some("v1.0".into()),
+                    file: "sub/dir/model.pth".into(),
+                },
+            ),
+        ];
+        for (input, want) in table {
+            assert_eq!(&Location::parse(input).unwrap(), want, "{input}");
+        }
+        let http =
+            Location::parse("https://download.pytorch.org/models/resnet50-0676ba61.pth").unwrap();
+        assert!(matches!(http, Location::Http(_)));
+        assert_eq!(http.file_name(), "resnet50-0676ba61.pth");
+    }
+
+    #[test]
+    fn rejected_locations() {
+        let table: &[(&str, &str)] = &[
+            ("", "empty path"),
+            ("ftp://host/x.pth", "unsupported scheme `ftp://`"),
+            ("http:///x.pth", "empty host"),
+            ("s3://", "no bucket"),
+            ("s3://bucket", "no object key"),
+            ("s3://bucket/dir/", "no object key"),
+            (
+                "hf://org/repo",
+                "expected hf://org/repo[@revision]/path/in/repo",
+            ),
+            ("hf://org/repo@/x.pth", "empty revision after `@`"),
+            ("file://relative", "a file:// URL needs an absolute path"),
+        ];
+        for (input, reason) in table {
+            let err = Location::parse(input).unwrap_err().to_string();
+            assert!(err.contains(reason), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let loc =
+            Location::parse("https://user:hunter2@host.example/x.pth?X-Amz-Signature=abc&token=t")
+                .unwrap();
+        let shown = loc.to_string();
+        assert_eq!(shown, "https://***@host.example/x.pth?***");
+        let err = Location::parse("ftp://user:hunter2@host/x?sig=1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2") && !err.contains("sig=1"), "{err}");
+    }
+}

@@ -1,0 +1,105 @@
+//! `s3://`, `gs://` and `az://` through the `object_store` crate. Credentials and endpoints
+//! come from the environment as each store documents it (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT` / `AWS_ENDPOINT_URL` for MinIO or
+//! Aliyun OSS, `AWS_ALLOW_HTTP` for a plain-HTTP endpoint; `GOOGLE_*`; `AZURE_*`), or the
+//! endpoint from the spec.
+
+use std::fs::File;
+use std::io::Write;
+
+use futures::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{GetOptions, GetRange, ObjectStore};
+
+use super::StoreScheme;
+use crate::error::{Error, Result};
+use crate::spec::Pretrain;
+
+fn store(
+    scheme: StoreScheme,
+    bucket: &str,
+    spec: &Pretrain,
+) -> object_store::Result<Box<dyn ObjectStore>> {
+    match scheme {
+        #[cfg(feature = "s3")]
+        StoreScheme::S3 => {
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let Some(endpoint) = spec.endpoint() {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let Some(endpoint) = spec
+                .endpoint()
+                .map(str::to_string)
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+                && endpoint.starts_with("http://")
+            {
+                builder = builder.with_allow_http(true);
+            }
+            Ok(Box::new(builder.build()?))
+        }
+        #[cfg(feature = "gcs")]
+        StoreScheme::Gcs => Ok(Box::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .build()?,
+        )),
+        #[cfg(feature = "azure")]
+        StoreScheme::Azure => Ok(Box::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_container_name(bucket)
+                .build()?,
+        )),
+        #[allow(unreachable_patterns)]
+        other => Err(object_store::Error::NotSupported {
+            source: format!("{other:?} needs its cargo feature (s3, gcs, azure)").into(),
+        }),
+    }
+}
+
+/// Stream the object into `file`, from `offset` on when a part is already there.
+pub(super) fn download(
+    scheme: StoreScheme,
+    bucket: &str,
+    key: &str,
+    spec: &Pretrain,
+    shown: &str,
+    file: &mut File,
+    offset: u64,
+) -> Result<()> {
+    let fail = |reason: String| Error::Download {
+        uri: shown.to_string(),
+        reason,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("async runtime: {e}")))?;
+    let store = store(scheme, bucket, spec).map_err(|e| fail(e.to_string()))?;
+    let path = StorePath::from(key);
+    runtime.block_on(async {
+        let options = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            ..GetOptions::default()
+        };
+        let result = match store.get_opts(&path, options).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::NotFound {
+                    uri: shown.to_string(),
+                });
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| fail(e.to_string()))?;
+            file.write_all(&chunk)
+                .map_err(|e| fail(format!("writing the cache file: {e}")))?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,404 @@
+//! Sources against real servers on loopback: an HTTP server with fault modes (in-process),
+//! the Hub's download routes on the same server, and an S3-compatible server (moto).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use burn::prelude::*;
+use burn_pretrain::{Error, Pretrain, PretrainExt};
+use burn_pretrain_tests::server::{Behavior, TestServer};
+use burn_pretrain_tests::{Backbone, Classifier, StateDict, assert_values_eq, expected, fixture};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_fetch_checkpoint");
+
+fn dp_bytes() -> Vec<u8> {
+    std::fs::read(fixture("dataparallel/classifier_dp.pth")).unwrap()
+}
+
+/// Files in the cache folder other than lock files: complete entries only, never a part.
+fn cache_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn spec(url: &str, cache: &Path) -> Pretrain {
+    Pretrain::from(url).with_cache_dir(cache.display().to_string())
+}
+
+#[test]
+fn http_checkpoint_loads_once_then_comes_from_the_cache() {
+    let server = TestServer::start();
+    let url = server.route("/models/classifier_dp.pth", Behavior::Serve(dp_bytes()));
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (model, report) = Classifier::new(5, &device)
+        .load_pretrained(spec(&url, cache.path()))
+        .unwrap();
+    assert_eq!(report.source(), url);
+    assert_eq!(report.loaded().len(), 32);
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("dataparallel"), ""),
+        32
+    );
+    let (_, again) = Classifier::new(5, &device)
+        .load_pretrained(spec(&url, cache.path()))
+        .unwrap();
+    assert_eq!(again.loaded().len(), 32);
+    assert_eq!(server.counters("/models/classifier_dp.pth").requests, 1);
+    let files = cache_files(cache.path());
+    assert_eq!(files.len(), 1);
+    assert!(files[0].ends_with("-classifier_dp.pth"), "{files:?}");
+}
+
+#[test]
+fn seed_third_scenario_from_a_url() {
+    let server = TestServer::start();
+    let bytes = std::fs::read(fixture("resnet/resnet18_narrow.pth")).unwrap();
+    let url = server.route("/models/resnet18_narrow.pth", Behavior::Serve(bytes));
+    let cache = tempfile::tempdir().unwrap();
+    let net = burn_pretrain_models::ResNetConfig::resnet18()
+        .with_base_channels(8)
+        .init(&Device::flex())
+        .unwrap();
+    let (_, report) = net.load_pretrained(spec(&url, cache.path())).unwrap();
+    assert_eq!(report.unexpected(), ["fc.bias", "fc.weight"]);
+    assert_eq!(report.loaded().len(), 100);
+}
+
+#[test]
+fn not_found_is_a_clear_error_and_caches_nothing() {
+    let server = TestServer::start();
+    let url = format!("{}/missing.pth", server.base());
+    let cache = tempfile::tempdir().unwrap();
+    let err = Backbone::new(&Device::flex())
+        .load_pretrained(spec(&url, cache.path()))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(err.to_string(), format!("{url} does not exist (404)"));
+    assert!(cache_files(cache.path()).is_empty());
+}
+
+#[test]
+fn server_error_then_success_is_retried() {
+    let server = TestServer::start();
+    let url = server.route("/flaky.pth", Behavior::FailThenServe(1, dp_bytes()));
+    let cache = tempfile::tempdir().unwrap();
+    let report = Backbone::new(&Device::flex())
+        .plan_pretrained(spec(&url, cache.path()).with_sub_level("backbone"))
+        .unwrap();
+    assert_eq!(report.loaded().len(), 30);
+    assert_eq!(server.counters("/flaky.pth").requests, 2);
+}
+
+#[test]
+fn connection_reset_mid_body_resumes_with_a_range() {
+    let server = TestServer::start();
+    let bytes = dp_bytes();
+    let len = bytes.len();
+    let url = server.route("/reset.pth", Behavior::ResetAfter(len / 3, bytes));
+    let cache = tempfile::tempdir().unwrap();
+    let (model, _) = Classifier::new(5, &Device::flex())
+        .load_pretrained(spec(&url, cache.path()))
+        .unwrap();
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("dataparallel"), ""),
+        32
+    );
+    let seen = server.counters("/reset.pth");
+    assert_eq!(seen.requests, 2);
+    // The second request asked only for the rest: every byte was sent exactly once.
+    assert_eq!(seen.bytes_sent, len);
+    assert_eq!(seen.full_transfers, 0);
+}
+
+#[test]
+fn body_shorter_than_its_length_fails_and_keeps_nothing() {
+    let server = TestServer::start();
+    let url = server.route("/short.pth", Behavior::ShortBody(dp_bytes()));
+    let cache = tempfile::tempdir().unwrap();
+    let err = Backbone::new(&Device::flex())
+        .load_pretrained(spec(&url, cache.path()))
+        .unwrap_err();
+    assert!(matches!(err, Error::Download { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("gave up after 5 attempts"),
+        "{err}"
+    );
+    assert!(cache_files(cache.path()).is_empty());
+}
+
+#[test]
+fn wrong_hash_is_discarded() {
+    let server = TestServer::start();
+    let url = server.route("/hashed.pth", Behavior::Serve(dp_bytes()));
+    let cache = tempfile::tempdir().unwrap();
+    let err = Backbone::new(&Device::flex())
+        .load_pretrained(spec(&url, cache.path()).with_sha256("deadbeef"))
+        .unwrap_err();
+    assert!(matches!(err, Error::HashMismatch { .. }), "{err:?}");
+    assert!(cache_files(cache.path()).is_empty());
+}
+
+#[test]
+fn right_hash_and_torch_hub_names_are_checked() {
+    let bytes = dp_bytes();
+    let digest = burn_pretrain_tests::sha256_hex(&bytes);
+    let server = TestServer::start();
+    // torch hub's convention: the name carries the first 8 hex digits of the sha256.
+    let good = server.route(
+        &format!("/hub/classifier-{}.pth", &digest[..8]),
+        Behavior::Serve(bytes.clone()),
+    );
+    let bad = server.route("/hub/classifier-00000000.pth", Behavior::Serve(bytes));
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    Classifier::new(5, &device)
+        .load_pretrained(spec(&good, cache.path()).with_sha256(digest.clone()))
+        .unwrap();
+    Classifier::new(5, &device)
+        .load_pretrained(spec(&good, cache.path()))
+        .unwrap();
+    let err = Classifier::new(5, &device)
+        .load_pretrained(spec(&bad, cache.path()))
+        .unwrap_err();
+    assert!(matches!(err, Error::HashMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn slow_server_past_the_timeout() {
+    let server = TestServer::start();
+    let url = server.route(
+        "/slow.pth",
+        Behavior::Slow(Duration::from_secs(3), dp_bytes()),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let err = Backbone::new(&Device::flex())
+        .load_pretrained(spec(&url, cache.path()).with_timeout(0.2))
+        .unwrap_err();
+    assert!(matches!(err, Error::Download { .. }), "{err:?}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(cache_files(cache.path()).is_empty());
+}
+
+#[test]
+fn offline_uses_the_cache_and_says_so_on_a_miss() {
+    let server = TestServer::start();
+    let url = server.route("/offline.pth", Behavior::Serve(dp_bytes()));
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let err = Classifier::new(5, &device)
+        .load_pretrained(spec(&url, cache.path()).with_offline(true))
+        .unwrap_err();
+    assert!(matches!(err, Error::Offline { .. }), "{err:?}");
+    assert_eq!(server.counters("/offline.pth").requests, 0);
+    Classifier::new(5, &device)
+        .load_pretrained(spec(&url, cache.path()))
+        .unwrap();
+    Classifier::new(5, &device)
+        .load_pretrained(spec(&url, cache.path()).with_offline(true))
+        .unwrap();
+    assert_eq!(server.counters("/offline.pth").requests, 1);
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_fetched_again() {
+    let server = TestServer::start();
+    let url = server.route("/entry.pth", Behavior::Serve(dp_bytes()));
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    Classifier::new(5, &device)
+        .load_pretrained(spec(&url, cache.path()))
+        .unwrap();
+    let entry = cache.path().join(&cache_files(cache.path())[0]);
+    std::fs::write(&entry, b"<html>cached error page</html>").unwrap();
+    let (model, _) = Classifier::new(5, &device)
+        .load_pretrained(spec(&url, cache.path()))
+        .unwrap();
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("dataparallel"), ""),
+        32
+    );
+    assert_eq!(server.counters("/entry.pth").requests, 2);
+}
+
+#[test]
+fn secrets_stay_out_of_reports_and_errors() {
+    let server = TestServer::start();
+    server.route("/signed.pth", Behavior::Serve(dp_bytes()));
+    let port = server.base().rsplit(':').next().unwrap().to_string();
+    let signed = format!("http://user:hunter2@127.0.0.1:{port}/signed.pth?X-Amz-Signature=s3cr3t");
+    let cache = tempfile::tempdir().unwrap();
+    let (_, report) = Backbone::new(&Device::flex())
+        .load_pretrained(spec(&signed, cache.path()).with_sub_level("backbone"))
+        .unwrap();
+    let shown = format!("{report}{}", serde_json::to_string(&report).unwrap());
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+    assert!(report.source().starts_with("http://***@127.0.0.1:"));
+    let missing = format!("http://user:hunter2@127.0.0.1:{port}/nope.pth?token=s3cr3t");
+    let err = Backbone::new(&Device::flex())
+        .load_pretrained(spec(&missing, cache.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("hunter2") && !err.contains("s3cr3t"), "{err}");
+}
+
+#[test]
+fn eight_processes_one_download() {
+    let server = TestServer::start();
+    let url = server.route(
+        "/shared.pth",
+        Behavior::Slow(Duration::from_millis(300), dp_bytes()),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(HELPER)
+                .args([url.as_str(), &cache.path().display().to_string()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
+    }
+    assert_eq!(server.counters("/shared.pth").full_transfers, 1);
+}
+
+#[test]
+fn torch_hub_cache_is_reused_without_a_download() {
+    let bytes = dp_bytes();
+    let digest = burn_pretrain_tests::sha256_hex(&bytes);
+    let name = format!("classifier-{}.pth", &digest[..8]);
+    let torch_home = tempfile::tempdir().unwrap();
+    let hub = torch_home.path().join("hub").join("checkpoints");
+    std::fs::create_dir_all(&hub).unwrap();
+    std::fs::write(hub.join(&name), &bytes).unwrap();
+    let server = TestServer::start();
+    let url = server.route(&format!("/hub/{name}"), Behavior::NotFound);
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(HELPER)
+        .args([url.as_str(), &cache.path().display().to_string()])
+        .env("TORCH_HOME", torch_home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
+    assert_eq!(server.counters(&format!("/hub/{name}")).requests, 0);
+}
+
+#[test]
+fn hub_files_through_hf_hub() {
+    let server = TestServer::start();
+    server.route(
+        "/org/classifier/resolve/main/classifier_dp.pth",
+        Behavior::Serve(dp_bytes()),
+    );
+    server.route(
+        "/org/classifier/resolve/v1.0/weights/classifier_dp.pth",
+        Behavior::Serve(dp_bytes()),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    for uri in [
+        "hf://org/classifier/classifier_dp.pth",
+        "hf://org/classifier@v1.0/weights/classifier_dp.pth",
+    ] {
+        let (model, report) = Classifier::new(5, &device)
+            .load_pretrained(spec(uri, cache.path()).with_endpoint(server.base()))
+            .unwrap();
+        assert_eq!(report.source(), uri);
+        assert_eq!(
+            assert_values_eq(&model.to_state_dict(), &expected("dataparallel"), ""),
+            32
+        );
+    }
+    // Cached: asking again sends nothing.
+    let before = server
+        .counters("/org/classifier/resolve/main/classifier_dp.pth")
+        .requests;
+    Classifier::new(5, &device)
+        .load_pretrained(
+            spec("hf://org/classifier/classifier_dp.pth", cache.path())
+                .with_endpoint(server.base()),
+        )
+        .unwrap();
+    assert_eq!(
+        server
+            .counters("/org/classifier/resolve/main/classifier_dp.pth")
+            .requests,
+        before
+    );
+    let err = Classifier::new(5, &device)
+        .load_pretrained(
+            spec("hf://org/classifier/nope.pth", cache.path()).with_endpoint(server.base()),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}
+
+#[test]
+fn s3_compatible_store_with_credentials_from_the_environment() {
+    let moto = burn_pretrain_tests::moto::MotoServer::start();
+    moto.put("weights", "ssl/classifier_dp.pth", dp_bytes());
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(HELPER)
+        .args([
+            "s3://weights/ssl/classifier_dp.pth",
+            &cache.path().display().to_string(),
+            &moto.endpoint(),
+        ])
+        .env("AWS_ACCESS_KEY_ID", burn_pretrain_tests::moto::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", burn_pretrain_tests::moto::SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every backbone tensor of the classifier checkpoint, through sub_level.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
+    // A missing object is a clear error.
+    let out = Command::new(HELPER)
+        .args([
+            "s3://weights/ssl/missing.pth",
+            &cache.path().display().to_string(),
+            &moto.endpoint(),
+        ])
+        .env("AWS_ACCESS_KEY_ID", burn_pretrain_tests::moto::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", burn_pretrain_tests::moto::SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "s3://weights/ssl/missing.pth does not exist (404)"
+    );
+}
