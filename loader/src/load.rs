@@ -50,6 +50,13 @@ pub trait PretrainExt: Pretrainable + Clone {
         Ok(prepared.report(false))
     }
 
+    /// The checkpoint keys this model's tensors load from, in the PyTorch convention.
+    fn pretrain_keys(&self) -> Vec<String> {
+        let mut walker = Walker::new(crate::Convention::Pytorch);
+        self.walk_pretrain(&mut walker);
+        walker.targets.into_iter().map(|t| t.key).collect()
+    }
+
     /// Plan loading `spec` without reading any tensor bytes or changing the model: the
     /// report says what a load would do.
     fn plan_pretrained(&self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
@@ -71,17 +78,7 @@ struct Prepared {
 
 impl Prepared {
     fn new<M: Pretrainable>(model: &M, spec: &Pretrain) -> Result<Self> {
-        let location = Location::parse(spec.path())?;
-        let fetched = source::fetch(spec, &location, false)?;
-        let checkpoint = match Checkpoint::open(&fetched.path) {
-            // A cache entry that does not parse is fetched again, never used.
-            Err(e) if fetched.cached => {
-                tracing::warn!("cached copy of {location} is unreadable ({e}); fetching it again");
-                let fetched = source::fetch(spec, &location, true)?;
-                Checkpoint::open(&fetched.path)?
-            }
-            other => other?,
-        };
+        let (location, checkpoint) = open_located(spec)?;
         let convention = spec.convention().unwrap_or(checkpoint.convention());
         let mut walker = Walker::new(convention);
         model.walk_pretrain(&mut walker);
@@ -117,6 +114,58 @@ impl Prepared {
             self.view.steps.clone(),
             &self.plan,
         )
+    }
+}
+
+/// Fetch (through the cache, if remote) and open the checkpoint of `spec`. Reads headers only.
+pub fn open_checkpoint(spec: &Pretrain) -> Result<Checkpoint> {
+    Ok(open_located(spec)?.1)
+}
+
+fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
+    let location = Location::parse(spec.path())?;
+    let fetched = source::fetch(spec, &location, false)?;
+    let checkpoint = match Checkpoint::open(&fetched.path) {
+        // A cache entry that does not parse is fetched again, never used.
+        Err(e) if fetched.cached => {
+            tracing::warn!("cached copy of {location} is unreadable ({e}); fetching it again");
+            let fetched = source::fetch(spec, &location, true)?;
+            Checkpoint::open(&fetched.path)?
+        }
+        other => other?,
+    };
+    Ok((location, checkpoint))
+}
+
+/// The checkpoint seen through a spec's view: containers unwrapped, prefixes stripped,
+/// `sub_level` and remaps applied. Reads no tensor bytes.
+#[derive(Debug, Clone)]
+pub struct CheckpointView {
+    view: View,
+}
+
+impl CheckpointView {
+    /// Apply `spec`'s view to `checkpoint` (automatic unwrapping assumes a model whose own
+    /// names are not `state_dict`, `model`, `module`...).
+    pub fn new(checkpoint: &Checkpoint, spec: &Pretrain) -> Result<Self> {
+        Ok(Self {
+            view: View::build(checkpoint, spec, &HashSet::new())?,
+        })
+    }
+
+    /// `(view key, stored tensor)` pairs, in checkpoint order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &crate::TensorEntry)> {
+        self.view.entries.iter().map(|e| (e.key.as_str(), &e.entry))
+    }
+
+    /// What the view did.
+    pub fn steps(&self) -> &[crate::ViewStep] {
+        &self.view.steps
+    }
+
+    /// Stored keys the view left out, with why.
+    pub fn dropped(&self) -> &[(String, String)] {
+        &self.view.dropped
     }
 }
 

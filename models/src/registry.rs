@@ -181,6 +181,7 @@ pub struct BuildCtx<'a> {
     device: &'a Device,
     path: Vec<String>,
     loads: Vec<ScopedLoad>,
+    dry_run: bool,
 }
 
 impl BuildCtx<'_> {
@@ -293,10 +294,27 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
 
     /// Build a model from `config` (a map with `type`), loading every `pretrain` in it.
     pub fn build(&self, config: &Value, device: &Device) -> Result<Built<T>, ConfigError> {
+        self.build_with(config, device, false)
+    }
+
+    /// Build the model of `config` and plan its `pretrain`s without loading them: no tensor
+    /// bytes are read and the model keeps its initial (lazy) parameters. The reports are
+    /// dry runs.
+    pub fn plan(&self, config: &Value, device: &Device) -> Result<Built<T>, ConfigError> {
+        self.build_with(config, device, true)
+    }
+
+    fn build_with(
+        &self,
+        config: &Value,
+        device: &Device,
+        dry_run: bool,
+    ) -> Result<Built<T>, ConfigError> {
         let mut ctx = BuildCtx {
             device,
             path: Vec::new(),
             loads: Vec::new(),
+            dry_run,
         };
         let model = self.build_in(config, &mut ctx, "")?;
         Ok(Built {
@@ -312,12 +330,7 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
         path: impl AsRef<Path>,
         device: &Device,
     ) -> Result<Built<T>, ConfigError> {
-        let path = path.as_ref();
-        let mut config = read_config(path)?;
-        if let Some(dir) = path.parent() {
-            resolve_pretrain_paths(&mut config, dir);
-        }
-        self.build(&config, device)
+        self.build(&read_config_file(path.as_ref())?, device)
     }
 
     /// Build the sub-config `config` found at `field` of the current level; for builders of
@@ -398,19 +411,31 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
         let Some(spec) = pretrain else {
             return Ok(model);
         };
-        let (model, report) =
-            model
-                .load_pretrained(spec)
-                .map_err(|source| ConfigError::Pretrain {
-                    path: ctx.path_of(""),
-                    source,
-                })?;
+        let loaded = if ctx.dry_run {
+            model.plan_pretrained(spec).map(|report| (model, report))
+        } else {
+            model.load_pretrained(spec)
+        };
+        let (model, report) = loaded.map_err(|source| ConfigError::Pretrain {
+            path: ctx.path_of(""),
+            source,
+        })?;
         ctx.loads.push(ScopedLoad {
             scope: ctx.path.join("."),
             report,
         });
         Ok(model)
     }
+}
+
+/// Read a config file ([`read_config`]) and make its relative `pretrain` paths relative to
+/// the file's folder.
+pub fn read_config_file(path: &Path) -> Result<Value, ConfigError> {
+    let mut config = read_config(path)?;
+    if let Some(dir) = path.parent() {
+        resolve_pretrain_paths(&mut config, dir);
+    }
+    Ok(config)
 }
 
 /// Make every relative local `pretrain` path (string or `path` field) relative to `dir`.

@@ -2,18 +2,24 @@
 
 use std::path::Path;
 
-use super::{DType, Format, TensorEntry};
+use super::{Convention, DType, Format, TensorEntry};
 use crate::error::{Error, Result};
 
-pub(super) fn open(path: &Path) -> Result<Vec<TensorEntry>> {
+/// burn writes burnpacks in its own naming; `pretrain convert` marks the ones it writes in
+/// PyTorch's naming with `convention = pytorch`.
+pub(super) fn open(path: &Path) -> Result<(Vec<TensorEntry>, Convention)> {
     let corrupt = |reason: String| Error::Corrupt {
         path: path.to_path_buf(),
         format: Format::Burnpack,
         reason,
     };
     let reader = burn_pack::Reader::from_file_exact(path).map_err(|e| corrupt(e.to_string()))?;
+    let convention = match reader.metadata().get("convention").map(String::as_str) {
+        Some("pytorch") => Convention::Pytorch,
+        _ => Convention::Burn,
+    };
     let tensors = reader.into_tensors().map_err(|e| corrupt(e.to_string()))?;
-    tensors
+    let entries = tensors
         .into_iter()
         .map(|tensor| {
             let dtype = DType::from_burn(tensor.dtype).ok_or_else(|| {
@@ -30,5 +36,6 @@ pub(super) fn open(path: &Path) -> Result<Vec<TensorEntry>> {
                 })
             }))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((entries, convention))
 }

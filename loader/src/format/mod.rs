@@ -104,6 +104,11 @@ impl DType {
         matches!(self, DType::F64 | DType::F32 | DType::F16 | DType::BF16)
     }
 
+    /// The same type as burn names it.
+    pub fn to_burn_dtype(self) -> burn::tensor::DType {
+        self.to_burn()
+    }
+
     pub(crate) fn to_burn(self) -> burn::tensor::DType {
         use burn::tensor::DType as B;
         match self {
@@ -240,7 +245,7 @@ impl Checkpoint {
                 (pytorch::open(path, format)?, Convention::Pytorch)
             }
             Format::Safetensors => safetensors::open(path)?,
-            Format::Burnpack => (burnpack::open(path)?, Convention::Burn),
+            Format::Burnpack => burnpack::open(path)?,
         };
         if entries.is_empty() {
             return Err(Error::NoTensors {
@@ -299,7 +304,7 @@ impl Checkpoint {
 }
 
 /// Compare keys so that numeric segments sort by value: `layer2` < `layer10`.
-pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let mut a = a.as_bytes();
     let mut b = b.as_bytes();
     loop {

@@ -58,10 +58,12 @@ impl Cache {
         }
     }
 
+    #[cfg_attr(not(feature = "hf"), allow(dead_code))]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    #[cfg_attr(not(feature = "hf"), allow(dead_code))]
     pub fn offline(&self) -> bool {
         self.offline
     }

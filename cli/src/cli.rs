@@ -1,0 +1,112 @@
+//! The command line, in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Load pretrained weights into burn models: inspect checkpoints, plan and run loads, convert.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pretrain",
+    version,
+    about,
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 `check --expect` not met."
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List a checkpoint's tensors (key, shape, dtype), folded, with totals. Reads no tensor bytes.
+    Inspect(InspectArgs),
+    /// Plan loading a config's `pretrain`s from headers only: what would load, per subtree.
+    Check(CheckArgs),
+    /// Build a config's model, load its `pretrain`s, run one forward pass.
+    Load(LoadArgs),
+    /// Write a checkpoint's (viewed, remapped) tensors as burnpack or safetensors.
+    Convert(ConvertArgs),
+    /// The seed's three scenarios on bundled checkpoints, on the CPU.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A checkpoint: path, file://, http(s)://, s3://, gs://, az:// or hf://.
+    pub source: String,
+    /// Keys exactly as stored (no unwrapping or prefix stripping).
+    #[arg(long)]
+    pub raw: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A model config (JSON, YAML or TOML) with `pretrain` at any level.
+    pub config: PathBuf,
+    /// Require SUBTREE to load at least FRACTION of its tensors (e.g. backbone=1.0); exit 3 if not.
+    #[arg(long, value_name = "SUBTREE=FRACTION")]
+    pub expect: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    Flex,
+    Ndarray,
+    Wgpu,
+    Tch,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// A model config (JSON, YAML or TOML) with `pretrain` at any level.
+    pub config: PathBuf,
+    /// The device to load onto.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub device: DeviceArg,
+    /// A float32 .npy batch [batch, channels, height, width] to run; a generated one otherwise.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Save the output as .npy.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// A checkpoint: path or URL.
+    pub source: String,
+    /// The file to write: `.bpk` (burnpack) or `.safetensors`.
+    pub out: PathBuf,
+    /// Keep only the keys under this prefix, without it.
+    #[arg(long)]
+    pub sub_level: Option<String>,
+    /// Rename keys matching the regex FROM to TO (repeatable).
+    #[arg(long, value_name = "FROM=TO")]
+    pub remap: Vec<String>,
+    /// Write only the tensors this config's model would load (plan from its root `pretrain` options).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print the reports as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,115 @@
+//! `pretrain inspect SOURCE`: a checkpoint's tensors, folded, with totals. Headers only.
+
+use std::collections::BTreeMap;
+
+use burn_pretrain::{
+    Checkpoint, CheckpointView, DType, Pretrain, TensorEntry, fold_keys, natural_cmp,
+    open_checkpoint,
+};
+use serde_json::json;
+
+use crate::cli::InspectArgs;
+use crate::output;
+
+pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
+    let spec = Pretrain::from(args.source.as_str());
+    let checkpoint = open_checkpoint(&spec)?;
+    let shown = burn_pretrain::Location::parse(&args.source)?.to_string();
+    let view = if args.raw {
+        None
+    } else {
+        Some(CheckpointView::new(&checkpoint, &spec)?)
+    };
+    let (tensors, steps): (Vec<(String, &TensorEntry)>, Vec<String>) = match &view {
+        None => (
+            checkpoint
+                .entries()
+                .iter()
+                .map(|e| (e.key().to_string(), e))
+                .collect(),
+            Vec::new(),
+        ),
+        Some(view) => (
+            view.entries().map(|(k, e)| (k.to_string(), e)).collect(),
+            view.steps().iter().map(ToString::to_string).collect(),
+        ),
+    };
+    if args.json {
+        output::print_json(&to_json(&checkpoint, &shown, &tensors, &steps))?;
+    } else {
+        output::print(&to_text(&checkpoint, &shown, &tensors, &steps))?;
+    }
+    Ok(0)
+}
+
+fn totals(tensors: &[(String, &TensorEntry)]) -> (usize, BTreeMap<String, usize>) {
+    let mut params = 0;
+    let mut bytes: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, e) in tensors {
+        params += e.num_elements();
+        *bytes.entry(e.dtype().to_string()).or_default() += e.num_elements() * e.dtype().size();
+    }
+    (params, bytes)
+}
+
+fn to_json(
+    ckpt: &Checkpoint,
+    shown: &str,
+    tensors: &[(String, &TensorEntry)],
+    steps: &[String],
+) -> serde_json::Value {
+    let (params, bytes) = totals(tensors);
+    json!({
+        "source": shown,
+        "format": ckpt.format(),
+        "view": steps,
+        "tensors": tensors.iter().map(|(k, e)| json!({"key": k, "shape": e.shape(), "dtype": e.dtype()})).collect::<Vec<_>>(),
+        "totals": {"tensors": tensors.len(), "parameters": params, "bytes_per_dtype": bytes},
+    })
+}
+
+/// Keys fold together only when they share shape and dtype.
+type Signature = (Vec<usize>, DType);
+
+fn to_text(
+    ckpt: &Checkpoint,
+    shown: &str,
+    tensors: &[(String, &TensorEntry)],
+    steps: &[String],
+) -> String {
+    let mut out = format!("{shown} ({})\n", ckpt.format());
+    for step in steps {
+        out.push_str(&format!("view: {step}\n"));
+    }
+    // Fold keys that share shape and dtype; list the patterns in natural key order.
+    let mut groups: Vec<(Signature, Vec<&str>)> = Vec::new();
+    for (k, e) in tensors {
+        let sig = (e.shape().to_vec(), e.dtype());
+        match groups.iter_mut().find(|(s, _)| *s == sig) {
+            Some((_, keys)) => keys.push(k),
+            None => groups.push((sig, vec![k])),
+        }
+    }
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for ((shape, dtype), keys) in &groups {
+        for pattern in fold_keys(keys) {
+            lines.push((pattern, format!("{shape:?} {dtype}")));
+        }
+    }
+    lines.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    let width = lines.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+    for (pattern, desc) in &lines {
+        out.push_str(&format!("  {pattern:<width$}  {desc}\n"));
+    }
+    let (params, bytes) = totals(tensors);
+    let bytes: Vec<String> = bytes
+        .iter()
+        .map(|(d, b)| format!("{d} {b} bytes"))
+        .collect();
+    out.push_str(&format!(
+        "{} tensors, {params} parameters, {}\n",
+        tensors.len(),
+        bytes.join(", ")
+    ));
+    out
+}

@@ -1,0 +1,95 @@
+//! `pretrain load CONFIG`: build the model, load its `pretrain`s, print the report, run one
+//! inference forward pass and optionally save the output.
+
+use anyhow::Context;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use serde_json::json;
+
+use crate::cli::{DeviceArg, LoadArgs};
+use crate::models;
+use crate::{npy, output};
+
+fn device(arg: DeviceArg) -> anyhow::Result<Device> {
+    match arg {
+        DeviceArg::Flex => Ok(Device::flex()),
+        other => anyhow::bail!(
+            "--device {other:?}: this build has only the flex backend; rebuild with its cargo feature"
+        ),
+    }
+}
+
+/// A deterministic batch [1, 3, 224, 224] when no input is given.
+fn generated(device: &Device) -> Tensor<4> {
+    let n = 3 * 224 * 224;
+    let values: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [1, 3, 224, 224]), device)
+}
+
+pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
+    let device = device(args.device)?;
+    let (model, report) = models::build(&args.config, &device, false)?;
+    let input = match &args.input {
+        Some(path) => {
+            let (shape, values) = npy::read_f32(path)?;
+            let dims: [usize; 4] = shape.clone().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: expected a [batch, channels, height, width] array, got shape {shape:?}",
+                    path.display()
+                )
+            })?;
+            Tensor::from_data(TensorData::new(values, dims), &device)
+        }
+        None => generated(&device),
+    };
+    let (shape, values) = model.forward(input);
+    if let Some(path) = &args.output {
+        npy::write_f32(path, &shape, &values)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let rows = models::summarize(&model.keys(), &report);
+    if args.json {
+        let mut loaded = Vec::new();
+        let mut missing = Vec::new();
+        let mut unexpected = Vec::new();
+        let mut mismatched = Vec::new();
+        let scoped = |scope: &str, key: &str| {
+            if scope.is_empty() {
+                key.to_string()
+            } else {
+                format!("{scope}.{key}")
+            }
+        };
+        for load in report.loads() {
+            let r = &load.report;
+            loaded.extend(r.loaded().iter().map(|k| scoped(&load.scope, k)));
+            missing.extend(r.missing().iter().map(|k| scoped(&load.scope, k)));
+            unexpected.extend(r.unexpected().iter().cloned());
+            mismatched.extend(r.mismatched().iter().map(|m| {
+                json!({"key": scoped(&load.scope, &m.key), "model_shape": m.model_shape, "checkpoint_shape": m.checkpoint_shape})
+            }));
+        }
+        output::print_json(&json!({
+            "config": args.config.display().to_string(),
+            "loaded": loaded,
+            "missing": missing,
+            "unexpected": unexpected,
+            "mismatched": mismatched,
+            "subtrees": rows,
+            "loads": report.loads(),
+            "output_shape": shape,
+        }))?;
+    } else {
+        let mut text = report.to_string();
+        text.push_str(&models::table(&rows));
+        text.push_str(&format!("output {shape:?}"));
+        if let Some(path) = &args.output {
+            text.push_str(&format!(" saved to {}", path.display()));
+        }
+        text.push('\n');
+        output::print(&text)?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,74 @@
+//! `pretrain`: inspect, check, load and convert checkpoints; `pretrain demo` tells the seed's
+//! story on bundled checkpoints.
+//!
+//! Exit codes: 0 success; 1 the checkpoint, config or load failed (one line on stderr with
+//! the cause chain); 2 bad usage; 3 `check --expect` not met. A closed pipe on stdout ends the
+//! command quietly with 0.
+
+mod check;
+mod cli;
+mod convert;
+mod demo;
+mod inspect;
+mod load;
+mod models;
+mod npy;
+mod output;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// `check --expect` not met.
+pub const EXIT_EXPECT: i32 = 3;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Load(args) => load::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            if output::is_broken_pipe(&e) {
+                std::process::exit(0);
+            }
+            eprintln!("error: {}", chain(&e));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The error and its causes on one line, each said once.
+fn chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+}

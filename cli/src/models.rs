@@ -1,0 +1,231 @@
+//! Building a config's model (classifier or backbone), and summarising what its loads did
+//! per subtree.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use burn::prelude::*;
+use burn_pretrain::PretrainExt;
+use burn_pretrain_models::{
+    BACKBONES, Backbone, BuildReport, DefaultClassifier, Features, MODELS, Stage, read_config_file,
+};
+use serde::Serialize;
+
+/// A model any built-in registry can build from a config root.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum AnyModel {
+    Classifier(DefaultClassifier),
+    Backbone(Backbone),
+}
+
+/// Build (or, with `dry_run`, plan) the model of the config file at `path`.
+pub fn build(
+    path: &Path,
+    device: &Device,
+    dry_run: bool,
+) -> anyhow::Result<(AnyModel, BuildReport)> {
+    let config = read_config_file(path)?;
+    let ty = config
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    let context = || format!("config {}", path.display());
+    if MODELS.names().contains(&ty) {
+        let built = if dry_run {
+            MODELS.plan(&config, device)
+        } else {
+            MODELS.build(&config, device)
+        }
+        .with_context(context)?;
+        Ok((AnyModel::Classifier(built.model), built.report))
+    } else if BACKBONES.names().contains(&ty) {
+        let built = if dry_run {
+            BACKBONES.plan(&config, device)
+        } else {
+            BACKBONES.build(&config, device)
+        }
+        .with_context(context)?;
+        Ok((AnyModel::Backbone(built.model), built.report))
+    } else {
+        let mut known: Vec<&str> = MODELS.names();
+        known.extend(BACKBONES.names());
+        anyhow::bail!(
+            "config {}: type: unknown model type `{ty}`; registered: {}",
+            path.display(),
+            known.join(", ")
+        )
+    }
+}
+
+/// Build the model of a config file with its `pretrain`s removed (fresh parameters).
+pub fn build_without_pretrain(path: &Path, device: &Device) -> anyhow::Result<AnyModel> {
+    let mut config = read_config_file(path)?;
+    strip_pretrain(&mut config);
+    let dir = tempfile::tempdir()?;
+    let stripped = dir.path().join("config.json");
+    std::fs::write(&stripped, serde_json::to_vec(&config)?)?;
+    Ok(build(&stripped, device, true)
+        .with_context(|| format!("config {}", path.display()))?
+        .0)
+}
+
+fn strip_pretrain(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("pretrain");
+            map.values_mut().for_each(strip_pretrain);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_pretrain),
+        _ => {}
+    }
+}
+
+impl AnyModel {
+    /// Plan loading `spec` into this model (headers only).
+    pub fn plan(
+        &self,
+        spec: burn_pretrain::Pretrain,
+    ) -> burn_pretrain::Result<burn_pretrain::LoadReport> {
+        match self {
+            AnyModel::Classifier(m) => m.plan_pretrained(spec),
+            AnyModel::Backbone(m) => m.plan_pretrained(spec),
+        }
+    }
+
+    /// Every tensor key of the model (PyTorch naming).
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            AnyModel::Classifier(m) => m.pretrain_keys(),
+            AnyModel::Backbone(m) => m.pretrain_keys(),
+        }
+    }
+
+    /// One inference forward pass: probabilities for a classifier, features for a backbone.
+    pub fn forward(&self, images: Tensor<4>) -> (Vec<usize>, Vec<f32>) {
+        let out = match self {
+            AnyModel::Classifier(m) => Features::D2(m.forward(images)),
+            AnyModel::Backbone(m) => Stage::forward(m, Features::D4(images)),
+        };
+        let shape = out.dims();
+        let data = match out {
+            Features::D2(t) => t.into_data(),
+            Features::D3(t) => t.into_data(),
+            Features::D4(t) => t.into_data(),
+            Features::D5(t) => t.into_data(),
+        };
+        (
+            shape,
+            data.convert::<f32>().try_to_vec().unwrap_or_default(),
+        )
+    }
+}
+
+/// What happens to the tensors of one subtree of the model.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SubtreeRow {
+    pub subtree: String,
+    pub total: usize,
+    pub load: usize,
+    pub shape_mismatch: usize,
+    pub cast: usize,
+    pub missing: usize,
+}
+
+impl SubtreeRow {
+    pub fn fraction(&self) -> f64 {
+        if self.total == 0 {
+            1.0
+        } else {
+            self.load as f64 / self.total as f64
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Status {
+    Missing,
+    Mismatch,
+    Load { cast: bool },
+}
+
+/// Per subtree: the final outcome of every model tensor over all loads (a later load that
+/// loads a tensor overrides an earlier outcome).
+pub fn summarize(keys: &[String], report: &BuildReport) -> Vec<SubtreeRow> {
+    let mut status: BTreeMap<&str, Status> =
+        keys.iter().map(|k| (k.as_str(), Status::Missing)).collect();
+    let scoped = |scope: &str, key: &str| {
+        if scope.is_empty() {
+            key.to_string()
+        } else {
+            format!("{scope}.{key}")
+        }
+    };
+    for load in report.loads() {
+        let r = &load.report;
+        for m in r.mismatched() {
+            let key = scoped(&load.scope, &m.key);
+            if let Some(s) = status.get_mut(key.as_str())
+                && *s == Status::Missing
+            {
+                *s = Status::Mismatch;
+            }
+        }
+        for key in r.loaded() {
+            let cast = r.cast().iter().any(|c| &c.key == key);
+            let key = scoped(&load.scope, key);
+            if let Some(s) = status.get_mut(key.as_str()) {
+                *s = Status::Load { cast };
+            }
+        }
+    }
+    let mut rows: Vec<SubtreeRow> = Vec::new();
+    for key in keys {
+        let subtree = key.split('.').next().unwrap_or_default();
+        let row = match rows.iter_mut().position(|r| r.subtree == subtree) {
+            Some(i) => &mut rows[i],
+            None => {
+                rows.push(SubtreeRow {
+                    subtree: subtree.to_string(),
+                    ..SubtreeRow::default()
+                });
+                let last = rows.len() - 1;
+                &mut rows[last]
+            }
+        };
+        row.total += 1;
+        match status[key.as_str()] {
+            Status::Missing => row.missing += 1,
+            Status::Mismatch => row.shape_mismatch += 1,
+            Status::Load { cast } => {
+                row.load += 1;
+                if cast {
+                    row.cast += 1;
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// The table `check` and `load` print.
+pub fn table(rows: &[SubtreeRow]) -> String {
+    let width = rows
+        .iter()
+        .map(|r| r.subtree.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let mut out = format!(
+        "{:<width$}  {:>6}  {:>6}  {:>6}  {:>6}  {:>7}\n",
+        "subtree", "total", "load", "shape", "cast", "missing"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<width$}  {:>6}  {:>6}  {:>6}  {:>6}  {:>7}\n",
+            r.subtree, r.total, r.load, r.shape_mismatch, r.cast, r.missing
+        ));
+    }
+    out
+}

@@ -1,0 +1,354 @@
+//! The built `pretrain` binary on the committed fixtures: whole expected text, parsed JSON,
+//! exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use burn::prelude::*;
+use burn_pretrain::PretrainExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pretrain");
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(rel)
+        .canonicalize()
+        .unwrap()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn inspect_shows_the_view_folded_with_totals() {
+    let path = fixture("dataparallel/classifier_dp.pth");
+    let out = run(&["inspect", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out).replace(path.to_str().unwrap(), "<dp>");
+    let expected = "\
+<dp> (PyTorch zip)
+view: unwrapped `state_dict`, ignored optimizer (20 tensors)
+view: stripped `module.` from 38 keys
+  backbone.bn1.num_batches_tracked                                       [] i64
+  backbone.bn1.{bias,running_mean,running_var,weight}                    [4] f32
+  backbone.conv1.weight                                                  [4, 3, 3, 3] f32
+  backbone.layer1.0.bn1.{bias,running_mean,running_var,weight}           [4] f32
+  backbone.layer1.0.bn2.{bias,running_mean,running_var,weight}           [4] f32
+  backbone.layer1.0.conv1.weight                                         [4, 4, 3, 3] f32
+  backbone.layer1.0.conv2.weight                                         [4, 4, 3, 3] f32
+  backbone.layer1.1.bn1.{bias,running_mean,running_var,weight}           [8] f32
+  backbone.layer1.1.bn2.{bias,running_mean,running_var,weight}           [8] f32
+  backbone.layer1.1.conv1.weight                                         [8, 4, 3, 3] f32
+  backbone.layer1.1.conv2.weight                                         [8, 8, 3, 3] f32
+  backbone.layer1.1.downsample.0.weight                                  [8, 4, 1, 1] f32
+  backbone.layer1.1.downsample.1.num_batches_tracked                     [] i64
+  backbone.layer1.1.downsample.1.{bias,running_mean,running_var,weight}  [8] f32
+  backbone.layer1.{0,1}.bn1.num_batches_tracked                          [] i64
+  backbone.layer1.{0,1}.bn2.num_batches_tracked                          [] i64
+  head.fc.bias                                                           [5] f32
+  head.fc.weight                                                         [5, 8] f32
+38 tensors, 1487 parameters, f32 5924 bytes, i64 48 bytes
+";
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn inspect_json_and_raw() {
+    let path = fixture("dataparallel/classifier_dp.pth");
+    let out = run(&["inspect", path.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["format"], "pytorch_zip");
+    let tensors = json["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 38);
+    let fc = tensors
+        .iter()
+        .find(|t| t["key"] == "head.fc.weight")
+        .unwrap();
+    assert_eq!(fc["shape"], serde_json::json!([5, 8]));
+    assert_eq!(fc["dtype"], "f32");
+    let out = run(&["inspect", path.to_str().unwrap(), "--json", "--raw"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = json["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 58);
+    assert!(keys.contains(&"state_dict.module.head.fc.weight"));
+    assert!(keys.contains(&"optimizer.state.0.momentum_buffer"));
+}
+
+#[test]
+fn check_plans_per_subtree_and_gates() {
+    let config = fixture("resnet/classifier200.json");
+    let out = run(&["check", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = config.parent().unwrap().to_str().unwrap().to_string();
+    let text = stdout(&out).replace(&dir, "<dir>");
+    let expected = "\
+plan for <dir>/classifier200.json (dry run: headers only, no tensor bytes read)
+[(root)] <dir>/classifier_dp.pth (PyTorch zip): 100 load, 2 shape mismatch, 0 cast, 0 missing, 0 unexpected
+  head.fc.weight: model [200, 64] vs. checkpoint [100, 64]
+  head.fc.bias: model [200] vs. checkpoint [100]
+subtree    total    load   shape    cast  missing
+backbone     100     100       0       0        0
+head           2       0       2       0        0
+";
+    assert_eq!(text, expected);
+    let out = run(&[
+        "check",
+        config.to_str().unwrap(),
+        "--expect",
+        "backbone=1.0",
+        "--expect",
+        "head=0.5",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = stdout(&out);
+    assert!(
+        text.contains("expect backbone=1: ok 1.000 (100/100)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("expect head=0.5: FAILED, got 0.000 (0/2)\n"),
+        "{text}"
+    );
+    let out = run(&["check", config.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["subtrees"][0]["load"], 100);
+    assert_eq!(json["subtrees"][1]["shape_mismatch"], 2);
+}
+
+/// A copy of the classifier checkpoint whose first tensor storage is damaged: the zip and
+/// its pickle are intact, so headers read; the bytes do not.
+fn damaged_classifier(dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(fixture("resnet/classifier_dp.pth")).unwrap();
+    let name = b"/data/0";
+    let mut i = 0;
+    let start = loop {
+        assert!(i + 30 < bytes.len(), "no data/0 entry");
+        if bytes[i..].starts_with(b"PK\x03\x04") {
+            let name_len = u16::from_le_bytes([bytes[i + 26], bytes[i + 27]]) as usize;
+            let extra_len = u16::from_le_bytes([bytes[i + 28], bytes[i + 29]]) as usize;
+            if bytes[i + 30..i + 30 + name_len].ends_with(name) {
+                break i + 30 + name_len + extra_len;
+            }
+        }
+        i += 1;
+    };
+    for b in &mut bytes[start..start + 64] {
+        *b ^= 0xff;
+    }
+    let path = dir.join("classifier_dp.pth");
+    std::fs::write(&path, bytes).unwrap();
+    let config = std::fs::read_to_string(fixture("resnet/classifier200.json")).unwrap();
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    dir.join("config.json")
+}
+
+#[test]
+fn check_reads_no_tensor_bytes_but_load_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = damaged_classifier(dir.path());
+    let out = run(&["check", config.to_str().unwrap(), "--expect", "backbone=1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("100 load, 2 shape mismatch"));
+    let out = run(&["load", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: config "), "{err}");
+    assert!(err.contains("cannot read tensor `"), "{err}");
+}
+
+#[test]
+fn load_runs_the_model_and_matches_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.npy");
+    let config = fixture("resnet/classifier100.json");
+    let input = fixture("resnet/classifier_input.npy");
+    let out = run(&[
+        "load",
+        config.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["loaded"].as_array().unwrap().len(), 102);
+    assert_eq!(json["missing"], serde_json::json!([]));
+    assert_eq!(json["unexpected"], serde_json::json!([]));
+    assert_eq!(json["mismatched"], serde_json::json!([]));
+    assert_eq!(json["output_shape"], serde_json::json!([2, 100]));
+    let got = read_npy(&out_path);
+    let want = read_npy(&fixture("resnet/classifier_probabilities.npy"));
+    assert_eq!(got.len(), want.len());
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let scale = want.iter().map(|b| b.abs()).fold(0f32, f32::max);
+    assert!(diff / scale <= 1e-4, "relative error {}", diff / scale);
+}
+
+fn read_npy(path: &Path) -> Vec<f32> {
+    let file = std::fs::File::open(path).unwrap();
+    npyz::NpyFile::new(std::io::BufReader::new(file))
+        .unwrap()
+        .into_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn load_json_lists_mismatches_in_checkpoint_convention() {
+    let config = fixture("resnet/classifier200.json");
+    let out = run(&["load", config.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["mismatched"],
+        serde_json::json!([
+            {"key": "head.fc.weight", "model_shape": [200, 64], "checkpoint_shape": [100, 64]},
+            {"key": "head.fc.bias", "model_shape": [200], "checkpoint_shape": [100]}
+        ])
+    );
+    assert_eq!(json["output_shape"], serde_json::json!([1, 200]));
+}
+
+#[test]
+fn convert_writes_both_formats_that_load_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture("resnet/classifier_dp.pth");
+    let device = Device::flex();
+    let reference = burn_pretrain_models::ResNetConfig::resnet18()
+        .with_base_channels(8)
+        .init(&device)
+        .unwrap();
+    let (reference, _) = reference
+        .load_pretrained(burn_pretrain::Pretrain::from(&source).with_sub_level("backbone"))
+        .unwrap();
+    for name in ["backbone.safetensors", "backbone.bpk"] {
+        let out_path = dir.path().join(name);
+        let out = run(&[
+            "convert",
+            source.to_str().unwrap(),
+            out_path.to_str().unwrap(),
+            "--sub-level",
+            "backbone",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            format!("wrote 120 tensors to {}\n", out_path.display())
+        );
+        let net = burn_pretrain_models::ResNetConfig::resnet18()
+            .with_base_channels(8)
+            .init(&device)
+            .unwrap();
+        let (net, report) = net.load_pretrained(&out_path).unwrap();
+        assert!(report.is_complete(), "{report}");
+        assert_eq!(
+            net.conv1.weight.val().into_data(),
+            reference.conv1.weight.val().into_data()
+        );
+        let a = &net.layer4[1];
+        let b = &reference.layer4[1];
+        let (burn_pretrain_models::Block::Basic(a), burn_pretrain_models::Block::Basic(b)) = (a, b)
+        else {
+            panic!("basic blocks")
+        };
+        assert_eq!(
+            a.bn2.running_var.value().into_data(),
+            b.bn2.running_var.value().into_data()
+        );
+    }
+    // --config keeps only what the model would load.
+    let out_path = dir.path().join("classifier.safetensors");
+    let config = fixture("resnet/classifier200.json");
+    let out = run(&[
+        "convert",
+        source.to_str().unwrap(),
+        out_path.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("wrote 100 tensors to {}\n", out_path.display())
+    );
+}
+
+#[test]
+fn bad_input_gives_one_line_and_a_documented_exit_code() {
+    let missing = run(&["inspect", "/no/such/file.pth"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stderr(&missing),
+        "error: cannot open checkpoint /no/such/file.pth: No such file or directory (os error 2)\n"
+    );
+    let html = fixture("bad/page.pth");
+    let out = run(&["inspect", html.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("an HTML page"), "{}", stderr(&out));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "type: Classifier\nbackbone: {type: ResNet, depth: 42}\nhead: {type: ClassifierHead, dim: 8, num_classes: 2}\n").unwrap();
+    let out = run(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: config {}: backbone.depth: 42 is not a ResNet depth; allowed: 18, 34, 50, 101, 152\n",
+            bad.display()
+        )
+    );
+    let out = run(&["load", bad.to_str().unwrap(), "--device", "wgpu"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("this build has only the flex backend"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn demo_tells_the_seed_story() {
+    let out = run(&["demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("    head.fc.weight: model [200, 64] vs. checkpoint [100, 64]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  ignored (outside sub_level `backbone`): head.fc.{bias,weight}\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  unexpected in checkpoint: fc.{bias,weight}\n"),
+        "{text}"
+    );
+}
