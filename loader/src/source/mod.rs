@@ -82,6 +82,10 @@ impl Location {
                 Ok(Location::Local(path))
             }
             "http" | "https" => {
+                // The URL standard reads `http:///x` as host `x`; a user meant a missing host.
+                if rest.starts_with('/') || rest.is_empty() {
+                    return Err(invalid("no host"));
+                }
                 let url = url::Url::parse(s).map_err(|e| invalid(&e.to_string()))?;
                 if url.host_str().is_none_or(str::is_empty) {
                     return Err(invalid("no host"));
@@ -367,7 +371,8 @@ mod tests {
         let table: &[(&str, &str)] = &[
             ("", "empty path"),
             ("ftp://host/x.pth", "unsupported scheme `ftp://`"),
-            ("http:///x.pth", "empty host"),
+            ("http:///x.pth", "no host"),
+            ("https://", "no host"),
             ("s3://", "no bucket"),
             ("s3://bucket", "no object key"),
             ("s3://bucket/dir/", "no object key"),
