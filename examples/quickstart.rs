@@ -14,13 +14,7 @@ use burn_pretrain::{Pretrain, PretrainExt};
 use burn_pretrain_examples::{Backbone, Classifier, bundled};
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .without_time()
-        .init();
+    burn_pretrain_examples::init_logging();
     let device = Device::flex();
     let training_checkpoint = bundled("dataparallel/classifier_dp.pth");
 

@@ -11,13 +11,7 @@ use burn_pretrain_models::{BACKBONES, MODELS};
 use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .without_time()
-        .init();
+    burn_pretrain_examples::init_logging();
     let device = Device::flex();
     let classifier_dp = bundled("resnet/classifier_dp.pth").display().to_string();
     let torchvision = bundled("resnet/resnet18_narrow.pth").display().to_string();

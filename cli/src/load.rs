@@ -7,7 +7,7 @@ use burn::tensor::TensorData;
 use serde_json::json;
 
 use crate::cli::{DeviceArg, LoadArgs};
-use crate::models;
+use crate::models::{self, scoped};
 use crate::{npy, output};
 
 fn device(arg: DeviceArg) -> anyhow::Result<Device> {
@@ -55,13 +55,6 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
         let mut missing = Vec::new();
         let mut unexpected = Vec::new();
         let mut mismatched = Vec::new();
-        let scoped = |scope: &str, key: &str| {
-            if scope.is_empty() {
-                key.to_string()
-            } else {
-                format!("{scope}.{key}")
-            }
-        };
         for load in report.loads() {
             let r = &load.report;
             loaded.extend(r.loaded().iter().map(|k| scoped(&load.scope, k)));

@@ -150,18 +150,20 @@ enum Status {
     Load { cast: bool },
 }
 
+/// A load's key under its config level (`backbone` + `conv1.weight`).
+pub fn scoped(scope: &str, key: &str) -> String {
+    if scope.is_empty() {
+        key.to_string()
+    } else {
+        format!("{scope}.{key}")
+    }
+}
+
 /// Per subtree: the final outcome of every model tensor over all loads (a later load that
 /// loads a tensor overrides an earlier outcome).
 pub fn summarize(keys: &[String], report: &BuildReport) -> Vec<SubtreeRow> {
     let mut status: BTreeMap<&str, Status> =
         keys.iter().map(|k| (k.as_str(), Status::Missing)).collect();
-    let scoped = |scope: &str, key: &str| {
-        if scope.is_empty() {
-            key.to_string()
-        } else {
-            format!("{scope}.{key}")
-        }
-    };
     for load in report.loads() {
         let r = &load.report;
         for m in r.mismatched() {

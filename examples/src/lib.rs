@@ -137,3 +137,14 @@ pub fn bundled(relative: &str) -> PathBuf {
         .join(relative);
     path.canonicalize().unwrap_or(path)
 }
+
+/// Log to stderr at `info` (or `RUST_LOG`), without targets and times, as the examples do.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .without_time()
+        .init();
+}

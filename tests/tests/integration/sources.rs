@@ -360,22 +360,27 @@ fn hub_files_through_hf_hub() {
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
 
+/// Run the helper on an `s3://` URI with credentials only in its environment.
+fn fetch_from_s3(uri: &str, cache: &Path, endpoint: &str) -> std::process::Output {
+    Command::new(HELPER)
+        .args([uri, &cache.display().to_string(), endpoint])
+        .env("AWS_ACCESS_KEY_ID", burn_pretrain_tests::moto::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", burn_pretrain_tests::moto::SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn s3_compatible_store_with_credentials_from_the_environment() {
     let moto = burn_pretrain_tests::moto::MotoServer::start();
     moto.put("weights", "ssl/classifier_dp.pth", dp_bytes());
     let cache = tempfile::tempdir().unwrap();
-    let out = Command::new(HELPER)
-        .args([
-            "s3://weights/ssl/classifier_dp.pth",
-            &cache.path().display().to_string(),
-            &moto.endpoint(),
-        ])
-        .env("AWS_ACCESS_KEY_ID", burn_pretrain_tests::moto::KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", burn_pretrain_tests::moto::SECRET)
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = fetch_from_s3(
+        "s3://weights/ssl/classifier_dp.pth",
+        cache.path(),
+        &moto.endpoint(),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -384,17 +389,11 @@ fn s3_compatible_store_with_credentials_from_the_environment() {
     // Every backbone tensor of the classifier checkpoint, through sub_level.
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
     // A missing object is a clear error.
-    let out = Command::new(HELPER)
-        .args([
-            "s3://weights/ssl/missing.pth",
-            &cache.path().display().to_string(),
-            &moto.endpoint(),
-        ])
-        .env("AWS_ACCESS_KEY_ID", burn_pretrain_tests::moto::KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", burn_pretrain_tests::moto::SECRET)
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = fetch_from_s3(
+        "s3://weights/ssl/missing.pth",
+        cache.path(),
+        &moto.endpoint(),
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
