@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Prints the relative error (max |ours − torchvision| / max |torchvision|) per model and
-//! exits non-zero above 1e-4.
+//! exits non-zero above 1e-4. `PARITY_DEVICE=wgpu` (or `ndarray`, `tch`; the backend compiled
+//! in) runs on that device instead of flex; the load time includes moving to the device.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -35,7 +36,11 @@ fn main() -> anyhow::Result<()> {
         args.next()
             .ok_or_else(|| anyhow::anyhow!("usage: parity DIR MODEL..."))?,
     );
-    let device = Device::flex();
+    let device_name = std::env::var("PARITY_DEVICE").unwrap_or_else(|_| "flex".into());
+    let device = burn_pretrain_examples::devices::device(&device_name).ok_or_else(|| {
+        anyhow::anyhow!("PARITY_DEVICE={device_name}: backend not compiled in (cargo feature)")
+    })?;
+    println!("device: {device_name} {device:?}");
     let mut worst = 0f32;
     for name in args {
         let config = match name.as_str() {
@@ -51,12 +56,26 @@ fn main() -> anyhow::Result<()> {
         let (net, report) = config
             .init(&device)?
             .load_pretrained(dir.join(format!("{name}.pth")))?;
+        // Wait for the device so the time covers the transfer, not only its submission.
+        let _ = net.conv1.weight.val().sum().into_scalar();
         let load = start.elapsed();
         anyhow::ensure!(
             report.missing().is_empty() && report.mismatched().is_empty(),
             "{report}"
         );
-        let io = Checkpoint::open(dir.join(format!("{name}_io.safetensors")))?;
+        // Inputs and outputs as safetensors, or as a torch.save'd dict where safetensors is
+        // not installed.
+        let io_path = ["safetensors", "pth"]
+            .map(|ext| dir.join(format!("{name}_io.{ext}")))
+            .into_iter()
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no {name}_io.safetensors or {name}_io.pth in {}",
+                    dir.display()
+                )
+            })?;
+        let io = Checkpoint::open(io_path)?;
         let x = tensor::<4>(&io, "input", &device)?;
         let want = tensor::<4>(&io, "features", &device)?;
         let start = Instant::now();

@@ -11,12 +11,29 @@ use crate::models::{self, scoped};
 use crate::{npy, output};
 
 fn device(arg: DeviceArg) -> anyhow::Result<Device> {
-    match arg {
-        DeviceArg::Flex => Ok(Device::flex()),
-        other => anyhow::bail!(
-            "--device {other:?}: this build has only the flex backend; rebuild with its cargo feature"
-        ),
-    }
+    let (name, feature) = match arg {
+        DeviceArg::Flex => ("flex", "flex"),
+        DeviceArg::Ndarray => ("ndarray", "ndarray"),
+        DeviceArg::Wgpu => ("wgpu", "wgpu"),
+        DeviceArg::Tch => ("tch", "tch"),
+    };
+    let device = match arg {
+        #[cfg(feature = "flex")]
+        DeviceArg::Flex => Some(Device::flex()),
+        #[cfg(feature = "ndarray")]
+        DeviceArg::Ndarray => Some(Device::ndarray()),
+        #[cfg(feature = "wgpu")]
+        DeviceArg::Wgpu => Some(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "tch")]
+        DeviceArg::Tch => Some(Device::libtorch()),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    device.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--device {name}: this build lacks the `{feature}` backend; rebuild with `--features {feature}`"
+        )
+    })
 }
 
 /// A deterministic batch [1, 3, 224, 224] when no input is given.

@@ -6,6 +6,7 @@
 //! PyTorch, so the examples load real checkpoints.
 
 pub mod custom;
+pub mod devices;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};

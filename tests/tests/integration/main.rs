@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::large_enum_variant)]
 
+mod backends;
 mod bad_input;
 mod derive;
 mod formats;

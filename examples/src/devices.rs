@@ -1,0 +1,30 @@
+//! The devices of every backend compiled in, named: `flex` (default), `ndarray`, `wgpu`
+//! (a GPU through Vulkan/Metal/DX12, or Mesa's lavapipe on a CPU), `tch` (libtorch).
+
+use burn::prelude::*;
+
+/// Every device this build can use, flex first.
+pub fn devices() -> Vec<(&'static str, Device)> {
+    #[allow(unused_mut, clippy::vec_init_then_push)]
+    let mut out = Vec::new();
+    #[cfg(feature = "flex")]
+    out.push(("flex", Device::flex()));
+    #[cfg(feature = "ndarray")]
+    out.push(("ndarray", Device::ndarray()));
+    #[cfg(feature = "wgpu")]
+    out.push((
+        "wgpu",
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    ));
+    #[cfg(feature = "tch")]
+    out.push(("tch", Device::libtorch()));
+    out
+}
+
+/// The device named `name`, if its backend is compiled in.
+pub fn device(name: &str) -> Option<Device> {
+    devices()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| d)
+}

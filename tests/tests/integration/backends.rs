@@ -1,0 +1,69 @@
+//! One test body on every backend compiled in (`--features ndarray,wgpu,tch` add them): the
+//! narrow torchvision ResNet-18 loads onto the device, its output matches PyTorch's and
+//! flex's within 1e-4.
+
+use burn::prelude::*;
+use burn::tensor::{DType, TensorData};
+use burn_pretrain::{Checkpoint, PretrainExt};
+use burn_pretrain_examples::devices::devices;
+use burn_pretrain_models::ResNetConfig;
+use burn_pretrain_tests::fixture;
+
+fn io(key: &str) -> TensorData {
+    let ckpt = Checkpoint::open(fixture("resnet/resnet18_narrow_io.safetensors")).unwrap();
+    let e = ckpt.get(key).unwrap();
+    TensorData::from_bytes_vec(e.read().unwrap(), e.shape().to_vec(), DType::F32)
+}
+
+/// Load and run on `device`; the output comes back to the host.
+fn features_on(device: &Device) -> (usize, Vec<f32>) {
+    let net = ResNetConfig::resnet18()
+        .with_base_channels(8)
+        .init(device)
+        .unwrap();
+    let (net, report) = net
+        .load_pretrained(fixture("resnet/resnet18_narrow.pth"))
+        .unwrap();
+    assert_eq!(
+        net.conv1.weight.val().device(),
+        *device,
+        "parameters on the requested device"
+    );
+    let out = net.forward(Tensor::<4>::from_data(io("input"), device));
+    (
+        report.loaded().len(),
+        out.into_data().convert::<f32>().try_to_vec().unwrap(),
+    )
+}
+
+fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    diff / b.iter().map(|y| y.abs()).fold(0f32, f32::max)
+}
+
+#[test]
+fn same_model_on_every_backend() {
+    let pytorch: Vec<f32> = io("features").convert::<f32>().try_to_vec().unwrap();
+    let all = devices();
+    assert!(!all.is_empty(), "no backend compiled in");
+    let mut reference: Option<Vec<f32>> = None;
+    for (name, device) in all {
+        let (loaded, out) = features_on(&device);
+        assert_eq!(loaded, 100, "{name}");
+        let vs_pytorch = relative_error(&out, &pytorch);
+        eprintln!("{name}: relative error vs PyTorch {vs_pytorch:e}");
+        assert!(vs_pytorch <= 1e-4, "{name}: {vs_pytorch}");
+        match &reference {
+            None => reference = Some(out),
+            Some(first) => {
+                let vs_first = relative_error(&out, first);
+                assert!(vs_first <= 1e-4, "{name} vs the first backend: {vs_first}");
+            }
+        }
+    }
+}
