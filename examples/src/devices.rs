@@ -4,8 +4,9 @@
 use burn::prelude::*;
 
 /// Every device this build can use, flex first.
+#[allow(clippy::vec_init_then_push)]
 pub fn devices() -> Vec<(&'static str, Device)> {
-    #[allow(unused_mut, clippy::vec_init_then_push)]
+    #[allow(unused_mut)]
     let mut out = Vec::new();
     #[cfg(feature = "flex")]
     out.push(("flex", Device::flex()));
