@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
             .init(&device)?
             .load_pretrained(dir.join(format!("{name}.pth")))?;
         // Wait for the device so the time covers the transfer, not only its submission.
-        let _ = net.conv1.weight.val().sum().into_scalar();
+        let _: f32 = net.conv1.weight.val().sum().into_scalar();
         let load = start.elapsed();
         anyhow::ensure!(
             report.missing().is_empty() && report.mismatched().is_empty(),
