@@ -25,6 +25,7 @@ fn device(arg: DeviceArg) -> anyhow::Result<Device> {
         #[cfg(feature = "wgpu")]
         DeviceArg::Wgpu => Some(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "tch")]
+        #[allow(deprecated)]
         DeviceArg::Tch => Some(Device::libtorch()),
         #[allow(unreachable_patterns)]
         _ => None,

@@ -328,7 +328,8 @@ fn bad_input_gives_one_line_and_a_documented_exit_code() {
     let out = run(&["load", bad.to_str().unwrap(), "--device", "wgpu"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("this build has only the flex backend"),
+        stderr(&out)
+            .contains("this build lacks the `wgpu` backend; rebuild with `--features wgpu`"),
         "{}",
         stderr(&out)
     );

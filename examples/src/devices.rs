@@ -17,7 +17,9 @@ pub fn devices() -> Vec<(&'static str, Device)> {
         "wgpu",
         Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
     ));
+    // burn 0.22 deprecates its libtorch backend; it is still the way to a libtorch device.
     #[cfg(feature = "tch")]
+    #[allow(deprecated)]
     out.push(("tch", Device::libtorch()));
     out
 }
