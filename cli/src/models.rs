@@ -26,7 +26,16 @@ pub fn build(
     device: &Device,
     dry_run: bool,
 ) -> anyhow::Result<(AnyModel, BuildReport)> {
-    let config = read_config_file(path)?;
+    build_value(&read_config_file(path)?, path, device, dry_run)
+}
+
+/// Build (or plan) from a config already read from `path`.
+fn build_value(
+    config: &serde_json::Value,
+    path: &Path,
+    device: &Device,
+    dry_run: bool,
+) -> anyhow::Result<(AnyModel, BuildReport)> {
     let ty = config
         .get("type")
         .and_then(|t| t.as_str())
@@ -34,17 +43,17 @@ pub fn build(
     let context = || format!("config {}", path.display());
     if MODELS.names().contains(&ty) {
         let built = if dry_run {
-            MODELS.plan(&config, device)
+            MODELS.plan(config, device)
         } else {
-            MODELS.build(&config, device)
+            MODELS.build(config, device)
         }
         .with_context(context)?;
         Ok((AnyModel::Classifier(built.model), built.report))
     } else if BACKBONES.names().contains(&ty) {
         let built = if dry_run {
-            BACKBONES.plan(&config, device)
+            BACKBONES.plan(config, device)
         } else {
-            BACKBONES.build(&config, device)
+            BACKBONES.build(config, device)
         }
         .with_context(context)?;
         Ok((AnyModel::Backbone(built.model), built.report))
@@ -63,12 +72,7 @@ pub fn build(
 pub fn build_without_pretrain(path: &Path, device: &Device) -> anyhow::Result<AnyModel> {
     let mut config = read_config_file(path)?;
     strip_pretrain(&mut config);
-    let dir = tempfile::tempdir()?;
-    let stripped = dir.path().join("config.json");
-    std::fs::write(&stripped, serde_json::to_vec(&config)?)?;
-    Ok(build(&stripped, device, true)
-        .with_context(|| format!("config {}", path.display()))?
-        .0)
+    Ok(build_value(&config, path, device, true)?.0)
 }
 
 fn strip_pretrain(value: &mut serde_json::Value) {

@@ -145,10 +145,13 @@ impl Plan {
                 reason,
             };
             let bytes = entry.read().map_err(|e| fail(e.to_string()))?;
-            let mut data =
-                TensorData::from_bytes_vec(bytes, entry.shape().to_vec(), entry.dtype().to_burn());
+            let mut data = TensorData::from_bytes_vec(
+                bytes,
+                entry.shape().to_vec(),
+                entry.dtype().to_burn_dtype(),
+            );
             if let Some((_, to)) = cast {
-                data = data.convert_dtype(to.to_burn());
+                data = data.convert_dtype(to.to_burn_dtype());
             }
             if item.target.layout == Layout::Transposed && entry.shape().len() == 2 {
                 data = transpose(data);

@@ -106,10 +106,6 @@ impl DType {
 
     /// The same type as burn names it.
     pub fn to_burn_dtype(self) -> burn::tensor::DType {
-        self.to_burn()
-    }
-
-    pub(crate) fn to_burn(self) -> burn::tensor::DType {
         use burn::tensor::DType as B;
         match self {
             DType::F64 => B::F64,
@@ -151,8 +147,21 @@ impl DType {
 
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self).ok();
-        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+        f.write_str(match self {
+            DType::F64 => "f64",
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::I64 => "i64",
+            DType::I32 => "i32",
+            DType::I16 => "i16",
+            DType::I8 => "i8",
+            DType::U64 => "u64",
+            DType::U32 => "u32",
+            DType::U16 => "u16",
+            DType::U8 => "u8",
+            DType::Bool => "bool",
+        })
     }
 }
 

@@ -25,19 +25,16 @@ fn store(
         StoreScheme::S3 => {
             let mut builder =
                 object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let Some(endpoint) = spec.endpoint() {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let Some(endpoint) = spec
+            // The spec's endpoint wins over the environment's (`AWS_ENDPOINT` is read by
+            // `from_env`; `AWS_ENDPOINT_URL` is the AWS CLI's name for it).
+            let endpoint = spec
                 .endpoint()
                 .map(str::to_string)
-                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-                && endpoint.starts_with("http://")
-            {
-                builder = builder.with_allow_http(true);
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+            if let Some(endpoint) = endpoint {
+                builder = builder
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_endpoint(endpoint);
             }
             Ok(Box::new(builder.build()?))
         }
