@@ -57,6 +57,15 @@ pub enum Error {
         /// What went wrong, from the format's reader.
         reason: String,
     },
+    /// A shard index (`*.index.json`) that cannot be used: bad JSON, a shard name leaving its
+    /// folder, or shards that disagree with it.
+    #[error("sharded checkpoint {}: {reason}", path.display())]
+    ShardIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The checkpoint holds no tensors at all.
     #[error("checkpoint {} holds no tensors", path.display())]
     NoTensors {

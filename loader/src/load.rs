@@ -1,9 +1,10 @@
 //! The loading entry points: source → format → view → plan → apply → report.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::format::Checkpoint;
+use crate::format::{Checkpoint, Opened, sharded};
 use crate::plan::Plan;
 use crate::pretrainable::{Applier, Pretrainable, Walker};
 use crate::report::LoadReport;
@@ -124,17 +125,38 @@ pub fn open_checkpoint(spec: &Pretrain) -> Result<Checkpoint> {
 
 fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
     let location = Location::parse(spec.path())?;
-    let fetched = source::fetch(spec, &location, false)?;
-    let checkpoint = match Checkpoint::open(&fetched.path) {
-        // A cache entry that does not parse is fetched again, never used.
-        Err(e) if fetched.cached => {
-            tracing::warn!("cached copy of {location} is unreadable ({e}); fetching it again");
-            let fetched = source::fetch(spec, &location, true)?;
-            Checkpoint::open(&fetched.path)?
+    let (index_path, opened) = open_fetched(spec, &location)?;
+    let checkpoint = match opened {
+        Opened::Tensors(checkpoint) => checkpoint,
+        // A sharded checkpoint: each shard comes from beside the index, through the same
+        // source and cache. The spec's sha256 is the index's; shards have none.
+        Opened::Index(index) => {
+            let shard_spec = spec.clone().without_sha256();
+            sharded::merge(&index_path, &index, |name| {
+                let shard = location.sibling(name);
+                tracing::debug!("shard {name} of {location}: {shard}");
+                open_fetched(&shard_spec, &shard)?
+                    .1
+                    .into_shard(&index_path, name)
+            })?
         }
-        other => other?,
     };
     Ok((location, checkpoint))
+}
+
+/// Fetch `location` and open the local file; a cache entry that does not parse is fetched
+/// again, never used.
+fn open_fetched(spec: &Pretrain, location: &Location) -> Result<(PathBuf, Opened)> {
+    let fetched = source::fetch(spec, location, false)?;
+    match Checkpoint::open_file(&fetched.path) {
+        Err(e) if fetched.cached => {
+            tracing::warn!("cached copy of {location} is unreadable ({e}); fetching it again");
+            let fetched = source::fetch(spec, location, true)?;
+            let opened = Checkpoint::open_file(&fetched.path)?;
+            Ok((fetched.path, opened))
+        }
+        other => Ok((fetched.path, other?)),
+    }
 }
 
 /// The checkpoint seen through a spec's view: containers unwrapped, prefixes stripped,

@@ -140,7 +140,11 @@ impl Plan {
             };
             let entry = &view.entries[*index].entry;
             let fail = |reason: String| Error::TensorData {
-                path: checkpoint.path().to_path_buf(),
+                path: if entry.file().as_os_str().is_empty() {
+                    checkpoint.path().to_path_buf()
+                } else {
+                    entry.file().to_path_buf()
+                },
                 key: entry.key().to_string(),
                 reason,
             };

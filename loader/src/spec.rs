@@ -158,6 +158,13 @@ impl Pretrain {
         self.timeout
     }
 
+    /// The same spec without a sha256 (for the shards of a sharded checkpoint, whose index
+    /// the hash names).
+    pub(crate) fn without_sha256(mut self) -> Self {
+        self.sha256 = None;
+        self
+    }
+
     /// The expected sha256, if given.
     pub fn sha256(&self) -> Option<&str> {
         self.sha256.as_deref()

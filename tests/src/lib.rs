@@ -24,6 +24,27 @@ pub fn fixture(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// An f32 tensor PyTorch saved in a fixture (`resnet/resnet18_narrow_io.safetensors`, `input`).
+pub fn saved_tensor<const D: usize>(file: &str, key: &str, device: &Device) -> Tensor<D> {
+    let ckpt = burn_pretrain::Checkpoint::open(fixture(file)).unwrap();
+    let entry = ckpt.get(key).unwrap();
+    let data = burn::tensor::TensorData::from_bytes_vec(
+        entry.read().unwrap(),
+        entry.shape().to_vec(),
+        burn::tensor::DType::F32,
+    );
+    Tensor::from_data(data, device)
+}
+
+/// max |ours - theirs| / max |theirs| (both printed for the log).
+pub fn relative_error<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>) -> f32 {
+    assert_eq!(ours.dims(), theirs.dims());
+    let diff: f32 = (ours - theirs.clone()).abs().max().into_scalar();
+    let scale: f32 = theirs.abs().max().into_scalar();
+    eprintln!("max abs diff {diff:e}, max abs reference {scale:e}");
+    diff / scale
+}
+
 /// A tensor's shape and values as PyTorch saved them.
 pub type Values = (Vec<usize>, Vec<f32>);
 

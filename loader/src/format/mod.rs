@@ -3,11 +3,13 @@
 //! The format is recognised from the content, never from the extension. Parsing itself is
 //! left to the crates made for it: `pytorch-reader` (zip, legacy pickle, TAR), `safetensors`
 //! and `burn-pack`. Opening reads headers only; a tensor's bytes are read when
-//! [`TensorEntry::read`] is called.
+//! [`TensorEntry::read`] is called. A sharded checkpoint (an `*.index.json` and its shard
+//! files, see [`sharded`]) opens as one checkpoint.
 
 mod burnpack;
 mod pytorch;
 mod safetensors;
+pub(crate) mod sharded;
 mod sniff;
 
 use std::fmt;
@@ -173,6 +175,7 @@ pub struct TensorEntry {
     key: String,
     shape: Vec<usize>,
     dtype: DType,
+    file: Arc<Path>,
     read: Arc<ReadFn>,
 }
 
@@ -187,8 +190,14 @@ impl TensorEntry {
             key,
             shape,
             dtype,
+            file: Arc::from(Path::new("")),
             read: Arc::new(read),
         }
+    }
+
+    /// The file the bytes are in (a shard's, for a sharded checkpoint).
+    pub fn file(&self) -> &Path {
+        &self.file
     }
 
     /// The key as stored in the file.
@@ -242,13 +251,50 @@ pub struct Checkpoint {
     format: Format,
     convention: Convention,
     entries: Vec<TensorEntry>,
+    /// The shard files, for a checkpoint opened from an `*.index.json`; empty otherwise.
+    shards: Vec<PathBuf>,
+}
+
+/// What a local file turned out to be.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// A checkpoint file.
+    Tensors(Checkpoint),
+    /// A shard index, whose shards are still to be opened.
+    Index(sharded::ShardIndex),
 }
 
 impl Checkpoint {
     /// Open a local file, recognising its format from its first bytes. Reads headers only.
+    ///
+    /// A shard index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`) opens
+    /// the shards beside it as one checkpoint.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let format = sniff::detect(path)?;
+        match Self::open_file(path)? {
+            Opened::Tensors(checkpoint) => Ok(checkpoint),
+            Opened::Index(index) => sharded::merge(path, &index, |name| {
+                Self::open_file(&sharded::local_shard(path, name))?.into_shard(path, name)
+            }),
+        }
+    }
+
+    /// Open one local file: a checkpoint, or a shard index left for the caller to resolve.
+    pub(crate) fn open_file(path: &Path) -> Result<Opened> {
+        let format = match sniff::detect(path)? {
+            sniff::Sniffed::Format(format) => format,
+            sniff::Sniffed::Json => {
+                return match sharded::ShardIndex::read(path)? {
+                    Some(index) => Ok(Opened::Index(index)),
+                    None => Err(Error::UnknownFormat {
+                        path: path.to_path_buf(),
+                        found: "a JSON file without a `weight_map` (not a shard index like \
+                                model.safetensors.index.json)"
+                            .into(),
+                    }),
+                };
+            }
+        };
         let (mut entries, convention) = match format {
             Format::PytorchZip | Format::PytorchLegacy | Format::PytorchTar => {
                 (pytorch::open(path, format)?, Convention::Pytorch)
@@ -266,12 +312,17 @@ impl Checkpoint {
             // a natural order (layer2 before layer10) reads best in reports.
             entries.sort_by(|a, b| natural_cmp(&a.key, &b.key));
         }
-        Ok(Self {
+        let file: Arc<Path> = Arc::from(path);
+        for entry in &mut entries {
+            entry.file = file.clone();
+        }
+        Ok(Opened::Tensors(Self {
             path: path.to_path_buf(),
             format,
             convention,
             entries,
-        })
+            shards: Vec::new(),
+        }))
     }
 
     /// A checkpoint from entries already in hand (tests, other sources).
@@ -282,15 +333,22 @@ impl Checkpoint {
             format,
             convention: format.convention(),
             entries,
+            shards: Vec::new(),
         }
     }
 
-    /// The file this checkpoint was read from.
+    /// The file this checkpoint was read from (the index, for a sharded checkpoint).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The detected format.
+    /// The shard files of a checkpoint opened from an `*.index.json`, in index order; empty
+    /// for a single-file checkpoint.
+    pub fn shards(&self) -> &[PathBuf] {
+        &self.shards
+    }
+
+    /// The detected format (the shards', for a sharded checkpoint).
     pub fn format(&self) -> Format {
         self.format
     }

@@ -16,8 +16,17 @@ const LEGACY_MAGIC_TEXT: &[u8] = b"119547037146038801333356";
 /// The safetensors header size limit (the `safetensors` crate's own).
 const SAFETENSORS_MAX_HEADER: u64 = 100_000_000;
 
+/// What a file's first bytes say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sniffed {
+    /// A checkpoint format.
+    Format(Format),
+    /// JSON text: maybe a shard index (`*.index.json`).
+    Json,
+}
+
 /// Open `path`, read its first bytes and name the format, or say clearly what it is instead.
-pub(super) fn detect(path: &Path) -> Result<Format> {
+pub(super) fn detect(path: &Path) -> Result<Sniffed> {
     let meta = std::fs::metadata(path).map_err(|source| Error::Open {
         path: path.to_path_buf(),
         source,
@@ -39,10 +48,14 @@ pub(super) fn detect(path: &Path) -> Result<Format> {
             path: path.to_path_buf(),
         });
     }
-    classify(&head).map_err(|found| Error::UnknownFormat {
-        path: path.to_path_buf(),
-        found,
-    })
+    match classify(&head) {
+        Ok(format) => Ok(Sniffed::Format(format)),
+        Err(_) if head.trim_ascii_start().starts_with(b"{") => Ok(Sniffed::Json),
+        Err(found) => Err(Error::UnknownFormat {
+            path: path.to_path_buf(),
+            found,
+        }),
+    }
 }
 
 /// The format these first bytes belong to, or a description of what they are.

@@ -14,7 +14,7 @@ mod http;
 mod object_store;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::spec::Pretrain;
@@ -135,6 +135,46 @@ impl Location {
             other => Err(invalid(&format!(
                 "unsupported scheme `{other}://`; use a path, file://, http(s)://, s3://, gs://, az:// or hf://"
             ))),
+        }
+    }
+
+    /// The file `name` (a relative path, already checked to stay inside) in the same folder as
+    /// this one: how the shards of a sharded checkpoint are found beside their index.
+    pub(crate) fn sibling(&self, name: &str) -> Location {
+        let beside = |path: &str| match path.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{name}"),
+            None => name.to_string(),
+        };
+        match self {
+            Location::Local(path) => {
+                Location::Local(path.parent().unwrap_or(Path::new("")).join(name))
+            }
+            Location::Http(url) => {
+                let mut sibling = url.clone();
+                sibling.set_query(None);
+                sibling.set_fragment(None);
+                let path = beside(url.path());
+                sibling.set_path(&path);
+                Location::Http(sibling)
+            }
+            Location::Store {
+                scheme,
+                bucket,
+                key,
+            } => Location::Store {
+                scheme: *scheme,
+                bucket: bucket.clone(),
+                key: beside(key),
+            },
+            Location::Hub {
+                repo,
+                revision,
+                file,
+            } => Location::Hub {
+                repo: repo.clone(),
+                revision: revision.clone(),
+                file: beside(file),
+            },
         }
     }
 
@@ -386,6 +426,35 @@ mod tests {
         for (input, reason) in table {
             let err = Location::parse(input).unwrap_err().to_string();
             assert!(err.contains(reason), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn shards_are_found_beside_their_index() {
+        let table: &[(&str, &str)] = &[
+            (
+                "/data/m/model.safetensors.index.json",
+                "/data/m/shard-1.bin",
+            ),
+            ("model.safetensors.index.json", "shard-1.bin"),
+            (
+                "https://host.example/repo/m/index.json?sig=secret#x",
+                "https://host.example/repo/m/shard-1.bin",
+            ),
+            (
+                "s3://bucket/ckpt/m/index.json",
+                "s3://bucket/ckpt/m/shard-1.bin",
+            ),
+            ("s3://bucket/index.json", "s3://bucket/shard-1.bin"),
+            (
+                "hf://org/repo@v2/weights/index.json",
+                "hf://org/repo@v2/weights/shard-1.bin",
+            ),
+            ("hf://org/repo/index.json", "hf://org/repo/shard-1.bin"),
+        ];
+        for (index, want) in table {
+            let sibling = Location::parse(index).unwrap().sibling("shard-1.bin");
+            assert_eq!(sibling, Location::parse(want).unwrap(), "{index}");
         }
     }
 

@@ -11,4 +11,5 @@ mod layers;
 mod models;
 mod report;
 mod seed;
+mod sharded;
 mod sources;

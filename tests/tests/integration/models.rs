@@ -6,29 +6,8 @@ use burn_pretrain::{Checkpoint, PretrainExt};
 use burn_pretrain_models::{
     BACKBONES, ConfigError, ConfigFormat, MODELS, ResNetConfig, parse_config,
 };
-use burn_pretrain_tests::fixture;
+use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
 use serde_json::json;
-
-/// A tensor PyTorch saved in an `*_io.safetensors` fixture.
-fn io<const D: usize>(file: &str, key: &str, device: &Device) -> Tensor<D> {
-    let ckpt = Checkpoint::open(fixture(&format!("resnet/{file}"))).unwrap();
-    let entry = ckpt.get(key).unwrap();
-    let data = burn::tensor::TensorData::from_bytes_vec(
-        entry.read().unwrap(),
-        entry.shape().to_vec(),
-        burn::tensor::DType::F32,
-    );
-    Tensor::from_data(data, device)
-}
-
-/// max |ours - theirs| / max |theirs|.
-fn relative_error<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>) -> f32 {
-    assert_eq!(ours.dims(), theirs.dims());
-    let diff: f32 = (ours - theirs.clone()).abs().max().into_scalar();
-    let scale: f32 = theirs.abs().max().into_scalar();
-    eprintln!("max abs diff {diff:e}, max abs reference {scale:e}");
-    diff / scale
-}
 
 fn path(relative: &str) -> String {
     fixture(relative).display().to_string()
@@ -47,8 +26,8 @@ fn narrow_resnet18_matches_torchvision() {
     // The seed's third scenario: a torchvision file holds `fc`, which a backbone lacks.
     assert_eq!(report.unexpected(), ["fc.bias", "fc.weight"]);
     assert!(report.missing().is_empty() && report.mismatched().is_empty());
-    let x = io::<4>("resnet18_narrow_io.safetensors", "input", &device);
-    let want = io::<4>("resnet18_narrow_io.safetensors", "features", &device);
+    let x = saved_tensor::<4>("resnet/resnet18_narrow_io.safetensors", "input", &device);
+    let want = saved_tensor::<4>("resnet/resnet18_narrow_io.safetensors", "features", &device);
     let err = relative_error(net.forward(x), want);
     assert!(err <= 1e-4, "relative error {err}");
 }
@@ -67,8 +46,8 @@ fn narrow_grouped_bottleneck_resnet_matches_torchvision() {
         .unwrap();
     assert_eq!(report.loaded().len(), 265);
     assert!(report.missing().is_empty());
-    let x = io::<4>("resnext_narrow_io.safetensors", "input", &device);
-    let want = io::<4>("resnext_narrow_io.safetensors", "features", &device);
+    let x = saved_tensor::<4>("resnet/resnext_narrow_io.safetensors", "input", &device);
+    let want = saved_tensor::<4>("resnet/resnext_narrow_io.safetensors", "features", &device);
     let err = relative_error(net.forward(x), want);
     assert!(err <= 1e-4, "relative error {err}");
 }
@@ -120,8 +99,8 @@ fn seed_classifier_outputs_match_pytorch_in_inference() {
     let device = Device::flex();
     let built = MODELS.build(&classifier_config(100), &device).unwrap();
     assert!(built.report.loads()[0].report.is_complete());
-    let x = io::<4>("classifier_io.safetensors", "input", &device);
-    let want = io::<2>("classifier_io.safetensors", "probabilities", &device);
+    let x = saved_tensor::<4>("resnet/classifier_io.safetensors", "input", &device);
+    let want = saved_tensor::<2>("resnet/classifier_io.safetensors", "probabilities", &device);
     let model = built.model;
     let probabilities = model.forward(x.clone());
     let err = relative_error(probabilities.clone(), want);
