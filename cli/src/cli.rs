@@ -44,6 +44,9 @@ pub struct InspectArgs {
     /// Keys exactly as stored (no unwrapping or prefix stripping).
     #[arg(long)]
     pub raw: bool,
+    /// Read a remote safetensors checkpoint's header by byte ranges instead of downloading it.
+    #[arg(long)]
+    pub ranged: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

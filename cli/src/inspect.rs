@@ -12,7 +12,7 @@ use crate::cli::InspectArgs;
 use crate::output;
 
 pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
-    let spec = Pretrain::from(args.source.as_str());
+    let spec = Pretrain::from(args.source.as_str()).with_ranged(args.ranged);
     let checkpoint = open_checkpoint(&spec)?;
     let shown = burn_pretrain::Location::parse(&args.source)?.to_string();
     let view = if args.raw {
@@ -62,6 +62,7 @@ fn to_json(
     json!({
         "source": shown,
         "format": ckpt.format(),
+        "shards": ckpt.shards().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "view": steps,
         "tensors": tensors.iter().map(|(k, e)| json!({"key": k, "shape": e.shape(), "dtype": e.dtype()})).collect::<Vec<_>>(),
         "totals": {"tensors": tensors.len(), "parameters": params, "bytes_per_dtype": bytes},
@@ -77,7 +78,10 @@ fn to_text(
     tensors: &[(String, &TensorEntry)],
     steps: &[String],
 ) -> String {
-    let mut out = format!("{shown} ({})\n", ckpt.format());
+    let mut out = match ckpt.shards().len() {
+        0 => format!("{shown} ({})\n", ckpt.format()),
+        n => format!("{shown} ({}, {n} shards)\n", ckpt.format()),
+    };
     for step in steps {
         out.push_str(&format!("view: {step}\n"));
     }

@@ -96,6 +96,28 @@ fn inspect_json_and_raw() {
 }
 
 #[test]
+fn inspect_a_sharded_checkpoint_through_its_index() {
+    let index = fixture("sharded/safetensors/model.safetensors.index.json");
+    let single = fixture("resnet/resnext_narrow.pth");
+    let out = run(&["inspect", index.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap();
+    assert!(first.ends_with("(safetensors, 3 shards)"), "{first}");
+    let tensors = |path: &Path| -> Vec<serde_json::Value> {
+        let out = run(&["inspect", path.to_str().unwrap(), "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["tensors"].as_array().unwrap().clone()
+    };
+    let (mut sharded, mut whole) = (tensors(&index), tensors(&single));
+    let key = |t: &serde_json::Value| t["key"].as_str().unwrap().to_string();
+    sharded.sort_by_key(key);
+    whole.sort_by_key(key);
+    assert_eq!(sharded.len(), 320);
+    assert_eq!(sharded, whole);
+}
+
+#[test]
 fn check_plans_per_subtree_and_gates() {
     let config = fixture("resnet/classifier200.json");
     let out = run(&["check", config.to_str().unwrap()]);

@@ -144,9 +144,18 @@ fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
     Ok((location, checkpoint))
 }
 
-/// Fetch `location` and open the local file; a cache entry that does not parse is fetched
-/// again, never used.
+/// Open `location`: by byte ranges when the spec asks and the file allows, else fetched into
+/// a local file; a cache entry that does not parse is fetched again, never used.
 fn open_fetched(spec: &Pretrain, location: &Location) -> Result<(PathBuf, Opened)> {
+    if let Some(remote) = source::open_ranged(spec, location)? {
+        let shown = PathBuf::from(location.to_string());
+        match Checkpoint::open_source(&shown, remote)? {
+            Some(opened) => return Ok((shown, opened)),
+            None => tracing::info!(
+                "{location} is not safetensors; ranged reads need its header, downloading it whole"
+            ),
+        }
+    }
     let fetched = source::fetch(spec, location, false)?;
     match Checkpoint::open_file(&fetched.path) {
         Err(e) if fetched.cached => {

@@ -57,6 +57,8 @@ pub struct Pretrain {
     endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    ranged: bool,
 }
 
 // `timeout` is a finite number of seconds; comparing specs bitwise is what equality means here.
@@ -81,6 +83,7 @@ impl Pretrain {
             cache_dir: None,
             endpoint: None,
             timeout: None,
+            ranged: false,
         }
     }
 
@@ -151,6 +154,22 @@ impl Pretrain {
     pub fn with_timeout(mut self, seconds: f64) -> Self {
         self.timeout = Some(seconds);
         self
+    }
+
+    /// Read a remote safetensors checkpoint (or the safetensors shards of a sharded one) by
+    /// byte ranges: its header, then only the tensors the plan loads — nothing is cached.
+    /// For loading part of a large file (`sub_level("backbone")` of a detector, say) once.
+    /// Where ranges cannot be used (a local file, a pickle-based format, `hf://`, a server
+    /// without range support, offline mode, a file already in the cache) the checkpoint is
+    /// fetched whole through the cache as usual.
+    pub fn with_ranged(mut self, ranged: bool) -> Self {
+        self.ranged = ranged;
+        self
+    }
+
+    /// Whether remote safetensors are read by byte ranges instead of downloaded whole.
+    pub fn ranged(&self) -> bool {
+        self.ranged
     }
 
     /// The download timeout in seconds, if given.
@@ -283,6 +302,8 @@ struct PretrainMap {
     endpoint: Option<String>,
     #[serde(default)]
     timeout: Option<f64>,
+    #[serde(default)]
+    ranged: bool,
 }
 
 fn default_true() -> bool {
@@ -297,7 +318,7 @@ impl<'de> Deserialize<'de> for Pretrain {
             type Value = Pretrain;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a checkpoint path or a map with `path` and optional `sub_level`, `remap`, `ema`, `convention`, `unwrap`, `sha256`, `offline`, `cache_dir`, `endpoint`, `timeout`")
+                f.write_str("a checkpoint path or a map with `path` and optional `sub_level`, `remap`, `ema`, `convention`, `unwrap`, `sha256`, `offline`, `cache_dir`, `endpoint`, `timeout`, `ranged`")
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Pretrain, E> {
@@ -319,6 +340,7 @@ impl<'de> Deserialize<'de> for Pretrain {
                 spec.cache_dir = m.cache_dir;
                 spec.endpoint = m.endpoint;
                 spec.timeout = m.timeout;
+                spec.ranged = m.ranged;
                 Ok(spec)
             }
         }

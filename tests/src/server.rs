@@ -25,6 +25,8 @@ pub enum Behavior {
     ShortBody(Vec<u8>),
     /// Wait this long before answering at all.
     Slow(Duration, Vec<u8>),
+    /// Serve the whole body whatever range is asked for (a server without range support).
+    NoRanges(Vec<u8>),
 }
 
 /// What the server saw on one route.
@@ -217,5 +219,6 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             std::thread::sleep(delay);
             serve(&mut out, &body, range)
         }
+        Some(Behavior::NoRanges(body)) => serve(&mut out, &body, None),
     }
 }

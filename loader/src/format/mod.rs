@@ -169,6 +169,50 @@ impl fmt::Display for DType {
 
 type ReadFn = dyn Fn() -> io::Result<Vec<u8>> + Send + Sync;
 
+/// Random access to a checkpoint's bytes: a local file, or a remote one read by byte ranges
+/// (see [`Pretrain::with_ranged`](crate::Pretrain::with_ranged)).
+pub(crate) trait ByteSource: Send + Sync {
+    /// The size in bytes.
+    fn len(&self) -> u64;
+    /// `len` bytes from `offset` on (all of them, or an error).
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+}
+
+/// A local file, opened once; each read seeks then reads.
+pub(crate) struct LocalFile {
+    file: std::sync::Mutex<std::fs::File>,
+    len: u64,
+}
+
+impl LocalFile {
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self {
+            file: std::sync::Mutex::new(file),
+            len,
+        })
+    }
+}
+
+impl ByteSource for LocalFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("a reader of this file panicked"))?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; len];
+        file.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+}
+
 /// One tensor of a checkpoint: its metadata now, its bytes on demand.
 #[derive(Clone)]
 pub struct TensorEntry {
@@ -284,24 +328,67 @@ impl Checkpoint {
         let format = match sniff::detect(path)? {
             sniff::Sniffed::Format(format) => format,
             sniff::Sniffed::Json => {
-                return match sharded::ShardIndex::read(path)? {
-                    Some(index) => Ok(Opened::Index(index)),
-                    None => Err(Error::UnknownFormat {
-                        path: path.to_path_buf(),
-                        found: "a JSON file without a `weight_map` (not a shard index like \
-                                model.safetensors.index.json)"
-                            .into(),
-                    }),
-                };
+                let text = std::fs::read(path).map_err(|source| Error::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                return sharded::ShardIndex::parse(&text, path).map(Opened::Index);
             }
         };
-        let (mut entries, convention) = match format {
+        let (entries, convention) = match format {
             Format::PytorchZip | Format::PytorchLegacy | Format::PytorchTar => {
                 (pytorch::open(path, format)?, Convention::Pytorch)
             }
             Format::Safetensors => safetensors::open(path)?,
             Format::Burnpack => burnpack::open(path)?,
         };
+        Self::from_parts(path, format, convention, entries).map(Opened::Tensors)
+    }
+
+    /// Open a file through `source` (a remote file read by byte ranges; `shown` names it):
+    /// a safetensors checkpoint, or a shard index. `Ok(None)` for the formats that need the
+    /// whole file on disk (PyTorch's, burnpack).
+    pub(crate) fn open_source(shown: &Path, source: Arc<dyn ByteSource>) -> Result<Option<Opened>> {
+        /// An index larger than this is not an index.
+        const MAX_INDEX: u64 = 64 << 20;
+        let read_err = |e: io::Error| Error::Open {
+            path: shown.to_path_buf(),
+            source: e,
+        };
+        let len = source.len();
+        if len == 0 {
+            return Err(Error::Empty {
+                path: shown.to_path_buf(),
+            });
+        }
+        let head = source
+            .read_at(0, len.min(sniff::HEAD) as usize)
+            .map_err(read_err)?;
+        match sniff::classify(&head) {
+            Ok(Format::Safetensors) => {
+                let (entries, convention) = safetensors::open_source(shown, source)?;
+                Self::from_parts(shown, Format::Safetensors, convention, entries)
+                    .map(|c| Some(Opened::Tensors(c)))
+            }
+            Ok(_) => Ok(None),
+            Err(_) if head.trim_ascii_start().starts_with(b"{") && len <= MAX_INDEX => {
+                let text = source.read_at(0, len as usize).map_err(read_err)?;
+                sharded::ShardIndex::parse(&text, shown).map(|i| Some(Opened::Index(i)))
+            }
+            Err(found) => Err(Error::UnknownFormat {
+                path: shown.to_path_buf(),
+                found,
+            }),
+        }
+    }
+
+    /// The checkpoint of `path` from its parsed entries.
+    fn from_parts(
+        path: &Path,
+        format: Format,
+        convention: Convention,
+        mut entries: Vec<TensorEntry>,
+    ) -> Result<Self> {
         if entries.is_empty() {
             return Err(Error::NoTensors {
                 path: path.to_path_buf(),
@@ -316,13 +403,13 @@ impl Checkpoint {
         for entry in &mut entries {
             entry.file = file.clone();
         }
-        Ok(Opened::Tensors(Self {
+        Ok(Self {
             path: path.to_path_buf(),
             format,
             convention,
             entries,
             shards: Vec::new(),
-        }))
+        })
     }
 
     /// A checkpoint from entries already in hand (tests, other sources).

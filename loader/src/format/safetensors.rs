@@ -1,39 +1,45 @@
 //! safetensors files: the header is parsed by the `safetensors` crate's own `Metadata`; tensor
 //! bytes are read with one positioned read each, when asked for.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use safetensors::tensor::Metadata;
 
-use super::{Convention, DType, Format, TensorEntry};
+use super::{ByteSource, Convention, DType, Format, LocalFile, TensorEntry};
 use crate::error::{Error, Result};
 
 pub(super) fn open(path: &Path) -> Result<(Vec<TensorEntry>, Convention)> {
+    let file = LocalFile::open(path).map_err(|source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    open_source(path, Arc::new(file))
+}
+
+/// Parse the header of the safetensors file behind `source` (`path` names it in errors); each
+/// tensor reads its own byte range when asked. Two reads in all: the length, the header.
+pub(super) fn open_source(
+    path: &Path,
+    source: Arc<dyn ByteSource>,
+) -> Result<(Vec<TensorEntry>, Convention)> {
     let corrupt = |reason: String| Error::Corrupt {
         path: path.to_path_buf(),
         format: Format::Safetensors,
         reason,
     };
-    let open_err = |source| Error::Open {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = File::open(path).map_err(open_err)?;
-    let file_len = file.metadata().map_err(open_err)?.len();
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)
+    let file_len = source.len();
+    let len = source
+        .read_at(0, 8)
         .map_err(|e| corrupt(format!("header length: {e}")))?;
-    let header_len = u64::from_le_bytes(len);
+    let header_len = u64::from_le_bytes(len.try_into().map_err(|_| corrupt("short read".into()))?);
     if header_len.saturating_add(8) > file_len {
         return Err(corrupt(format!(
             "header claims {header_len} bytes but the file has {file_len}"
         )));
     }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header)
+    let header = source
+        .read_at(8, header_len as usize)
         .map_err(|e| corrupt(format!("header: {e}")))?;
     let metadata: Metadata =
         serde_json::from_slice(&header).map_err(|e| corrupt(format!("header: {e}")))?;
@@ -49,7 +55,6 @@ pub(super) fn open(path: &Path) -> Result<(Vec<TensorEntry>, Convention)> {
         Some(m) if m.get("producer").map(String::as_str) == Some("burn") => Convention::Burn,
         _ => Convention::Pytorch,
     };
-    let file_path: Arc<PathBuf> = Arc::new(path.to_path_buf());
     let tensors = metadata.tensors();
     let mut entries = Vec::with_capacity(tensors.len());
     for key in metadata.offset_keys() {
@@ -63,18 +68,12 @@ pub(super) fn open(path: &Path) -> Result<(Vec<TensorEntry>, Convention)> {
             ))
         })?;
         let (start, end) = info.data_offsets;
-        let file_path = file_path.clone();
+        let source = source.clone();
         entries.push(TensorEntry::new(
             key,
             info.shape.clone(),
             dtype,
-            move || {
-                let mut f = File::open(file_path.as_ref())?;
-                f.seek(SeekFrom::Start(data_start + start as u64))?;
-                let mut buf = vec![0u8; end - start];
-                f.read_exact(&mut buf)?;
-                Ok(buf)
-            },
+            move || source.read_at(data_start + start as u64, end - start),
         ));
     }
     Ok((entries, convention))

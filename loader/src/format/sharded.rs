@@ -56,22 +56,22 @@ fn in_document_order<'de, D: serde::Deserializer<'de>>(
 }
 
 impl ShardIndex {
-    /// Read `path` as a shard index. `Ok(None)`: valid JSON, but no `weight_map` (some other
-    /// JSON file).
-    pub(crate) fn read(path: &Path) -> Result<Option<Self>> {
-        let text = std::fs::read(path).map_err(|source| Error::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    /// Parse `text` (the JSON file at `path`) as a shard index.
+    pub(crate) fn parse(text: &[u8], path: &Path) -> Result<Self> {
         let value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| Error::UnknownFormat {
+            serde_json::from_slice(text).map_err(|e| Error::UnknownFormat {
                 path: path.to_path_buf(),
                 found: format!("text that is not valid JSON ({e})"),
             })?;
         if value.get("weight_map").is_none() {
-            return Ok(None);
+            return Err(Error::UnknownFormat {
+                path: path.to_path_buf(),
+                found: "a JSON file without a `weight_map` (not a shard index like \
+                        model.safetensors.index.json)"
+                    .into(),
+            });
         }
-        let raw: RawIndex = serde_json::from_slice(&text).map_err(|e| Error::ShardIndex {
+        let raw: RawIndex = serde_json::from_slice(text).map_err(|e| Error::ShardIndex {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -84,7 +84,7 @@ impl ShardIndex {
                 reason: format!("shard name `{name}` {reason}"),
             })?;
         }
-        Ok(Some(index))
+        Ok(index)
     }
 
     /// The shard files, in the order the index first names them.

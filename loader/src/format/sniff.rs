@@ -8,7 +8,7 @@ use super::Format;
 use crate::error::{Error, Result};
 
 /// How many bytes are looked at: enough for the TAR magic at offset 257.
-const HEAD: u64 = 512;
+pub(super) const HEAD: u64 = 512;
 /// The legacy pickle magic 0x1950a86a20f9469cfc6c as protocols ≥ 2 write it (little-endian
 /// bytes of a `LONG1`), and as protocols 0/1 write it (decimal text).
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];

@@ -63,7 +63,6 @@ impl Cache {
         &self.dir
     }
 
-    #[cfg_attr(not(feature = "hf"), allow(dead_code))]
     pub fn offline(&self) -> bool {
         self.offline
     }

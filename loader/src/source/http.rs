@@ -1,5 +1,6 @@
 //! `http://` and `https://` through reqwest: ranged resume, retries with backoff on 5xx,
-//! 429 and lost connections, a per-operation timeout, and a progress bar on a terminal.
+//! 429 and lost connections, a per-operation timeout, and a progress bar on a terminal; and
+//! [`RangedHttp`], the same server read by byte ranges for [`Pretrain::with_ranged`].
 
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
@@ -9,6 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 
 use crate::error::{Error, Result};
+use crate::format::ByteSource;
 use crate::spec::Pretrain;
 
 /// Environment variable: seconds a connect, read or write may take (default 30).
@@ -212,4 +214,196 @@ fn progress_bar(shown: &str, total: Option<u64>, start: u64) -> indicatif::Progr
     bar.set_message(shown.to_string());
     bar.set_position(start);
     bar
+}
+
+/// A remote file read by HTTP range requests (for [`Pretrain::with_ranged`]), over one
+/// keep-alive client.
+pub(super) struct RangedHttp {
+    client: reqwest::blocking::Client,
+    url: url::Url,
+    shown: String,
+    len: u64,
+    /// The first bytes, from the probe: what format sniffing and a header length read.
+    head: Vec<u8>,
+}
+
+/// How many bytes the probe asks for: what sniffing looks at.
+const PROBE: u64 = 512;
+
+/// Open `url` for ranged reads: a range of the first bytes tells the size and whether the
+/// server answers ranges at all (`Ok(None)` when it does not), and is kept.
+pub(super) fn open_ranged(
+    url: &url::Url,
+    spec: &Pretrain,
+    shown: &str,
+) -> Result<Option<RangedHttp>> {
+    let fail = |reason: String| Error::Download {
+        uri: shown.to_string(),
+        reason,
+    };
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout(spec))
+        .connect_timeout(timeout(spec))
+        .build()
+        .map_err(|e| fail(format!("http client: {e}")))?;
+    let mut reader = RangedHttp {
+        client,
+        url: url.clone(),
+        shown: shown.to_string(),
+        len: 0,
+        head: Vec::new(),
+    };
+    match reader.range(0, PROBE) {
+        Ok(Ranged::Bytes { bytes, total }) => {
+            reader.len = total;
+            reader.head = bytes;
+            Ok(Some(reader))
+        }
+        Ok(Ranged::Whole) => Ok(None),
+        Err(RangeError::NotFound) => Err(Error::NotFound {
+            uri: shown.to_string(),
+        }),
+        Err(RangeError::Failed(reason)) => Err(fail(reason)),
+    }
+}
+
+enum Ranged {
+    /// The bytes asked for, and the file's size.
+    Bytes { bytes: Vec<u8>, total: u64 },
+    /// The server ignored the range (it would send the whole file).
+    Whole,
+}
+
+enum RangeError {
+    NotFound,
+    Failed(String),
+}
+
+impl RangedHttp {
+    /// `len` bytes from `offset`, retried with backoff on 5xx, 429, lost connections and
+    /// short bodies.
+    fn range(&self, offset: u64, len: u64) -> std::result::Result<Ranged, RangeError> {
+        let mut attempt = 1;
+        loop {
+            match self.range_once(offset, len) {
+                Ok(r) => return Ok(r),
+                Err(Failure::Fatal(Error::NotFound { .. })) => return Err(RangeError::NotFound),
+                Err(Failure::Fatal(e)) => return Err(RangeError::Failed(e.to_string())),
+                Err(Failure::Retry(reason)) if attempt < ATTEMPTS => {
+                    let wait = Duration::from_millis(100 << attempt);
+                    tracing::warn!(
+                        "{}: {reason}; retrying in {wait:?} (attempt {attempt}/{ATTEMPTS})",
+                        self.shown
+                    );
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+                Err(Failure::Retry(reason)) => {
+                    return Err(RangeError::Failed(format!(
+                        "{reason} (gave up after {ATTEMPTS} attempts)"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn range_once(&self, offset: u64, len: u64) -> std::result::Result<Ranged, Failure> {
+        let last = offset + len - 1;
+        let response = self
+            .client
+            .get(self.url.clone())
+            .header(RANGE, format!("bytes={offset}-{last}"))
+            .send()
+            .map_err(|e| Failure::Retry(describe(e)))?;
+        let status = response.status();
+        match status {
+            StatusCode::PARTIAL_CONTENT => {}
+            // Dropping the response closes the connection without reading the body.
+            StatusCode::OK => return Ok(Ranged::Whole),
+            StatusCode::NOT_FOUND | StatusCode::GONE => {
+                return Err(Failure::Fatal(Error::NotFound {
+                    uri: self.shown.clone(),
+                }));
+            }
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+                return Err(Failure::Retry(format!("server answered {s}")));
+            }
+            s => {
+                return Err(Failure::Fatal(Error::Download {
+                    uri: self.shown.clone(),
+                    reason: format!("server answered {s} to a range request"),
+                }));
+            }
+        }
+        // `Content-Range: bytes FIRST-LAST/TOTAL`
+        let content_range = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| {
+                let (span, total) = v.split_once('/')?;
+                let (first, _) = span.split_once('-')?;
+                Some((first.parse::<u64>().ok()?, total.parse::<u64>().ok()?))
+            });
+        let Some((first, total)) = content_range else {
+            return Err(Failure::Fatal(Error::Download {
+                uri: self.shown.clone(),
+                reason: "a 206 answer without a usable Content-Range".into(),
+            }));
+        };
+        if first != offset {
+            return Err(Failure::Fatal(Error::Download {
+                uri: self.shown.clone(),
+                reason: format!("asked for bytes from {offset}, got them from {first}"),
+            }));
+        }
+        let bytes = response
+            .bytes()
+            .map_err(|e| Failure::Retry(format!("connection lost: {}", describe(e))))?;
+        let want = len.min(total.saturating_sub(offset));
+        if bytes.len() as u64 != want {
+            return Err(Failure::Retry(format!(
+                "range body ended after {} of {want} bytes",
+                bytes.len()
+            )));
+        }
+        Ok(Ranged::Bytes {
+            bytes: bytes.to_vec(),
+            total,
+        })
+    }
+}
+
+impl ByteSource for RangedHttp {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        if let Some(bytes) = usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.head.get(start..start.checked_add(len)?))
+        {
+            return Ok(bytes.to_vec());
+        }
+        match self.range(offset, len as u64) {
+            Ok(Ranged::Bytes { bytes, .. }) if bytes.len() == len => Ok(bytes),
+            Ok(Ranged::Bytes { bytes, .. }) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "asked for {len} bytes at {offset}, the file has {}",
+                    bytes.len()
+                ),
+            )),
+            Ok(Ranged::Whole) => Err(std::io::Error::other(
+                "the server stopped answering range requests",
+            )),
+            Err(RangeError::NotFound) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the file is gone (404)",
+            )),
+            Err(RangeError::Failed(reason)) => Err(std::io::Error::other(reason)),
+        }
+    }
 }

@@ -5,6 +5,9 @@
 //! rename, resume, sha256, a lock so N processes download once). One file per scheme, each
 //! behind a cargo feature: `http` (reqwest), `s3`/`gcs`/`azure` (`object_store`), `hf` (`hf-hub`).
 
+// Without http or an object store compiled in, most of the cache is unused (hf-hub downloads
+// by itself into a folder of ours).
+#[cfg_attr(not(any(feature = "http", feature = "object-store")), allow(dead_code))]
 mod cache;
 #[cfg(feature = "hf")]
 mod hf;
@@ -271,8 +274,55 @@ pub(crate) struct Fetched {
     pub cached: bool,
 }
 
+/// A remote file to read by byte ranges, when `spec` asks for it (`with_ranged`) and the
+/// scheme can: `http(s)://` whose server answers ranges, and the object stores. `Ok(None)`:
+/// fetch the whole file as usual (a local path, `hf://`, offline, already cached, a server
+/// without ranges).
+#[cfg_attr(
+    not(any(feature = "http", feature = "object-store")),
+    allow(unused_variables)
+)]
+pub(crate) fn open_ranged(
+    spec: &Pretrain,
+    location: &Location,
+) -> Result<Option<std::sync::Arc<dyn crate::format::ByteSource>>> {
+    if !spec.ranged() {
+        return Ok(None);
+    }
+    let cache = Cache::for_spec(spec);
+    let uri = location.to_string();
+    let cached = |key_uri: &str| cache.entry(key_uri, &location.file_name()).exists();
+    if cache.offline() {
+        return Ok(None);
+    }
+    match location {
+        #[cfg(feature = "http")]
+        Location::Http(url) if !cached(url.as_str()) => {
+            let reader = http::open_ranged(url, spec, &uri)?;
+            if reader.is_none() {
+                tracing::info!("{uri} does not answer range requests; downloading it whole");
+            }
+            Ok(reader.map(|r| std::sync::Arc::new(r) as _))
+        }
+        #[cfg(feature = "object-store")]
+        Location::Store {
+            scheme,
+            bucket,
+            key,
+        } if !cached(&uri) => {
+            let reader = object_store::open_ranged(*scheme, bucket, key, spec, &uri)?;
+            Ok(Some(std::sync::Arc::new(reader)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Make the checkpoint of `spec` a local file, downloading into the cache if it is remote.
 /// `refetch` drops a cache entry first (it failed to parse).
+#[cfg_attr(
+    not(any(feature = "http", feature = "object-store", feature = "hf")),
+    allow(unused_variables)
+)]
 pub(crate) fn fetch(spec: &Pretrain, location: &Location, refetch: bool) -> Result<Fetched> {
     let uri = location.to_string();
     let cache = Cache::for_spec(spec);

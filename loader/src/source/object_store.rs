@@ -9,10 +9,11 @@ use std::io::Write;
 
 use futures::StreamExt;
 use object_store::path::Path as StorePath;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use super::StoreScheme;
 use crate::error::{Error, Result};
+use crate::format::ByteSource;
 use crate::spec::Pretrain;
 
 fn store(
@@ -99,4 +100,68 @@ pub(super) fn download(
         }
         Ok(())
     })
+}
+
+/// An object read by byte ranges (for [`Pretrain::with_ranged`]).
+pub(super) struct RangedObject {
+    runtime: tokio::runtime::Runtime,
+    store: Box<dyn ObjectStore>,
+    path: StorePath,
+    len: u64,
+}
+
+/// Open an object for ranged reads: one HEAD for its size.
+pub(super) fn open_ranged(
+    scheme: StoreScheme,
+    bucket: &str,
+    key: &str,
+    spec: &Pretrain,
+    shown: &str,
+) -> Result<RangedObject> {
+    let fail = |reason: String| Error::Download {
+        uri: shown.to_string(),
+        reason,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("async runtime: {e}")))?;
+    let store = store(scheme, bucket, spec).map_err(|e| fail(e.to_string()))?;
+    let path = StorePath::from(key);
+    let meta = match runtime.block_on(store.head(&path)) {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(Error::NotFound {
+                uri: shown.to_string(),
+            });
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    Ok(RangedObject {
+        runtime,
+        store,
+        path,
+        len: meta.size,
+    })
+}
+
+impl ByteSource for RangedObject {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let range = offset..offset + len as u64;
+        let bytes = self
+            .runtime
+            .block_on(self.store.get_range(&self.path, range))
+            .map_err(std::io::Error::other)?;
+        if bytes.len() != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("asked for {len} bytes at {offset}, got {}", bytes.len()),
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
 }

@@ -199,6 +199,28 @@ fn shards_come_from_beside_the_index_over_http_and_from_the_hub() {
         assert_eq!(server.counters(route).requests, 1, "{route}");
     }
 
+    // By byte ranges: the index whole, then every shard's header and tensors, never a whole
+    // shard; nothing cached.
+    let ranged_cache = tempfile::tempdir().unwrap();
+    let routes = serve_shards(&server, "/ranged/resnext");
+    let url = format!(
+        "{}/ranged/resnext/model.safetensors.index.json",
+        server.base()
+    );
+    assert_matches_torchvision(
+        Pretrain::from(url.as_str())
+            .with_cache_dir(ranged_cache.path().display().to_string())
+            .with_ranged(true),
+    );
+    for route in routes.iter().filter(|r| r.ends_with(".safetensors")) {
+        let sent = server.counters(route);
+        assert!(
+            sent.requests > 1 && sent.full_transfers == 0,
+            "{route}: {sent:?}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(ranged_cache.path()).unwrap().count(), 0);
+
     let hub = serve_shards(&server, "/org/resnext/resolve/main/weights");
     assert_matches_torchvision(spec(
         "hf://org/resnext/weights/model.safetensors.index.json",

@@ -360,10 +360,131 @@ fn hub_files_through_hf_hub() {
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
 
+fn classifier_safetensors() -> Vec<u8> {
+    std::fs::read(fixture("safetensors/classifier.safetensors")).unwrap()
+}
+
+#[test]
+fn ranged_reads_fetch_the_header_and_the_planned_tensors_only() {
+    let server = TestServer::start();
+    let body = classifier_safetensors();
+    let url = server.route(
+        "/ranged/classifier.safetensors",
+        Behavior::Serve(body.clone()),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (model, report) = Backbone::new(&device)
+        .load_pretrained(
+            spec(&url, cache.path())
+                .with_sub_level("backbone")
+                .with_ranged(true),
+        )
+        .unwrap();
+    assert_eq!(
+        assert_values_eq(
+            &model.to_state_dict(),
+            &expected("safetensors"),
+            "backbone."
+        ),
+        30
+    );
+    // What was sent: a probe of the first 512 bytes (format and header length), the header,
+    // each loaded tensor once — never the head's tensors — and nothing was cached.
+    let local =
+        burn_pretrain::Checkpoint::open(fixture("safetensors/classifier.safetensors")).unwrap();
+    let loaded_bytes: usize = report
+        .loaded()
+        .iter()
+        .map(|key| {
+            let e = local.get(&format!("backbone.{key}")).unwrap();
+            e.num_elements() * e.dtype().size()
+        })
+        .sum();
+    let header = 8 + u64::from_le_bytes(body[..8].try_into().unwrap()) as usize;
+    let sent = server.counters("/ranged/classifier.safetensors");
+    eprintln!(
+        "sent {} of {} bytes in {} requests",
+        sent.bytes_sent,
+        body.len(),
+        sent.requests
+    );
+    assert_eq!(sent.full_transfers, 0);
+    assert!(sent.bytes_sent >= loaded_bytes);
+    assert!(sent.bytes_sent <= 512 + header + loaded_bytes, "{sent:?}");
+    assert_eq!(sent.requests, 2 + report.loaded().len());
+    assert!(cache_files(cache.path()).is_empty());
+}
+
+#[test]
+fn ranged_reads_fall_back_to_the_cache_where_ranges_cannot_serve() {
+    let server = TestServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    // A server that ignores ranges: the file is downloaded whole into the cache (the server
+    // also counts the answer to the probe, which the client drops unread).
+    let noranges = server.route(
+        "/noranges/classifier.safetensors",
+        Behavior::NoRanges(classifier_safetensors()),
+    );
+    let ranged = |url: &str| {
+        spec(url, cache.path())
+            .with_sub_level("backbone")
+            .with_ranged(true)
+    };
+    let (model, _) = Backbone::new(&device)
+        .load_pretrained(ranged(&noranges))
+        .unwrap();
+    assert_eq!(
+        assert_values_eq(
+            &model.to_state_dict(),
+            &expected("safetensors"),
+            "backbone."
+        ),
+        30
+    );
+    assert_eq!(
+        server
+            .counters("/noranges/classifier.safetensors")
+            .full_transfers,
+        2
+    );
+    // A PyTorch file needs the whole file: downloaded through the cache.
+    let url = server.route("/ranged/classifier_dp.pth", Behavior::Serve(dp_bytes()));
+    let (_, report) = Classifier::new(5, &device)
+        .load_pretrained(spec(&url, cache.path()).with_ranged(true))
+        .unwrap();
+    assert_eq!(report.loaded().len(), 32);
+    assert_eq!(
+        server.counters("/ranged/classifier_dp.pth").full_transfers,
+        1
+    );
+    assert_eq!(cache_files(cache.path()).len(), 2);
+    // Once cached, a ranged load reads the cache and sends no request.
+    let before = server.counters("/noranges/classifier.safetensors").requests;
+    Backbone::new(&device)
+        .load_pretrained(ranged(&noranges))
+        .unwrap();
+    assert_eq!(
+        server.counters("/noranges/classifier.safetensors").requests,
+        before
+    );
+}
+
 /// Run the helper on an `s3://` URI with credentials only in its environment.
 fn fetch_from_s3(uri: &str, cache: &Path, endpoint: &str) -> std::process::Output {
+    fetch_from_s3_with(uri, cache, endpoint, &[])
+}
+
+fn fetch_from_s3_with(
+    uri: &str,
+    cache: &Path,
+    endpoint: &str,
+    extra: &[&str],
+) -> std::process::Output {
     Command::new(HELPER)
         .args([uri, &cache.display().to_string(), endpoint])
+        .args(extra)
         .env("AWS_ACCESS_KEY_ID", burn_pretrain_tests::moto::KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", burn_pretrain_tests::moto::SECRET)
         .env("AWS_REGION", "us-east-1")
@@ -400,4 +521,24 @@ fn s3_compatible_store_with_credentials_from_the_environment() {
         stderr.trim(),
         "s3://weights/ssl/missing.pth does not exist (404)"
     );
+    // Ranged reads straight from the store: the backbone's tensors load, nothing is cached.
+    moto.put(
+        "weights",
+        "ssl/classifier.safetensors",
+        classifier_safetensors(),
+    );
+    let ranged_cache = tempfile::tempdir().unwrap();
+    let out = fetch_from_s3_with(
+        "s3://weights/ssl/classifier.safetensors",
+        ranged_cache.path(),
+        &moto.endpoint(),
+        &["--ranged"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
+    assert!(cache_files(ranged_cache.path()).is_empty());
 }
