@@ -8,7 +8,9 @@ use burn::nn::conv;
 use burn::nn::pool;
 
 use crate::format::Convention;
-use crate::pretrainable::{Applier, Layout, Pretrainable, Walker, nothing_to_load};
+use crate::pretrainable::{
+    Applier, Layout, Pretrainable, Walker, has_load_mapper, nothing_to_load,
+};
 
 /// The checkpoint names of a norm's scale and shift.
 fn affine_names(convention: Convention) -> (&'static str, &'static str) {
@@ -20,9 +22,14 @@ fn affine_names(convention: Convention) -> (&'static str, &'static str) {
 
 impl Pretrainable for nn::Linear {
     fn walk_pretrain(&self, walker: &mut Walker) {
-        walker.field("weight", "weight", |w| {
-            w.param(&self.weight, Layout::Transposed)
-        });
+        // A Row linear (burn's default) keeps `[in, out]`, PyTorch's transpose; a Col linear
+        // is loaded as `[out, in]`, like PyTorch, and burn's load mapper transposes it.
+        let layout = if has_load_mapper(&self.weight) {
+            Layout::Same
+        } else {
+            Layout::Transposed
+        };
+        walker.field("weight", "weight", |w| w.param(&self.weight, layout));
         walker.child("bias", "bias", &self.bias);
     }
 

@@ -107,9 +107,11 @@ impl Walker {
         });
     }
 
-    /// Record a float parameter at the current key, laid out as `layout` says.
+    /// Record a float parameter at the current key, laid out as `layout` says. The shape is
+    /// the one the parameter is loaded in (see [`has_load_mapper`]); a lazy parameter stays
+    /// uninitialised.
     pub fn param<const D: usize>(&mut self, param: &Param<Tensor<D>>, layout: Layout) {
-        self.tensor(param.lazy_shape().to_vec(), param_dtype(param), layout);
+        self.tensor(load_shape(param), param_dtype(param), layout);
     }
 
     /// Declare a checkpoint key under the current level that is known and deliberately not
@@ -149,6 +151,24 @@ fn join(segments: &[String]) -> String {
         out.push_str(s);
     }
     out
+}
+
+/// Whether burn transforms what is loaded into `param` (a `LinearLayout::Col` weight: burn
+/// stores and loads it as `[out, in]` and transposes on load). burn keeps the mapper private;
+/// `Param`'s `Debug` shows it as `ParamMapper { load: true, .. }`. The layers test of Row and
+/// Col linears fails if that ever changes.
+pub(crate) fn has_load_mapper<const D: usize>(param: &Param<Tensor<D>>) -> bool {
+    format!("{param:?}").contains("load: true")
+}
+
+/// The shape a tensor loaded into `param` must have: what its initialiser makes while it is
+/// lazy (a load mapper's input form), or its saved form once initialised.
+fn load_shape<const D: usize>(param: &Param<Tensor<D>>) -> Vec<usize> {
+    if param.is_initialized() && has_load_mapper(param) {
+        param.transform_for_save().val().dims().to_vec()
+    } else {
+        param.lazy_shape().to_vec()
+    }
 }
 
 /// The dtype a parameter has or will have, without initialising it.

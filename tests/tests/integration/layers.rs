@@ -65,3 +65,40 @@ fn every_layer_takes_pytorch_names_and_layouts() {
     let proj = m.proj.weight.val().transpose().into_data();
     check("proj.weight", proj.convert::<f32>().try_to_vec().unwrap());
 }
+
+#[derive(Module, Debug, Pretrainable)]
+struct Proj {
+    proj: Linear,
+}
+
+#[test]
+fn column_layout_linears_load_like_row_layout_ones() {
+    use burn::nn::LinearLayout;
+    let device = Device::flex();
+    let want = expected("layers")["proj.weight"].1.clone();
+    for layout in [LinearLayout::Row, LinearLayout::Col] {
+        // Lazy (never initialised) and already initialised parameters alike.
+        for materialise in [false, true] {
+            let proj = LinearConfig::new(6, 3)
+                .with_bias(false)
+                .with_layout(layout)
+                .init(&device);
+            if materialise {
+                let _ = proj.weight.val();
+            }
+            let (m, report) = Proj { proj }
+                .load_pretrained(fixture("layers/layers.pth"))
+                .unwrap();
+            let case = format!("{layout:?}, materialised {materialise}");
+            assert_eq!(report.loaded(), ["proj.weight"], "{case}: {report}");
+            assert!(report.mismatched().is_empty(), "{case}: {report}");
+            assert_eq!(m.proj.weight.val().dims(), [6, 3], "{case}");
+            let got = m.proj.weight.val().transpose().into_data();
+            assert_eq!(
+                got.convert::<f32>().try_to_vec::<f32>().unwrap(),
+                want,
+                "{case}"
+            );
+        }
+    }
+}
