@@ -289,14 +289,28 @@ impl fmt::Debug for TensorEntry {
 }
 
 /// A checkpoint as stored: its format and its tensors, keys exactly as in the file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Checkpoint {
     path: PathBuf,
     format: Format,
     convention: Convention,
     entries: Vec<TensorEntry>,
+    /// Key → position in `entries`.
+    by_key: std::collections::HashMap<String, usize>,
     /// The shard files, for a checkpoint opened from an `*.index.json`; empty otherwise.
     shards: Vec<PathBuf>,
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("convention", &self.convention)
+            .field("entries", &self.entries)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a local file turned out to be.
@@ -403,25 +417,48 @@ impl Checkpoint {
         for entry in &mut entries {
             entry.file = file.clone();
         }
-        Ok(Self {
-            path: path.to_path_buf(),
+        Ok(Self::assemble(
+            path.to_path_buf(),
             format,
             convention,
             entries,
-            shards: Vec::new(),
-        })
+            Vec::new(),
+        ))
+    }
+
+    /// The checkpoint of these parts, with its key index.
+    pub(crate) fn assemble(
+        path: PathBuf,
+        format: Format,
+        convention: Convention,
+        entries: Vec<TensorEntry>,
+        shards: Vec<PathBuf>,
+    ) -> Self {
+        let by_key = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key.clone(), i))
+            .collect();
+        Self {
+            path,
+            format,
+            convention,
+            entries,
+            by_key,
+            shards,
+        }
     }
 
     /// A checkpoint from entries already in hand (tests, other sources).
     #[cfg(test)]
     pub(crate) fn from_entries(path: &str, format: Format, entries: Vec<TensorEntry>) -> Self {
-        Self {
-            path: path.into(),
+        Self::assemble(
+            path.into(),
             format,
-            convention: format.convention(),
+            format.convention(),
             entries,
-            shards: Vec::new(),
-        }
+            Vec::new(),
+        )
     }
 
     /// The file this checkpoint was read from (the index, for a sharded checkpoint).
@@ -453,7 +490,7 @@ impl Checkpoint {
 
     /// Look a tensor up by its stored key.
     pub fn get(&self, key: &str) -> Option<&TensorEntry> {
-        self.entries.iter().find(|e| e.key == key)
+        self.by_key.get(key).map(|&i| &self.entries[i])
     }
 }
 

@@ -200,13 +200,13 @@ pub(crate) fn merge(
         }
     }
     let first = first.ok_or_else(|| fail("no shards".into()))?;
-    Ok(Checkpoint {
-        path: index_path.to_path_buf(),
-        format: first.format,
-        convention: first.convention,
+    Ok(Checkpoint::assemble(
+        index_path.to_path_buf(),
+        first.format,
+        first.convention,
         entries,
-        shards: shard_paths,
-    })
+        shard_paths,
+    ))
 }
 
 impl Opened {
