@@ -133,12 +133,19 @@ impl Plan {
         view: &View,
         checkpoint: &Checkpoint,
     ) -> Result<HashMap<String, TensorData>> {
+        let loads: Vec<_> = self
+            .items
+            .iter()
+            .filter_map(|item| match &item.action {
+                Action::Load { index, cast } => Some((item, &view.entries[*index].entry, cast)),
+                _ => None,
+            })
+            .collect();
+        // Neighbouring tensors of one file are read together (one request when remote).
+        let entries: Vec<&crate::TensorEntry> = loads.iter().map(|(_, e, _)| *e).collect();
+        let read = crate::format::batch::read_many(&entries);
         let mut out = HashMap::new();
-        for item in &self.items {
-            let Action::Load { index, cast } = &item.action else {
-                continue;
-            };
-            let entry = &view.entries[*index].entry;
+        for ((item, entry, cast), bytes) in loads.into_iter().zip(read) {
             let fail = |reason: String| Error::TensorData {
                 path: if entry.file().as_os_str().is_empty() {
                     checkpoint.path().to_path_buf()
@@ -148,7 +155,7 @@ impl Plan {
                 key: entry.key().to_string(),
                 reason,
             };
-            let bytes = entry.read().map_err(|e| fail(e.to_string()))?;
+            let bytes = bytes.map_err(|e| fail(e.to_string()))?;
             let mut data = TensorData::from_bytes_vec(
                 bytes,
                 entry.shape().to_vec(),

@@ -6,6 +6,7 @@
 //! [`TensorEntry::read`] is called. A sharded checkpoint (an `*.index.json` and its shard
 //! files, see [`sharded`]) opens as one checkpoint.
 
+pub(crate) mod batch;
 mod burnpack;
 mod pytorch;
 mod safetensors;
@@ -176,6 +177,11 @@ pub(crate) trait ByteSource: Send + Sync {
     fn len(&self) -> u64;
     /// `len` bytes from `offset` on (all of them, or an error).
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// How many unwanted bytes between two wanted ranges are worth reading to save a read:
+    /// none for a local file, a round trip's worth for a remote one.
+    fn gap_worth_reading(&self) -> u64 {
+        0
+    }
 }
 
 /// A local file, opened once; each read seeks then reads.
@@ -221,6 +227,17 @@ pub struct TensorEntry {
     dtype: DType,
     file: Arc<Path>,
     read: Arc<ReadFn>,
+    /// Where the bytes lie, when they are one byte range of a [`ByteSource`] (safetensors):
+    /// lets [`batch::read_many`] read neighbours in one go.
+    span: Option<Span>,
+}
+
+/// One byte range of a [`ByteSource`].
+#[derive(Clone)]
+pub(crate) struct Span {
+    pub source: Arc<dyn ByteSource>,
+    pub offset: u64,
+    pub len: usize,
 }
 
 impl TensorEntry {
@@ -236,7 +253,31 @@ impl TensorEntry {
             dtype,
             file: Arc::from(Path::new("")),
             read: Arc::new(read),
+            span: None,
         }
+    }
+
+    /// A tensor whose bytes are `len` bytes at `offset` of `source`.
+    pub(crate) fn in_span(
+        key: String,
+        shape: Vec<usize>,
+        dtype: DType,
+        source: Arc<dyn ByteSource>,
+        offset: u64,
+        len: usize,
+    ) -> Self {
+        let span = Span {
+            source: source.clone(),
+            offset,
+            len,
+        };
+        let mut entry = Self::new(key, shape, dtype, move || source.read_at(offset, len));
+        entry.span = Some(span);
+        entry
+    }
+
+    pub(crate) fn span(&self) -> Option<&Span> {
+        self.span.as_ref()
     }
 
     /// The file the bytes are in (a shard's, for a sharded checkpoint).
@@ -266,7 +307,11 @@ impl TensorEntry {
 
     /// Read the tensor's bytes: contiguous, row-major, little-endian.
     pub fn read(&self) -> io::Result<Vec<u8>> {
-        let bytes = (self.read)()?;
+        self.checked((self.read)()?)
+    }
+
+    /// `bytes` if they are as many as the tensor needs.
+    pub(crate) fn checked(&self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
         let expected = self.num_elements() * self.dtype.size();
         if bytes.len() != expected {
             return Err(io::Error::new(

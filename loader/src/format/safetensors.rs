@@ -68,12 +68,13 @@ pub(super) fn open_source(
             ))
         })?;
         let (start, end) = info.data_offsets;
-        let source = source.clone();
-        entries.push(TensorEntry::new(
+        entries.push(TensorEntry::in_span(
             key,
             info.shape.clone(),
             dtype,
-            move || source.read_at(data_start + start as u64, end - start),
+            source.clone(),
+            data_start + start as u64,
+            end - start,
         ));
     }
     Ok((entries, convention))

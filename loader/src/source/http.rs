@@ -380,6 +380,11 @@ impl ByteSource for RangedHttp {
         self.len
     }
 
+    /// A request costs a round trip: reading up to 1 MiB of unplanned bytes is cheaper.
+    fn gap_worth_reading(&self) -> u64 {
+        1 << 20
+    }
+
     fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
         if let Some(bytes) = usize::try_from(offset)
             .ok()

@@ -150,6 +150,11 @@ impl ByteSource for RangedObject {
         self.len
     }
 
+    /// A request costs a round trip: reading up to 1 MiB of unplanned bytes is cheaper.
+    fn gap_worth_reading(&self) -> u64 {
+        1 << 20
+    }
+
     fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
         let range = offset..offset + len as u64;
         let bytes = self
