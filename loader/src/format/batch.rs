@@ -30,6 +30,15 @@ pub(crate) fn read_many(entries: &[&TensorEntry]) -> Vec<io::Result<Vec<u8>>> {
         let source = spans[0].1.source.clone();
         let gap = source.gap_worth_reading();
         for run in runs(&spans, gap) {
+            if let [(i, span)] = run {
+                // A run of one: its bytes as read, no copy.
+                out[*i] = Some(
+                    source
+                        .read_at(span.offset, span.len)
+                        .and_then(|bytes| entries[*i].checked(bytes)),
+                );
+                continue;
+            }
             let start = run[0].1.offset;
             let end = run
                 .iter()
@@ -56,8 +65,13 @@ pub(crate) fn read_many(entries: &[&TensorEntry]) -> Vec<io::Result<Vec<u8>>> {
 }
 
 /// Split offset-sorted spans into runs whose holes are at most `gap` bytes and whose extent
-/// is at most [`MAX_RUN`] (a single larger tensor is a run of its own).
+/// is at most [`MAX_RUN`] (a single larger tensor is a run of its own). A source whose reads
+/// cost nothing extra (`gap` 0: a local file) reads every tensor on its own: merging would
+/// only add a copy.
 fn runs<'a>(spans: &'a [(usize, &'a Span)], gap: u64) -> Vec<&'a [(usize, &'a Span)]> {
+    if gap == 0 {
+        return spans.chunks(1).collect();
+    }
     let mut out = Vec::new();
     let mut first = 0;
     let mut end = 0u64;
@@ -121,7 +135,8 @@ mod tests {
     fn neighbours_are_read_together_and_cut_apart() {
         let bytes: Vec<u8> = (0..=255).collect();
         for (gap, want_reads) in [
-            (0, vec![(0, 20), (30, 10), (100, 5)]),
+            (0, vec![(0, 10), (10, 10), (30, 10), (100, 5)]),
+            (1, vec![(0, 20), (30, 10), (100, 5)]),
             (10, vec![(0, 40), (100, 5)]),
             (1000, vec![(0, 105)]),
         ] {

@@ -178,7 +178,7 @@ pub(crate) trait ByteSource: Send + Sync {
     /// `len` bytes from `offset` on (all of them, or an error).
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// How many unwanted bytes between two wanted ranges are worth reading to save a read:
-    /// none for a local file, a round trip's worth for a remote one.
+    /// a round trip's worth for a remote file; 0 (a local file) reads tensor by tensor.
     fn gap_worth_reading(&self) -> u64 {
         0
     }
