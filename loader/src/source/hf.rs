@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use hf_hub::api::sync::ApiBuilder;
+use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Repo, RepoType};
 
 use super::Cache;
@@ -55,15 +55,14 @@ pub(super) fn fetch(
     } else {
         repo_api.get(file)
     };
-    result.map_err(|e| {
-        let msg = e.to_string();
-        // ureq reports HTTP statuses as "...: status code 404".
-        if msg.ends_with("status code 404") {
+    result.map_err(|e| match e {
+        ApiError::RequestError(ref inner)
+            if matches!(**inner, ureq::Error::Status(404 | 410, _)) =>
+        {
             Error::NotFound {
                 uri: shown.to_string(),
             }
-        } else {
-            fail(msg)
         }
+        other => fail(other.to_string()),
     })
 }
