@@ -115,6 +115,7 @@ impl Prepared {
             self.view.steps.clone(),
             &self.plan,
         )
+        .with_shards(self.checkpoint.shards().len())
     }
 }
 

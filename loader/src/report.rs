@@ -63,6 +63,8 @@ pub struct LoadReport {
     model: String,
     source: String,
     format: Format,
+    #[serde(skip_serializing_if = "is_zero")]
+    shards: usize,
     convention: Convention,
     dry_run: bool,
     view: Vec<ViewStep>,
@@ -74,6 +76,10 @@ pub struct LoadReport {
     ignored: Vec<Ignored>,
     hints: Vec<String>,
     coverage: Vec<Coverage>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl LoadReport {
@@ -90,6 +96,7 @@ impl LoadReport {
             model,
             source,
             format,
+            shards: 0,
             convention,
             dry_run,
             view: steps,
@@ -169,6 +176,16 @@ impl LoadReport {
     /// The detected format.
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// How many shard files the checkpoint was spread over (0: a single file).
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    pub(crate) fn with_shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
+        self
     }
 
     /// The naming convention the checkpoint was read with.
@@ -375,9 +392,13 @@ fn similarity(a: &str, b: &str) -> usize {
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total: usize = self.coverage.iter().map(|c| c.total).sum();
+        let shards = match self.shards {
+            0 => String::new(),
+            n => format!(", {n} shards"),
+        };
         writeln!(
             f,
-            "{} pretrained model [{}] from {} ({})",
+            "{} pretrained model [{}] from {} ({}{shards})",
             if self.dry_run { "Plan for" } else { "Loaded" },
             self.model,
             self.source,

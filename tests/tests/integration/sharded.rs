@@ -27,6 +27,12 @@ fn assert_matches_torchvision(spec: impl Into<Pretrain>) {
     let device = Device::flex();
     let (net, report) = resnext(&device).load_pretrained(spec).unwrap();
     assert_eq!(report.loaded().len(), 265, "{report}");
+    assert_eq!(report.shards(), 3);
+    let first = report.to_string();
+    assert!(
+        first.lines().next().unwrap().ends_with(", 3 shards)"),
+        "{report}"
+    );
     assert!(report.missing().is_empty() && report.mismatched().is_empty());
     let x = saved_tensor::<4>("resnet/resnext_narrow_io.safetensors", "input", &device);
     let want = saved_tensor::<4>("resnet/resnext_narrow_io.safetensors", "features", &device);
