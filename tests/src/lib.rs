@@ -5,6 +5,7 @@
 // Test support: a fixture that does not parse is a broken checkout; panicking says so.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
+pub mod azurite;
 pub mod moto;
 pub mod server;
 

@@ -543,3 +543,71 @@ fn s3_compatible_store_with_credentials_from_the_environment() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
     assert!(cache_files(ranged_cache.path()).is_empty());
 }
+
+/// Run the helper on an `az://` URI against Azurite, configured only by its environment.
+fn fetch_from_azurite(
+    uri: &str,
+    cache: &Path,
+    azurite: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(HELPER)
+        .args([uri, &cache.display().to_string()])
+        .args(extra)
+        .env("AZURE_STORAGE_USE_EMULATOR", "true")
+        .env("AZURITE_BLOB_STORAGE_URL", azurite)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn azure_blob_storage_through_azurite() {
+    let azurite = burn_pretrain_tests::azurite::Azurite::start();
+    azurite.put("weights", "ssl/classifier_dp.pth", &dp_bytes());
+    azurite.put(
+        "weights",
+        "ssl/classifier.safetensors",
+        &classifier_safetensors(),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let out = fetch_from_azurite(
+        "az://weights/ssl/classifier_dp.pth",
+        cache.path(),
+        &azurite.url(),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
+    assert_eq!(cache_files(cache.path()).len(), 1);
+    // Missing blob: a clear 404.
+    let out = fetch_from_azurite(
+        "az://weights/ssl/missing.pth",
+        cache.path(),
+        &azurite.url(),
+        &[],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "az://weights/ssl/missing.pth does not exist (404)"
+    );
+    // Ranged: the backbone's tensors straight from the blob, nothing cached.
+    let ranged_cache = tempfile::tempdir().unwrap();
+    let out = fetch_from_azurite(
+        "az://weights/ssl/classifier.safetensors",
+        ranged_cache.path(),
+        &azurite.url(),
+        &["--ranged"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
+    assert!(cache_files(ranged_cache.path()).is_empty());
+}
