@@ -365,14 +365,23 @@ mod tests {
     fn map_form_reads_every_field() {
         let spec: Pretrain = serde_json::from_str(
             r#"{"path": "a.pth", "sub_level": "backbone.", "ema": true,
-                "remap": [{"from": "^fc\\.", "to": "head.fc."}], "convention": "burn"}"#,
+                "remap": [{"from": "^fc\\.", "to": "head.fc."}], "convention": "burn",
+                "unwrap": false, "sha256": "0676ba61", "offline": true, "cache_dir": "/c",
+                "endpoint": "http://127.0.0.1:9000", "timeout": 2.5, "ranged": true}"#,
         )
         .unwrap();
         let expected = Pretrain::from("a.pth")
             .with_sub_level("backbone")
             .with_ema(true)
             .with_remap("^fc\\.", "head.fc.")
-            .with_convention(Convention::Burn);
+            .with_convention(Convention::Burn)
+            .with_unwrap(false)
+            .with_sha256("0676ba61")
+            .with_offline(true)
+            .with_cache_dir("/c")
+            .with_endpoint("http://127.0.0.1:9000")
+            .with_timeout(2.5)
+            .with_ranged(true);
         assert_eq!(spec, expected);
         let round = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<Pretrain>(&round).unwrap(), expected);
