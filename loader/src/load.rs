@@ -39,7 +39,7 @@ pub trait PretrainExt: Pretrainable + Clone {
     fn load_pretrained_in_place(&mut self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
         let spec = spec.into();
         let prepared = Prepared::new(&*self, &spec)?;
-        let data = prepared.plan.read(&prepared.view, &prepared.checkpoint)?;
+        let data = prepared.plan.read(&prepared.view)?;
         let mut applier = Applier::new(prepared.convention, data);
         let model = self.clone().apply_pretrain(&mut applier);
         debug_assert_eq!(

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use burn::tensor::TensorData;
 
 use crate::error::{Error, Result};
-use crate::format::{Checkpoint, DType};
+use crate::format::DType;
 use crate::pretrainable::{Layout, Target};
 use crate::view::View;
 
@@ -128,11 +128,7 @@ impl Plan {
 
     /// Read and prepare every tensor the plan loads. Any failure is returned before the model
     /// is touched.
-    pub fn read(
-        &self,
-        view: &View,
-        checkpoint: &Checkpoint,
-    ) -> Result<HashMap<String, TensorData>> {
+    pub fn read(&self, view: &View) -> Result<HashMap<String, TensorData>> {
         let loads: Vec<_> = self
             .items
             .iter()
@@ -147,11 +143,7 @@ impl Plan {
         let mut out = HashMap::new();
         for ((item, entry, cast), bytes) in loads.into_iter().zip(read) {
             let fail = |reason: String| Error::TensorData {
-                path: if entry.file().as_os_str().is_empty() {
-                    checkpoint.path().to_path_buf()
-                } else {
-                    entry.file().to_path_buf()
-                },
+                path: entry.file().to_path_buf(),
                 key: entry.key().to_string(),
                 reason,
             };

@@ -497,6 +497,14 @@ impl Checkpoint {
     /// A checkpoint from entries already in hand (tests, other sources).
     #[cfg(test)]
     pub(crate) fn from_entries(path: &str, format: Format, entries: Vec<TensorEntry>) -> Self {
+        let file: Arc<Path> = Arc::from(Path::new(path));
+        let entries = entries
+            .into_iter()
+            .map(|mut e| {
+                e.file = file.clone();
+                e
+            })
+            .collect();
         Self::assemble(
             path.into(),
             format,

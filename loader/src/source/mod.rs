@@ -181,6 +181,15 @@ impl Location {
         }
     }
 
+    /// What names this location's cache entry: an http URL in full (its secrets may select
+    /// the object), otherwise the shown URI.
+    fn cache_key(&self) -> String {
+        match self {
+            Location::Http(url) => url.as_str().to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// The file name the cache entry keeps (the last path segment).
     fn file_name(&self) -> String {
         let last = match self {
@@ -291,13 +300,16 @@ pub(crate) fn open_ranged(
     }
     let cache = Cache::for_spec(spec);
     let uri = location.to_string();
-    let cached = |key_uri: &str| cache.entry(key_uri, &location.file_name()).exists();
-    if cache.offline() {
+    if cache.offline()
+        || cache
+            .entry(&location.cache_key(), &location.file_name())
+            .exists()
+    {
         return Ok(None);
     }
     match location {
         #[cfg(feature = "http")]
-        Location::Http(url) if !cached(url.as_str()) => {
+        Location::Http(url) => {
             let reader = http::open_ranged(url, spec, &uri)?;
             if reader.is_none() {
                 tracing::info!("{uri} does not answer range requests; downloading it whole");
@@ -309,7 +321,7 @@ pub(crate) fn open_ranged(
             scheme,
             bucket,
             key,
-        } if !cached(&uri) => {
+        } => {
             let reader = object_store::open_ranged(*scheme, bucket, key, spec, &uri)?;
             Ok(Some(std::sync::Arc::new(reader)))
         }
@@ -335,7 +347,7 @@ pub(crate) fn fetch(spec: &Pretrain, location: &Location, refetch: bool) -> Resu
         Location::Http(url) => {
             let path = cache.fetch(
                 &uri,
-                url.as_str(),
+                &location.cache_key(),
                 &location.file_name(),
                 spec,
                 refetch,
@@ -351,7 +363,7 @@ pub(crate) fn fetch(spec: &Pretrain, location: &Location, refetch: bool) -> Resu
         } => {
             let path = cache.fetch(
                 &uri,
-                &uri,
+                &location.cache_key(),
                 &location.file_name(),
                 spec,
                 refetch,
