@@ -33,6 +33,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Write a checkpoint's (viewed, remapped) tensors as burnpack or safetensors.
     Convert(ConvertArgs),
+    /// Build a config's model, load its `pretrain`s, write it back in PyTorch's names and layouts.
+    Export(ExportArgs),
     /// The seed's three scenarios on bundled checkpoints, on the CPU.
     Demo(DemoArgs),
 }
@@ -105,6 +107,14 @@ pub struct ConvertArgs {
     /// Write only the tensors this config's model would load (plan from its root `pretrain` options).
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A model config (JSON, YAML or TOML) with `pretrain` at any level.
+    pub config: PathBuf,
+    /// The `.safetensors` file to write; PyTorch's twin loads it with `load_state_dict(strict=True)`.
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

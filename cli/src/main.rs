@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod convert;
 mod demo;
+mod export;
 mod inspect;
 mod load;
 mod models;
@@ -30,6 +31,7 @@ fn main() {
         Command::Check(args) => check::run(args),
         Command::Load(args) => load::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Export(args) => export::run(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

@@ -189,6 +189,35 @@ pub enum Error {
         /// The second parameter's path.
         second: String,
     },
+    /// The apply walk of a model's mapping did not meet what its plan walk met (a hand-written
+    /// `Pretrainable` impl whose mapping depends on something other than the model and the
+    /// checkpoint). The model is unchanged.
+    #[error(
+        "the mapping of [{model}] changed between planning and applying; model unchanged{}",
+        unapplied_note(.unapplied)
+    )]
+    MappingChanged {
+        /// The model's type name.
+        model: String,
+        /// Model paths of planned tensors the apply walk did not take.
+        unapplied: Vec<String>,
+    },
+    /// Writing an exported checkpoint failed.
+    #[error("cannot write {}: {reason}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn unapplied_note(unapplied: &[String]) -> String {
+    if unapplied.is_empty() {
+        String::new()
+    } else {
+        format!(" (planned but not applied: {})", unapplied.join(", "))
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -27,6 +27,7 @@
 //! planned tensors, and summarised in a [`LoadReport`].
 
 mod error;
+mod export;
 mod fold;
 mod format;
 mod load;
@@ -40,11 +41,12 @@ mod view;
 
 pub use burn_pretrain_derive::Pretrainable;
 pub use error::{Error, Result};
+pub use export::{export_tensors, save_pretrained};
 pub use fold::fold_keys;
 pub use format::{Checkpoint, Convention, DType, Format, TensorEntry, natural_cmp};
 pub use load::{CheckpointView, PretrainExt, open_checkpoint};
-pub use pretrainable::{Applier, Layout, Pretrainable, Walker};
-pub use report::{Cast, Coverage, Ignored, LoadReport, Mismatch};
+pub use pretrainable::{Layout, Mapper, Part, Pretrainable, linear_layout};
+pub use report::{Cast, Coverage, Ignored, LoadReport, Mismatch, Split};
 pub use source::{Location, StoreScheme, redact};
 pub use spec::{Pretrain, Remap};
 pub use view::ViewStep;
@@ -52,5 +54,5 @@ pub use view::ViewStep;
 /// Paths the derive's generated code goes through. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::pretrainable::{Applier, Pretrainable, Walker};
+    pub use crate::pretrainable::{Mapper, Pretrainable};
 }

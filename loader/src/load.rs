@@ -1,12 +1,12 @@
 //! The loading entry points: source → format → view → plan → apply → report.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::{Checkpoint, Opened, sharded};
 use crate::plan::Plan;
-use crate::pretrainable::{Applier, Pretrainable, Walker};
+use crate::pretrainable::{Mapper, Mode, Pretrainable};
 use crate::report::LoadReport;
 use crate::source::{self, Location};
 use crate::spec::Pretrain;
@@ -40,22 +40,42 @@ pub trait PretrainExt: Pretrainable + Clone {
         let spec = spec.into();
         let prepared = Prepared::new(&*self, &spec)?;
         let data = prepared.plan.read(&prepared.view)?;
-        let mut applier = Applier::new(prepared.convention, data);
-        let model = self.clone().apply_pretrain(&mut applier);
-        debug_assert_eq!(
-            applier.leftover(),
-            0,
-            "the apply walk missed planned tensors"
+        let mut model = self.clone();
+        let mut mapper = Mapper::new(
+            prepared.convention,
+            Some(&prepared.view_keys),
+            Mode::Apply(data),
         );
+        model.map_pretrain(&mut mapper);
+        // The apply walk runs the same mapping as the plan: it must meet the same keys and
+        // take every planned tensor. Anything else leaves the model untouched.
+        let planned: Vec<&str> = prepared
+            .plan
+            .items
+            .iter()
+            .map(|i| i.target.key.as_str())
+            .collect();
+        let walked: Vec<&str> = mapper.targets.iter().map(|t| t.key.as_str()).collect();
+        let Mode::Apply(left) = &mapper.mode else {
+            unreachable!("the mapper was made in apply mode")
+        };
+        if planned != walked || !left.is_empty() {
+            let mut keys: Vec<String> = left.keys().cloned().collect();
+            keys.sort();
+            return Err(Error::MappingChanged {
+                model: short_type_name::<Self>(),
+                unapplied: keys,
+            });
+        }
         *self = model;
         Ok(prepared.report(false))
     }
 
     /// The checkpoint keys this model's tensors load from, in the PyTorch convention.
     fn pretrain_keys(&self) -> Vec<String> {
-        let mut walker = Walker::new(crate::Convention::Pytorch);
-        self.walk_pretrain(&mut walker);
-        walker.targets.into_iter().map(|t| t.key).collect()
+        let mut mapper = Mapper::new(crate::Convention::Pytorch, None, Mode::Plan);
+        self.clone().map_pretrain(&mut mapper);
+        mapper.targets.into_iter().map(|t| t.key).collect()
     }
 
     /// Plan loading `spec` without reading any tensor bytes or changing the model: the
@@ -64,12 +84,19 @@ pub trait PretrainExt: Pretrainable + Clone {
         let spec = spec.into();
         Ok(Prepared::new(self, &spec)?.report(true))
     }
+
+    /// Write this model as safetensors in PyTorch's names and layouts, which the PyTorch twin
+    /// loads with `load_state_dict(..., strict=True)`; see [`save_pretrained`](crate::save_pretrained).
+    fn save_pretrained(&self, path: impl AsRef<std::path::Path>) -> Result<usize> {
+        crate::export::save_pretrained(self, path)
+    }
 }
 
 impl<M: Pretrainable + Clone> PretrainExt for M {}
 
 struct Prepared {
     model: String,
+    view_keys: BTreeSet<String>,
     source: String,
     checkpoint: Checkpoint,
     convention: crate::Convention,
@@ -78,25 +105,32 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new<M: Pretrainable>(model: &M, spec: &Pretrain) -> Result<Self> {
+    fn new<M: Pretrainable + Clone>(model: &M, spec: &Pretrain) -> Result<Self> {
         let (location, checkpoint) = open_located(spec)?;
         let convention = spec.convention().unwrap_or(checkpoint.convention());
-        let mut walker = Walker::new(convention);
-        model.walk_pretrain(&mut walker);
-        let roots: HashSet<String> = walker
+        // Planning walks a clone (cheap: parameters are shared handles, lazy ones stay lazy).
+        // A first walk names the model's top-level keys, which the view needs to unwrap
+        // containers; the second sees the view, so mappings with alternatives can choose.
+        let mut probe = Mapper::new(convention, None, Mode::Plan);
+        model.clone().map_pretrain(&mut probe);
+        let roots: HashSet<String> = probe
             .targets
             .iter()
             .filter_map(|t| t.key.split('.').next().map(str::to_string))
             .collect();
         let view = View::build(&checkpoint, spec, &roots)?;
+        let view_keys: BTreeSet<String> = view.entries.iter().map(|e| e.key.clone()).collect();
+        let mut mapper = Mapper::new(convention, Some(&view_keys), Mode::Plan);
+        model.clone().map_pretrain(&mut mapper);
         let plan = Plan::build(
-            std::mem::take(&mut walker.targets),
-            std::mem::take(&mut walker.expected_unused),
-            &walker.skipped,
+            std::mem::take(&mut mapper.targets),
+            std::mem::take(&mut mapper.expected_unused),
+            &mapper.skipped,
             &view,
         )?;
         Ok(Self {
             model: short_type_name::<M>(),
+            view_keys,
             source: location.to_string(),
             checkpoint,
             convention,

@@ -1,16 +1,23 @@
-//! `Pretrainable` for the burn-nn layers that hold parameters, with PyTorch's conventions:
-//! Linear's weight is stored `[out, in]` by PyTorch and `[in, out]` by burn; norms call their
-//! affine parameters `weight`/`bias` in PyTorch and `gamma`/`beta` in burn; BatchNorm's
-//! `num_batches_tracked` counter is known and ignored.
+//! `Pretrainable` for every public burn-nn module, under PyTorch's names and layouts:
+//!
+//! - Linear's weight is `[out, in]` in PyTorch and `[in, out]` in burn (Row layout); norms call
+//!   their affine parameters `weight`/`bias` in PyTorch and `gamma`/`beta` in burn;
+//!   BatchNorm's `num_batches_tracked` counter is known, ignored on load and written on export.
+//! - Recurrent layers take `nn.LSTM`/`nn.GRU`/`nn.RNN`'s packed tensors: `weight_ih_l{k}` holds
+//!   the gates row-wise (LSTM: i, f, g, o; GRU: r, z, n), `*_reverse` the backward direction,
+//!   and a `Vec` of them is a multi-layer network (`_l0`, `_l1`, …).
+//! - `MultiHeadAttention` takes `nn.MultiheadAttention`'s `in_proj_weight` (q, k, v stacked)
+//!   or its separate `q_proj_weight`/`k_proj_weight`/`v_proj_weight`, and `out_proj`.
+//! - Transformer layers take `nn.TransformerEncoderLayer`/`nn.TransformerDecoderLayer`'s names,
+//!   with the norms matched by position in the computation (they depend on `norm_first`).
+//! - Parameter-free layers map nothing.
 
-use burn::nn;
-use burn::nn::conv;
-use burn::nn::pool;
+use burn::module::{Module, ModuleMapper, Param};
+use burn::nn::{self, activation, attention, conv, interpolate, loss, pool, transformer};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::format::Convention;
-use crate::pretrainable::{
-    Applier, Layout, Pretrainable, Walker, has_load_mapper, nothing_to_load,
-};
+use crate::pretrainable::{Layout, Mapper, Part, Pretrainable, linear_layout, nothing_to_load};
 
 /// The checkpoint names of a norm's scale and shift.
 fn affine_names(convention: Convention) -> (&'static str, &'static str) {
@@ -21,22 +28,12 @@ fn affine_names(convention: Convention) -> (&'static str, &'static str) {
 }
 
 impl Pretrainable for nn::Linear {
-    fn walk_pretrain(&self, walker: &mut Walker) {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
         // A Row linear (burn's default) keeps `[in, out]`, PyTorch's transpose; a Col linear
         // is loaded as `[out, in]`, like PyTorch, and burn's load mapper transposes it.
-        let layout = if has_load_mapper(&self.weight) {
-            Layout::Same
-        } else {
-            Layout::Transposed
-        };
-        walker.field("weight", "weight", |w| w.param(&self.weight, layout));
-        walker.child("bias", "bias", &self.bias);
-    }
-
-    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-        self.weight = applier.child("weight", "weight", self.weight);
-        self.bias = applier.child("bias", "bias", self.bias);
-        self
+        let layout = linear_layout(&self.weight);
+        m.field("weight", "weight", |m| m.param(&mut self.weight, layout));
+        m.child("bias", "bias", &mut self.bias);
     }
 }
 
@@ -45,15 +42,9 @@ macro_rules! weight_and_bias {
     ($($ty:ty),* $(,)?) => {
         $(
             impl Pretrainable for $ty {
-                fn walk_pretrain(&self, walker: &mut Walker) {
-                    walker.child("weight", "weight", &self.weight);
-                    walker.child("bias", "bias", &self.bias);
-                }
-
-                fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-                    self.weight = applier.child("weight", "weight", self.weight);
-                    self.bias = applier.child("bias", "bias", self.bias);
-                    self
+                fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+                    m.child("weight", "weight", &mut self.weight);
+                    m.child("bias", "bias", &mut self.bias);
                 }
             }
         )*
@@ -67,58 +58,35 @@ weight_and_bias!(
     conv::ConvTranspose1d,
     conv::ConvTranspose2d,
     conv::ConvTranspose3d,
+    conv::DeformConv2d,
 );
 
 impl Pretrainable for nn::Embedding {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        walker.child("weight", "weight", &self.weight);
-    }
-
-    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-        self.weight = applier.child("weight", "weight", self.weight);
-        self
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        m.child("weight", "weight", &mut self.weight);
     }
 }
 
 impl Pretrainable for nn::PRelu {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        let name = match walker.convention() {
-            Convention::Pytorch => "weight",
-            Convention::Burn => "alpha",
-        };
-        walker.child(name, "alpha", &self.alpha);
-    }
-
-    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-        let name = match applier.convention() {
-            Convention::Pytorch => "weight",
-            Convention::Burn => "alpha",
-        };
-        self.alpha = applier.child(name, "alpha", self.alpha);
-        self
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        m.child("weight", "alpha", &mut self.alpha);
     }
 }
 
 impl Pretrainable for nn::BatchNorm {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        let (scale, shift) = affine_names(walker.convention());
-        walker.child(scale, "gamma", &self.gamma);
-        walker.child(shift, "beta", &self.beta);
-        walker.child("running_mean", "running_mean", &self.running_mean);
-        walker.child("running_var", "running_var", &self.running_var);
-        walker.expect_unused(
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        let (scale, shift) = affine_names(m.convention());
+        m.child(scale, "gamma", &mut self.gamma);
+        m.child(shift, "beta", &mut self.beta);
+        m.child("running_mean", "running_mean", &mut self.running_mean);
+        m.child("running_var", "running_var", &mut self.running_var);
+        m.unused(
             "num_batches_tracked",
             "BatchNorm step counter, not a parameter",
         );
-    }
-
-    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-        let (scale, shift) = affine_names(applier.convention());
-        self.gamma = applier.child(scale, "gamma", self.gamma);
-        self.beta = applier.child(shift, "beta", self.beta);
-        self.running_mean = applier.child("running_mean", "running_mean", self.running_mean);
-        self.running_var = applier.child("running_var", "running_var", self.running_var);
-        self
+        m.export_constant("num_batches_tracked", || {
+            TensorData::new(vec![0i64], Vec::<usize>::new())
+        });
     }
 }
 
@@ -127,17 +95,10 @@ macro_rules! affine_norm {
     ($($ty:ty),* $(,)?) => {
         $(
             impl Pretrainable for $ty {
-                fn walk_pretrain(&self, walker: &mut Walker) {
-                    let (scale, shift) = affine_names(walker.convention());
-                    walker.child(scale, "gamma", &self.gamma);
-                    walker.child(shift, "beta", &self.beta);
-                }
-
-                fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-                    let (scale, shift) = affine_names(applier.convention());
-                    self.gamma = applier.child(scale, "gamma", self.gamma);
-                    self.beta = applier.child(shift, "beta", self.beta);
-                    self
+                fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+                    let (scale, shift) = affine_names(m.convention());
+                    m.child(scale, "gamma", &mut self.gamma);
+                    m.child(shift, "beta", &mut self.beta);
                 }
             }
         )*
@@ -147,29 +108,361 @@ macro_rules! affine_norm {
 affine_norm!(nn::LayerNorm, nn::GroupNorm, nn::InstanceNorm);
 
 impl Pretrainable for nn::RmsNorm {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        let (scale, _) = affine_names(walker.convention());
-        walker.child(scale, "gamma", &self.gamma);
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        let (scale, _) = affine_names(m.convention());
+        m.child(scale, "gamma", &mut self.gamma);
+    }
+}
+
+/// Enums of layers: transparent, each variant maps as the layer it holds.
+macro_rules! transparent_enum {
+    ($ty:ty { $($variant:ident),* $(,)? }) => {
+        impl Pretrainable for $ty {
+            fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+                match self {
+                    $(Self::$variant(inner) => inner.map_pretrain(m),)*
+                    // A variant newer than this crate: its parameters under burn's paths.
+                    other => by_module_paths(other, m),
+                }
+            }
+        }
+    };
+}
+
+transparent_enum!(nn::norm::Normalization {
+    Identity,
+    Batch,
+    Group,
+    Instance,
+    Layer,
+    Rms
+});
+
+transparent_enum!(activation::Activation {
+    Identity,
+    Gelu,
+    PRelu,
+    Relu,
+    LeakyRelu,
+    SwiGlu,
+    Selu,
+    Sigmoid,
+    Tanh,
+    HardSigmoid,
+    HardSwish,
+    Softplus,
+    Softsign,
+    Elu,
+    Celu,
+    ThresholdedRelu,
+    HardShrink,
+    SoftShrink,
+    Shrink
+});
+
+/// Layers made of two Linears under burn's own field names (no single PyTorch twin:
+/// a PyTorch module with the same attribute names loads as is).
+macro_rules! inner_outer {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            impl Pretrainable for $ty {
+                fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+                    m.child("linear_inner", "linear_inner", &mut self.linear_inner);
+                    m.child("linear_outer", "linear_outer", &mut self.linear_outer);
+                }
+            }
+        )*
+    };
+}
+
+inner_outer!(nn::SwiGlu, transformer::PositionWiseFeedForward);
+
+impl Pretrainable for nn::GateController {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        m.child(
+            "input_transform",
+            "input_transform",
+            &mut self.input_transform,
+        );
+        m.child(
+            "hidden_transform",
+            "hidden_transform",
+            &mut self.hidden_transform,
+        );
+    }
+}
+
+/// Map recurrent gates to PyTorch's packed tensors `weight_ih`, `weight_hh`, `bias_ih`,
+/// `bias_hh` (with the layer's suffix), the gates in PyTorch's row order. `gates` pairs each
+/// gate's field name with its controller; an absent gate (LSTM's coupled forget gate) leaves
+/// the packed shape short, so the checkpoint's tensor is reported as a shape mismatch.
+fn map_gates(m: &mut Mapper<'_>, gates: Vec<(&str, &mut nn::GateController)>) {
+    let suffix = m.rnn_suffix();
+    let names: Vec<(String, String, String, String)> = gates
+        .iter()
+        .map(|(name, _)| {
+            (
+                format!("{name}.input_transform.weight"),
+                format!("{name}.hidden_transform.weight"),
+                format!("{name}.input_transform.bias"),
+                format!("{name}.hidden_transform.bias"),
+            )
+        })
+        .collect();
+    let mut w_ih = Vec::new();
+    let mut w_hh = Vec::new();
+    let mut b_ih = Vec::new();
+    let mut b_hh = Vec::new();
+    for ((_, gate), (wi, wh, bi, bh)) in gates.into_iter().zip(&names) {
+        let input = &mut gate.input_transform;
+        let layout = linear_layout(&input.weight);
+        w_ih.push(Part::new(wi, &mut input.weight, layout));
+        if let Some(bias) = &mut input.bias {
+            b_ih.push(Part::new(bi, bias, Layout::Same));
+        }
+        let hidden = &mut gate.hidden_transform;
+        let layout = linear_layout(&hidden.weight);
+        w_hh.push(Part::new(wh, &mut hidden.weight, layout));
+        if let Some(bias) = &mut hidden.bias {
+            b_hh.push(Part::new(bh, bias, Layout::Same));
+        }
+    }
+    m.packed(&format!("weight_ih{suffix}"), 0, w_ih);
+    m.packed(&format!("weight_hh{suffix}"), 0, w_hh);
+    m.packed(&format!("bias_ih{suffix}"), 0, b_ih);
+    m.packed(&format!("bias_hh{suffix}"), 0, b_hh);
+}
+
+/// A list of recurrent layers: PyTorch's multi-layer network (`_l0`, `_l1`, … at the list's
+/// own level), unless the checkpoint keys them by index (`nn.ModuleList` of single layers).
+fn map_stacked<T: Pretrainable>(items: &mut [T], m: &mut Mapper<'_>) {
+    if m.convention() == Convention::Burn || m.has_prefix("0") {
+        for (i, item) in items.iter_mut().enumerate() {
+            let i = i.to_string();
+            m.field(&i, &i, |m| m.rnn_layer(0, false, |m| item.map_pretrain(m)));
+        }
+        return;
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        let field = i.to_string();
+        m.field("", &field, |m| {
+            let (_, reverse) = m.rnn_state();
+            m.rnn_layer(i, reverse, |m| item.map_pretrain(m));
+        });
+    }
+}
+
+/// Bidirectional layers: the forward direction under the layer's suffix, the reverse one
+/// under `…_reverse`, both at the same level.
+macro_rules! recurrent {
+    ($ty:ty, $bi:ty, |$this:ident| $gates:expr) => {
+        impl Pretrainable for $ty {
+            fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+                let $this = self;
+                map_gates(m, $gates);
+            }
+
+            fn map_pretrain_list(items: &mut [Self], m: &mut Mapper<'_>) {
+                map_stacked(items, m);
+            }
+        }
+
+        impl Pretrainable for $bi {
+            fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+                let (layer, _) = m.rnn_state();
+                m.field("", "forward", |m| {
+                    m.rnn_layer(layer, false, |m| self.forward.map_pretrain(m))
+                });
+                m.field("", "reverse", |m| {
+                    m.rnn_layer(layer, true, |m| self.reverse.map_pretrain(m))
+                });
+            }
+
+            fn map_pretrain_list(items: &mut [Self], m: &mut Mapper<'_>) {
+                map_stacked(items, m);
+            }
+        }
+    };
+}
+
+recurrent!(nn::Lstm, nn::BiLstm, |lstm| {
+    // PyTorch's row order: input, forget, cell (g), output.
+    let mut gates = vec![("input_gate", &mut lstm.input_gate)];
+    if let Some(forget) = &mut lstm.forget_gate {
+        gates.push(("forget_gate", forget));
+    }
+    gates.push(("cell_gate", &mut lstm.cell_gate));
+    gates.push(("output_gate", &mut lstm.output_gate));
+    gates
+});
+
+recurrent!(nn::Gru, nn::BiGru, |gru| vec![
+    // PyTorch's row order: reset, update (z), new.
+    ("reset_gate", &mut gru.reset_gate),
+    ("update_gate", &mut gru.update_gate),
+    ("new_gate", &mut gru.new_gate),
+]);
+
+recurrent!(nn::Rnn, nn::BiRnn, |rnn| vec![("gate", &mut rnn.gate)]);
+
+impl Pretrainable for attention::MultiHeadAttention {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        let [q, k, v] = [&mut self.query, &mut self.key, &mut self.value];
+        let layouts = [
+            linear_layout(&q.weight),
+            linear_layout(&k.weight),
+            linear_layout(&v.weight),
+        ];
+        // PyTorch stores separate projections only when key/value dims differ from the
+        // model's; a checkpoint holding them is taken in that form.
+        if m.has_key("q_proj_weight") && !m.has_key("in_proj_weight") {
+            m.field("q_proj_weight", "query.weight", |m| {
+                m.param(&mut q.weight, layouts[0])
+            });
+            m.field("k_proj_weight", "key.weight", |m| {
+                m.param(&mut k.weight, layouts[1])
+            });
+            m.field("v_proj_weight", "value.weight", |m| {
+                m.param(&mut v.weight, layouts[2])
+            });
+        } else {
+            m.packed(
+                "in_proj_weight",
+                0,
+                vec![
+                    Part::new("query.weight", &mut q.weight, layouts[0]),
+                    Part::new("key.weight", &mut k.weight, layouts[1]),
+                    Part::new("value.weight", &mut v.weight, layouts[2]),
+                ],
+            );
+        }
+        let mut biases = Vec::new();
+        for (name, linear) in [("query.bias", q), ("key.bias", k), ("value.bias", v)] {
+            if let Some(bias) = &mut linear.bias {
+                biases.push(Part::new(name, bias, Layout::Same));
+            }
+        }
+        m.packed("in_proj_bias", 0, biases);
+        m.child("out_proj", "output", &mut self.output);
+    }
+}
+
+impl Pretrainable for transformer::TransformerEncoderLayer {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        m.child("self_attn", "mha", &mut self.mha);
+        m.child("linear1", "pwff.linear_inner", &mut self.pwff.linear_inner);
+        m.child("linear2", "pwff.linear_outer", &mut self.pwff.linear_outer);
+        // PyTorch names norms by position in its code; burn's `norm_2` runs before attention
+        // when `norm_first` (PyTorch's `norm1`) and after the feed-forward otherwise (`norm2`).
+        let (n1, n2) = if self.norm_first {
+            ("norm2", "norm1")
+        } else {
+            ("norm1", "norm2")
+        };
+        m.child(n1, "norm_1", &mut self.norm_1);
+        m.child(n2, "norm_2", &mut self.norm_2);
+    }
+}
+
+impl Pretrainable for transformer::TransformerDecoderLayer {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        m.child("self_attn", "self_attn", &mut self.self_attn);
+        m.child("multihead_attn", "cross_attn", &mut self.cross_attn);
+        m.child("linear1", "pwff.linear_inner", &mut self.pwff.linear_inner);
+        m.child("linear2", "pwff.linear_outer", &mut self.pwff.linear_outer);
+        // Post-norm: norm_1/2/3 follow self-attention, cross-attention, feed-forward, as
+        // PyTorch's norm1/2/3 do. Pre-norm: burn's norm_3 precedes self-attention (norm1),
+        // norm_1 cross-attention (norm2), norm_2 the feed-forward (norm3).
+        let (n1, n2, n3) = if self.norm_first {
+            ("norm2", "norm3", "norm1")
+        } else {
+            ("norm1", "norm2", "norm3")
+        };
+        m.child(n1, "norm_1", &mut self.norm_1);
+        m.child(n2, "norm_2", &mut self.norm_2);
+        m.child(n3, "norm_3", &mut self.norm_3);
+    }
+}
+
+impl Pretrainable for transformer::TransformerEncoder {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        m.child("layers", "layers", &mut self.layers);
+    }
+}
+
+impl Pretrainable for transformer::TransformerDecoder {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        m.child("layers", "layers", &mut self.layers);
+    }
+}
+
+impl Pretrainable for attention::CrossAttention {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        by_module_paths(self, m);
+    }
+}
+
+/// Map a module whose fields are private through burn's own visitor: every float parameter
+/// under its module path, Linear weights in PyTorch's `[out, in]`.
+fn by_module_paths<M: Module + Clone>(module: &mut M, m: &mut Mapper<'_>) {
+    let mut walk = PathWalk {
+        path: Vec::new(),
+        containers: Vec::new(),
+        mapper: m,
+    };
+    *module = module.clone().map(&mut walk);
+}
+
+struct PathWalk<'m, 'a> {
+    path: Vec<String>,
+    containers: Vec<String>,
+    mapper: &'m mut Mapper<'a>,
+}
+
+impl ModuleMapper for PathWalk<'_, '_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
     }
 
-    fn apply_pretrain(mut self, applier: &mut Applier) -> Self {
-        let (scale, _) = affine_names(applier.convention());
-        self.gamma = applier.child(scale, "gamma", self.gamma);
-        self
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.containers.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.path.join(".");
+        // burn enters each field with the type of the struct that holds it.
+        let owner = self.containers.last().map(String::as_str);
+        let layout = if owner == Some("Struct:Linear") && path.ends_with("weight") {
+            linear_layout(&param)
+        } else {
+            Layout::Same
+        };
+        self.mapper
+            .field(&path, &path, |m| m.param(&mut param, layout));
+        param
     }
 }
 
 nothing_to_load!(
     nn::Dropout,
-    nn::Relu,
-    nn::Gelu,
-    nn::Sigmoid,
-    nn::Tanh,
-    nn::LeakyRelu,
     nn::Identity,
     nn::PaddingConfig1d,
     nn::PaddingConfig2d,
     nn::PaddingConfig3d,
+    nn::LocalResponseNorm,
+    nn::PixelShuffle,
+    nn::PixelUnshuffle,
+    nn::Fold4d,
+    nn::Unfold4d,
+    nn::GaussianNoise,
+    nn::CosineSimilarity,
+    nn::PairwiseDistance,
+    nn::PositionalEncoding,
+    nn::RotaryEncoding,
+    interpolate::Interpolate1d,
+    interpolate::Interpolate2d,
     pool::MaxPool1d,
     pool::MaxPool2d,
     pool::AvgPool1d,
@@ -177,4 +470,52 @@ nothing_to_load!(
     pool::AdaptiveAvgPool1d,
     pool::AdaptiveAvgPool2d,
     pool::AdaptiveAvgPool3d,
+);
+
+nothing_to_load!(
+    activation::Relu,
+    activation::Gelu,
+    activation::Sigmoid,
+    activation::Tanh,
+    activation::LeakyRelu,
+    activation::Celu,
+    activation::Elu,
+    activation::GLU,
+    activation::HardShrink,
+    activation::HardSigmoid,
+    activation::HardSwish,
+    activation::Hardtanh,
+    activation::LogSigmoid,
+    activation::Mish,
+    activation::Relu6,
+    activation::RRelu,
+    activation::Selu,
+    activation::Shrink,
+    activation::SiLU,
+    activation::SoftShrink,
+    activation::Softplus,
+    activation::Softsign,
+    activation::Tanhshrink,
+    activation::Threshold,
+    activation::ThresholdedRelu,
+);
+
+nothing_to_load!(
+    loss::BinaryCrossEntropyLoss,
+    loss::CosineEmbeddingLoss,
+    loss::CrossEntropyLoss,
+    loss::CTCLoss,
+    loss::GaussianNLLLoss,
+    loss::HingeEmbeddingLoss,
+    loss::HuberLoss,
+    loss::KLDivLoss,
+    loss::LpLoss,
+    loss::MarginRankingLoss,
+    loss::MseLoss,
+    loss::MultiMarginLoss,
+    loss::PoissonNllLoss,
+    loss::RNNTLoss,
+    loss::SmoothL1Loss,
+    loss::SoftMarginLoss,
+    loss::TripletMarginLoss,
 );

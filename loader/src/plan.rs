@@ -49,13 +49,13 @@ impl Plan {
         skipped: &[String],
         view: &View,
     ) -> Result<Self> {
-        let mut owners: HashMap<&str, &str> = HashMap::new();
+        let mut owners: HashMap<&str, String> = HashMap::new();
         for t in &targets {
-            if let Some(first) = owners.insert(&t.key, &t.model_path) {
+            if let Some(first) = owners.insert(&t.key, t.model_path()) {
                 return Err(Error::DuplicateTarget {
                     key: t.key.clone(),
-                    first: first.to_string(),
-                    second: t.model_path.clone(),
+                    first,
+                    second: t.model_path(),
                 });
             }
         }
@@ -75,7 +75,7 @@ impl Plan {
                         used.insert(index);
                         let entry = &view.entries[index].entry;
                         let model_dtype = DType::from_burn(target.dtype);
-                        if entry.shape() != target.checkpoint_shape().as_slice() {
+                        if !target.fits(entry.shape()) {
                             Action::ShapeMismatch {
                                 checkpoint_shape: entry.shape().to_vec(),
                             }
@@ -126,8 +126,9 @@ impl Plan {
         })
     }
 
-    /// Read and prepare every tensor the plan loads. Any failure is returned before the model
-    /// is touched.
+    /// Read and prepare every tensor the plan loads, keyed by the model path of the
+    /// parameter it goes to: cast, split when packed, laid out as the model holds it. Any
+    /// failure is returned before the model is touched.
     pub fn read(&self, view: &View) -> Result<HashMap<String, TensorData>> {
         let loads: Vec<_> = self
             .items
@@ -142,12 +143,11 @@ impl Plan {
         let read = crate::format::batch::read_many(&entries);
         let mut out = HashMap::new();
         for ((item, entry, cast), bytes) in loads.into_iter().zip(read) {
-            let fail = |reason: String| Error::TensorData {
+            let bytes = bytes.map_err(|e| Error::TensorData {
                 path: entry.file().to_path_buf(),
                 key: entry.key().to_string(),
-                reason,
-            };
-            let bytes = bytes.map_err(|e| fail(e.to_string()))?;
+                reason: e.to_string(),
+            })?;
             let mut data = TensorData::from_bytes_vec(
                 bytes,
                 entry.shape().to_vec(),
@@ -156,17 +156,75 @@ impl Plan {
             if let Some((_, to)) = cast {
                 data = data.convert_dtype(to.to_burn_dtype());
             }
-            if item.target.layout == Layout::Transposed && entry.shape().len() == 2 {
-                data = transpose(data);
+            let target = &item.target;
+            let parts = if target.is_packed() {
+                let sizes: Vec<usize> = target
+                    .pieces
+                    .iter()
+                    .map(|p| p.checkpoint_shape()[target.axis])
+                    .collect();
+                split(&data, target.axis, &sizes)
+            } else {
+                vec![data]
+            };
+            for (piece, part) in target.pieces.iter().zip(parts) {
+                let part = match piece.layout {
+                    Layout::Transposed if part.shape().len() == 2 => transpose(part),
+                    _ => part,
+                };
+                out.insert(piece.model_path.clone(), part);
             }
-            out.insert(item.target.key.clone(), data);
         }
         Ok(out)
     }
 }
 
+/// Split `data` along `axis` into consecutive parts of `sizes` (which sum to its length).
+pub(crate) fn split(data: &TensorData, axis: usize, sizes: &[usize]) -> Vec<TensorData> {
+    let shape = data.shape().to_vec();
+    let dtype = data.dtype();
+    let inner: usize = shape[axis + 1..].iter().product::<usize>() * dtype.size();
+    let outer: usize = shape[..axis].iter().product();
+    let row = shape[axis] * inner;
+    let src = data.as_bytes();
+    let mut offset = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let mut bytes = Vec::with_capacity(outer * n * inner);
+            for o in 0..outer {
+                let start = o * row + offset * inner;
+                bytes.extend_from_slice(&src[start..start + n * inner]);
+            }
+            offset += n;
+            let mut part_shape = shape.clone();
+            part_shape[axis] = n;
+            TensorData::from_bytes_vec(bytes, part_shape, dtype)
+        })
+        .collect()
+}
+
+/// Stack `parts` (equal in every dimension but `axis`) along `axis`: the inverse of [`split`].
+pub(crate) fn concat(parts: &[TensorData], axis: usize) -> TensorData {
+    let shape = parts[0].shape().to_vec();
+    let dtype = parts[0].dtype();
+    let inner: usize = shape[axis + 1..].iter().product::<usize>() * dtype.size();
+    let outer: usize = shape[..axis].iter().product();
+    let total: usize = parts.iter().map(|p| p.shape()[axis]).sum();
+    let mut bytes = Vec::with_capacity(outer * total * inner);
+    for o in 0..outer {
+        for p in parts {
+            let n = p.shape()[axis] * inner;
+            bytes.extend_from_slice(&p.as_bytes()[o * n..(o + 1) * n]);
+        }
+    }
+    let mut out_shape = shape;
+    out_shape[axis] = total;
+    TensorData::from_bytes_vec(bytes, out_shape, dtype)
+}
+
 /// Transpose a 2-D tensor on the host, whatever its dtype.
-fn transpose(data: TensorData) -> TensorData {
+pub(crate) fn transpose(data: TensorData) -> TensorData {
     let (rows, cols) = (data.shape()[0], data.shape()[1]);
     let dtype = data.dtype();
     let size = dtype.size();
@@ -195,5 +253,37 @@ mod tests {
             t.try_to_vec::<f32>().unwrap(),
             vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
         );
+    }
+
+    #[test]
+    fn split_and_concat_are_inverse_along_every_axis() {
+        let values: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let data = TensorData::new(values.clone(), [4, 3, 2]);
+        // Axis 0: rows 0..1 and 1..4.
+        let parts = split(&data, 0, &[1, 3]);
+        assert_eq!(parts[0].shape().to_vec(), vec![1, 3, 2]);
+        assert_eq!(parts[0].try_to_vec::<f32>().unwrap(), values[..6].to_vec());
+        assert_eq!(parts[1].try_to_vec::<f32>().unwrap(), values[6..].to_vec());
+        // Axis 1: [4, 1, 2] + [4, 2, 2]; element (o, j, k) of part 1 is (o, j + 1, k).
+        let parts = split(&data, 1, &[1, 2]);
+        assert_eq!(parts[1].shape().to_vec(), vec![4, 2, 2]);
+        let p1 = parts[1].try_to_vec::<f32>().unwrap();
+        for o in 0..4 {
+            for j in 0..2 {
+                for k in 0..2 {
+                    assert_eq!(p1[o * 4 + j * 2 + k], values[o * 6 + (j + 1) * 2 + k]);
+                }
+            }
+        }
+        for axis in 0..3 {
+            let sizes = match axis {
+                0 => vec![2, 2],
+                1 => vec![1, 1, 1],
+                _ => vec![1, 1],
+            };
+            let back = concat(&split(&data, axis, &sizes), axis);
+            assert_eq!(back.shape().to_vec(), vec![4, 3, 2]);
+            assert_eq!(back.try_to_vec::<f32>().unwrap(), values);
+        }
     }
 }

@@ -1,12 +1,15 @@
-//! The `Pretrainable` trait: how a module lists its tensors for the plan and takes them back.
+//! The `Pretrainable` trait: one mapping per layer, used to plan, apply and export.
 //!
-//! The walk is the same in both directions. [`Pretrainable::walk_pretrain`] tells a [`Walker`]
-//! every tensor the module would take from a checkpoint, under the checkpoint's key;
-//! [`Pretrainable::apply_pretrain`] follows the same keys through an [`Applier`] holding the
-//! tensors the plan decided to load. `#[derive(Pretrainable)]` writes both for structs and
-//! enums; this crate implements them for parameters, containers and the burn-nn layers.
+//! A layer says once, in [`Pretrainable::map_pretrain`], which checkpoint key each of its
+//! parameters comes from and in which layout — one tensor, a transposed one, or one checkpoint
+//! tensor packed from several parameters (LSTM gates, attention's `in_proj_weight`). The same
+//! declaration runs through a [`Mapper`] in three modes: planning (record targets, read
+//! nothing), applying (take the planned tensors by model path) and exporting (collect the
+//! parameters under PyTorch's names). Because all three run the same code, they cannot disagree
+//! about keys; a planned tensor that the apply walk does not take is an `Err`, never a silent
+//! drop. `#[derive(Pretrainable)]` writes the mapping for structs and enums.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::tensor::{DType as BurnDType, Tensor, TensorData};
@@ -23,22 +26,18 @@ pub enum Layout {
     Transposed,
 }
 
-/// One tensor of the model, as the walk found it.
+/// One model parameter that takes (part of) a checkpoint tensor.
 #[derive(Debug, Clone)]
-pub(crate) struct Target {
-    /// The checkpoint key it loads from.
-    pub key: String,
+pub(crate) struct Piece {
     /// Its path in the burn module (field names).
     pub model_path: String,
-    /// Its shape in the model.
+    /// Its shape in the model, in the form it is loaded in.
     pub shape: Vec<usize>,
-    /// The dtype a loaded tensor must have.
-    pub dtype: BurnDType,
     pub layout: Layout,
 }
 
-impl Target {
-    /// The shape the checkpoint must hold for this tensor.
+impl Piece {
+    /// The shape this piece has in the checkpoint's layout.
     pub fn checkpoint_shape(&self) -> Vec<usize> {
         match self.layout {
             Layout::Transposed if self.shape.len() == 2 => vec![self.shape[1], self.shape[0]],
@@ -47,98 +46,351 @@ impl Target {
     }
 }
 
-/// Collects the tensors of a module during the planning walk.
+/// One checkpoint tensor the model takes: a single parameter, or several packed along `axis`.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The checkpoint key it loads from.
+    pub key: String,
+    /// The parameters it fills, in checkpoint order along `axis`.
+    pub pieces: Vec<Piece>,
+    /// The axis (in the checkpoint's layout) the pieces are stacked along.
+    pub axis: usize,
+    /// The dtype a loaded tensor must have.
+    pub dtype: BurnDType,
+}
+
+impl Target {
+    /// Whether one checkpoint tensor feeds several parameters.
+    pub fn is_packed(&self) -> bool {
+        self.pieces.len() > 1
+    }
+
+    /// The model path shown for this target (the common prefix of a packed one).
+    pub fn model_path(&self) -> String {
+        match self.pieces.as_slice() {
+            [one] => one.model_path.clone(),
+            pieces => {
+                let first: Vec<&str> = pieces[0].model_path.split('.').collect();
+                let mut common = first.len();
+                for p in &pieces[1..] {
+                    let segs: Vec<&str> = p.model_path.split('.').collect();
+                    common =
+                        common.min(first.iter().zip(&segs).take_while(|(a, b)| a == b).count());
+                }
+                first[..common].join(".")
+            }
+        }
+    }
+
+    /// The shape the checkpoint must hold for this target: the pieces' checkpoint shapes
+    /// stacked along `axis`.
+    pub fn checkpoint_shape(&self) -> Vec<usize> {
+        let mut shapes = self.pieces.iter().map(Piece::checkpoint_shape);
+        let Some(mut out) = shapes.next() else {
+            return Vec::new();
+        };
+        for s in shapes {
+            if let (Some(total), Some(n)) = (out.get_mut(self.axis), s.get(self.axis)) {
+                *total += n;
+            }
+        }
+        out
+    }
+
+    /// Whether a stored tensor of `shape` can be split into exactly these pieces.
+    pub fn fits(&self, shape: &[usize]) -> bool {
+        if self.checkpoint_shape() != shape {
+            return false;
+        }
+        self.pieces.iter().all(|p| {
+            let s = p.checkpoint_shape();
+            s.len() == shape.len()
+                && s.iter()
+                    .zip(shape)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == self.axis || a == b)
+        })
+    }
+}
+
+/// What a mapping walk does with the parameters it meets.
 #[derive(Debug)]
-pub struct Walker {
+pub(crate) enum Mode {
+    /// Record targets only.
+    Plan,
+    /// Put these tensors (by model path, already in the model's layout) into the parameters.
+    Apply(HashMap<String, TensorData>),
+    /// Collect every parameter's value by model path (in the form it is loaded in).
+    Export(HashMap<String, TensorData>),
+}
+
+/// One parameter of a packed checkpoint tensor, for [`Mapper::packed`].
+#[derive(Debug)]
+pub struct Part<'p, const D: usize> {
+    /// Its path below the current level (`input_gate.input_transform.weight`).
+    pub field: &'p str,
+    /// The parameter.
+    pub param: &'p mut Param<Tensor<D>>,
+    /// Its layout relative to the checkpoint's slice.
+    pub layout: Layout,
+}
+
+impl<'p, const D: usize> Part<'p, D> {
+    /// A part at `field` with `layout`.
+    pub fn new(field: &'p str, param: &'p mut Param<Tensor<D>>, layout: Layout) -> Self {
+        Self {
+            field,
+            param,
+            layout,
+        }
+    }
+}
+
+/// Walks a module's mapping: plans, applies or exports, depending on how it was made.
+#[derive(Debug)]
+pub struct Mapper<'a> {
     convention: Convention,
     keys: Vec<String>,
     fields: Vec<String>,
+    rnn: (usize, bool),
+    view_keys: Option<&'a BTreeSet<String>>,
+    pub(crate) mode: Mode,
     pub(crate) targets: Vec<Target>,
     pub(crate) expected_unused: Vec<(String, &'static str)>,
     pub(crate) skipped: Vec<String>,
+    /// Tensors written on export only, each with the number of targets before it.
+    pub(crate) constants: Vec<(usize, String, TensorData)>,
 }
 
-impl Walker {
-    pub(crate) fn new(convention: Convention) -> Self {
+impl<'a> Mapper<'a> {
+    pub(crate) fn new(
+        convention: Convention,
+        view_keys: Option<&'a BTreeSet<String>>,
+        mode: Mode,
+    ) -> Self {
         Self {
             convention,
             keys: Vec::new(),
             fields: Vec::new(),
+            rnn: (0, false),
+            view_keys,
+            mode,
             targets: Vec::new(),
             expected_unused: Vec::new(),
             skipped: Vec::new(),
+            constants: Vec::new(),
         }
     }
 
-    /// The naming convention of the checkpoint being planned for.
+    /// The naming convention of the checkpoint being mapped.
     pub fn convention(&self) -> Convention {
         self.convention
     }
 
-    /// Walk `f` one level down: `key` is the checkpoint's name for the level (empty for none),
-    /// `field` the module's. A checkpoint in burn's own convention (burnpack) is keyed by the
-    /// field names, so there `field` is used for both.
-    pub fn field(&mut self, key: &str, field: &str, f: impl FnOnce(&mut Self)) {
-        self.keys
-            .push(segment(self.convention, key, field).to_string());
+    /// Map `f` one level down: `key` is the checkpoint's name for the level (empty for none;
+    /// it may hold dots), `field` the module's path. A checkpoint in burn's own convention
+    /// (burnpack) is keyed by the field names, so there `field` is used for both.
+    pub fn field<T>(&mut self, key: &str, field: &str, f: impl FnOnce(&mut Self) -> T) -> T {
+        let key = match self.convention {
+            Convention::Pytorch => key,
+            Convention::Burn => field,
+        };
+        self.keys.push(key.to_string());
         self.fields.push(field.to_string());
-        f(self);
+        let out = f(self);
         self.keys.pop();
         self.fields.pop();
+        out
     }
 
-    /// Walk a child value one level down: [`field`](Self::field) with its walk.
-    pub fn child<T: Pretrainable>(&mut self, key: &str, field: &str, value: &T) {
-        self.field(key, field, |w| value.walk_pretrain(w));
+    /// Map a child value one level down: [`field`](Self::field) with its mapping.
+    pub fn child<T: Pretrainable + ?Sized>(&mut self, key: &str, field: &str, value: &mut T) {
+        self.field(key, field, |m| value.map_pretrain(m));
     }
 
-    /// Record a tensor at the current key.
-    pub fn tensor(&mut self, shape: Vec<usize>, dtype: BurnDType, layout: Layout) {
-        let layout = match self.convention {
-            Convention::Pytorch => layout,
-            Convention::Burn => Layout::Same,
+    /// A float parameter at the current key, laid out as `layout` says.
+    pub fn param<const D: usize>(&mut self, param: &mut Param<Tensor<D>>, layout: Layout) {
+        self.packed(
+            "",
+            0,
+            vec![Part {
+                field: "",
+                param,
+                layout,
+            }],
+        );
+    }
+
+    /// One checkpoint tensor at `key` (below the current level) made of `parts` stacked along
+    /// `axis` of the checkpoint's layout, in order: PyTorch's `weight_ih_l0` holding the LSTM
+    /// gates, `in_proj_weight` holding query, key and value. Under burn's own convention each
+    /// part is its own tensor at its field path. One part is a plain (maybe renamed) tensor.
+    pub fn packed<const D: usize>(&mut self, key: &str, axis: usize, parts: Vec<Part<'_, D>>) {
+        let Some(first) = parts.first() else {
+            return;
         };
+        let dtype = param_dtype(first.param);
+        if self.convention == Convention::Burn && !(parts.len() == 1 && key.is_empty()) {
+            for part in parts {
+                self.field("", part.field, |m| m.param(part.param, Layout::Same));
+            }
+            return;
+        }
+        let checkpoint_key = self.key_with(key);
+        let mut pieces = Vec::with_capacity(parts.len());
+        for part in parts {
+            let model_path = self.field_with(part.field);
+            let layout = match self.convention {
+                Convention::Pytorch => part.layout,
+                Convention::Burn => Layout::Same,
+            };
+            pieces.push(Piece {
+                shape: load_shape(part.param),
+                model_path: model_path.clone(),
+                layout,
+            });
+            match &mut self.mode {
+                Mode::Plan => {}
+                Mode::Apply(data) => {
+                    if let Some(data) = data.remove(&model_path) {
+                        let device = part.param.lazy_device();
+                        let id = part.param.id;
+                        let tensor = Tensor::<D>::from_data(data, &device);
+                        *part.param = part.param.clone().transform_for_load(tensor, id);
+                    }
+                }
+                Mode::Export(values) => {
+                    let value = part.param.transform_for_save().val().into_data();
+                    values.insert(model_path, value);
+                }
+            }
+        }
         self.targets.push(Target {
-            key: join(&self.keys),
-            model_path: join(&self.fields),
-            shape,
+            key: checkpoint_key,
+            pieces,
+            axis,
             dtype,
-            layout,
         });
     }
 
-    /// Record a float parameter at the current key, laid out as `layout` says. The shape is
-    /// the one the parameter is loaded in (see [`has_load_mapper`]); a lazy parameter stays
-    /// uninitialised.
-    pub fn param<const D: usize>(&mut self, param: &Param<Tensor<D>>, layout: Layout) {
-        self.tensor(load_shape(param), param_dtype(param), layout);
+    /// A running statistic (BatchNorm's `running_mean`) at the current key.
+    pub fn running<const D: usize>(&mut self, state: &mut RunningState<Tensor<D>>) {
+        let value = state.value();
+        let model_path = join(&self.fields);
+        self.targets.push(Target {
+            key: join(&self.keys),
+            pieces: vec![Piece {
+                model_path: model_path.clone(),
+                shape: value.shape().to_vec(),
+                layout: Layout::Same,
+            }],
+            axis: 0,
+            dtype: value.dtype(),
+        });
+        match &mut self.mode {
+            Mode::Plan => {}
+            Mode::Apply(data) => {
+                if let Some(data) = data.remove(&model_path) {
+                    let tensor = Tensor::<D>::from_data(data, &value.device());
+                    let mut id = IdOf(None);
+                    state.visit(&mut id);
+                    // A fresh state, not an in-place update: clones of the module keep theirs.
+                    *state = match id.0 {
+                        Some(id) => RunningState::with_id(id, tensor),
+                        None => RunningState::new(tensor),
+                    };
+                }
+            }
+            Mode::Export(values) => {
+                values.insert(model_path, value.into_data());
+            }
+        }
     }
 
     /// Declare a checkpoint key under the current level that is known and deliberately not
     /// loaded (BatchNorm's `num_batches_tracked`): reported as ignored, not unexpected.
-    pub fn expect_unused(&mut self, key: &str, reason: &'static str) {
-        self.keys.push(key.to_string());
-        self.expected_unused.push((join(&self.keys), reason));
-        self.keys.pop();
+    pub fn unused(&mut self, key: &str, reason: &'static str) {
+        let key = self.key_with(key);
+        self.expected_unused.push((key, reason));
     }
-}
 
-impl Walker {
+    /// A tensor written under `key` (below the current level) when exporting, and nothing
+    /// else: what PyTorch's twin needs to load strictly (`num_batches_tracked`).
+    pub fn export_constant(&mut self, key: &str, value: impl FnOnce() -> TensorData) {
+        if matches!(self.mode, Mode::Export(_)) && self.convention == Convention::Pytorch {
+            let key = self.key_with(key);
+            self.constants.push((self.targets.len(), key, value()));
+        }
+    }
+
     /// Declare a field that is never loaded (`#[pretrain(skip)]`): checkpoint keys under
     /// `key` are reported as ignored, not unexpected, and the field is never missing.
     pub fn skipped(&mut self, key: &str) {
-        self.keys.push(key.to_string());
-        self.skipped.push(join(&self.keys));
-        self.keys.pop();
+        let key = self.key_with(key);
+        self.skipped.push(key);
     }
-}
 
-/// The key segment for a level: the checkpoint's name, or burn's field name for checkpoints
-/// burn wrote.
-fn segment<'a>(convention: Convention, key: &'a str, field: &'a str) -> &'a str {
-    match convention {
-        Convention::Pytorch => key,
-        Convention::Burn => field,
+    /// Whether the checkpoint (after the view) holds `key` below the current level. Always
+    /// `false` when exporting, so a mapping with alternatives exports its first form.
+    pub fn has_key(&self, key: &str) -> bool {
+        let key = self.key_with(key);
+        self.view_keys.is_some_and(|keys| keys.contains(&key))
+    }
+
+    /// Whether the checkpoint holds any key below `prefix` (below the current level).
+    pub fn has_prefix(&self, prefix: &str) -> bool {
+        let mut prefix = self.key_with(prefix);
+        prefix.push('.');
+        self.view_keys.is_some_and(|keys| {
+            keys.range(prefix.clone()..)
+                .next()
+                .is_some_and(|k| k.starts_with(&prefix))
+        })
+    }
+
+    /// PyTorch's suffix for the recurrent layer being mapped: `_l0`, `_l1_reverse`.
+    pub fn rnn_suffix(&self) -> String {
+        let (layer, reverse) = self.rnn;
+        if reverse {
+            format!("_l{layer}_reverse")
+        } else {
+            format!("_l{layer}")
+        }
+    }
+
+    /// Map `f` as layer `layer` of a stacked recurrent network, its reverse direction if
+    /// `reverse`: what [`rnn_suffix`](Self::rnn_suffix) answers inside.
+    pub fn rnn_layer(&mut self, layer: usize, reverse: bool, f: impl FnOnce(&mut Self)) {
+        let saved = std::mem::replace(&mut self.rnn, (layer, reverse));
+        f(self);
+        self.rnn = saved;
+    }
+
+    /// The recurrent layer being mapped.
+    pub(crate) fn rnn_state(&self) -> (usize, bool) {
+        self.rnn
+    }
+
+    fn key_with(&self, key: &str) -> String {
+        let mut out = join(&self.keys);
+        if !key.is_empty() {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(key);
+        }
+        out
+    }
+
+    fn field_with(&self, field: &str) -> String {
+        let mut out = join(&self.fields);
+        if !field.is_empty() {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(field);
+        }
+        out
     }
 }
 
@@ -161,6 +413,16 @@ pub(crate) fn has_load_mapper<const D: usize>(param: &Param<Tensor<D>>) -> bool 
     format!("{param:?}").contains("load: true")
 }
 
+/// The layout of a Linear-style weight against PyTorch's `[out, in]`: a Row weight (burn's
+/// default, `[in, out]`) is its transpose; a Col weight is loaded as `[out, in]`.
+pub fn linear_layout<const D: usize>(weight: &Param<Tensor<D>>) -> Layout {
+    if has_load_mapper(weight) {
+        Layout::Same
+    } else {
+        Layout::Transposed
+    }
+}
+
 /// The shape a tensor loaded into `param` must have: what its initialiser makes while it is
 /// lazy (a load mapper's input form), or its saved form once initialised.
 fn load_shape<const D: usize>(param: &Param<Tensor<D>>) -> Vec<usize> {
@@ -180,53 +442,6 @@ fn param_dtype<const D: usize>(param: &Param<Tensor<D>>) -> BurnDType {
     }
 }
 
-/// Hands the planned tensors to the module during the apply walk.
-#[derive(Debug)]
-pub struct Applier {
-    convention: Convention,
-    keys: Vec<String>,
-    data: HashMap<String, TensorData>,
-}
-
-impl Applier {
-    pub(crate) fn new(convention: Convention, data: HashMap<String, TensorData>) -> Self {
-        Self {
-            convention,
-            keys: Vec::new(),
-            data,
-        }
-    }
-
-    /// The naming convention of the checkpoint being applied.
-    pub fn convention(&self) -> Convention {
-        self.convention
-    }
-
-    /// Apply `f` one level down; `key` and `field` as in [`Walker::field`].
-    pub fn field<T>(&mut self, key: &str, field: &str, f: impl FnOnce(&mut Self) -> T) -> T {
-        self.keys
-            .push(segment(self.convention, key, field).to_string());
-        let out = f(self);
-        self.keys.pop();
-        out
-    }
-
-    /// Apply a child value one level down: [`field`](Self::field) with its apply.
-    pub fn child<T: Pretrainable>(&mut self, key: &str, field: &str, value: T) -> T {
-        self.field(key, field, |a| value.apply_pretrain(a))
-    }
-
-    /// The tensor planned for the current key, if the plan loads one there. Already cast to
-    /// the model's dtype and in the model's layout.
-    pub fn take(&mut self) -> Option<TensorData> {
-        self.data.remove(&join(&self.keys))
-    }
-
-    pub(crate) fn leftover(&self) -> usize {
-        self.data.len()
-    }
-}
-
 /// A module whose parameters can be loaded from a pretrained checkpoint.
 ///
 /// Derive it with `#[derive(Module, Pretrainable)]`; implement it by hand only for a layer
@@ -234,32 +449,31 @@ impl Applier {
 /// this crate). Loading itself is done by the methods of [`PretrainExt`](crate::PretrainExt),
 /// available on every `Pretrainable` module.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` does not implement `Pretrainable`, so burn-pretrain cannot walk its tensors",
+    message = "`{Self}` does not implement `Pretrainable`, so burn-pretrain cannot map its tensors",
     note = "derive it with `#[derive(Pretrainable)]`, or mark the field `#[pretrain(skip)]` if it holds nothing to load"
 )]
-pub trait Pretrainable: Sized {
-    /// Tell `walker` every tensor this value would load, each at its checkpoint key.
-    fn walk_pretrain(&self, walker: &mut Walker);
+pub trait Pretrainable {
+    /// Declare, through `mapper`, every tensor this value loads, each at its checkpoint key.
+    /// The same declaration plans, applies and exports.
+    fn map_pretrain(&mut self, mapper: &mut Mapper<'_>);
 
-    /// Take the planned tensors from `applier`, keeping every other value as it is.
-    fn apply_pretrain(self, applier: &mut Applier) -> Self;
+    /// How a list of these (`Vec<T>`, `[T; N]`) maps: by default each item under its index
+    /// (`layers.0.…`). Recurrent layers override it so that a `Vec<Lstm>` takes a
+    /// multi-layer PyTorch `nn.LSTM` (`weight_ih_l0`, `weight_ih_l1`, …).
+    fn map_pretrain_list(items: &mut [Self], mapper: &mut Mapper<'_>)
+    where
+        Self: Sized,
+    {
+        for (i, item) in items.iter_mut().enumerate() {
+            let i = i.to_string();
+            mapper.child(&i, &i, item);
+        }
+    }
 }
 
 impl<const D: usize> Pretrainable for Param<Tensor<D>> {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        walker.param(self, Layout::Same);
-    }
-
-    fn apply_pretrain(self, applier: &mut Applier) -> Self {
-        match applier.take() {
-            Some(data) => {
-                let device = self.lazy_device();
-                let id = self.id;
-                let tensor = Tensor::<D>::from_data(data, &device);
-                self.transform_for_load(tensor, id)
-            }
-            None => self,
-        }
+    fn map_pretrain(&mut self, mapper: &mut Mapper<'_>) {
+        mapper.param(self, Layout::Same);
     }
 }
 
@@ -273,84 +487,34 @@ impl ModuleVisitor for IdOf {
 }
 
 impl<const D: usize> Pretrainable for RunningState<Tensor<D>> {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        let value = self.value();
-        walker.tensor(value.shape().to_vec(), value.dtype(), Layout::Same);
-    }
-
-    fn apply_pretrain(self, applier: &mut Applier) -> Self {
-        let Some(data) = applier.take() else {
-            return self;
-        };
-        let device = self.value().device();
-        let tensor = Tensor::<D>::from_data(data, &device);
-        let mut id = IdOf(None);
-        self.visit(&mut id);
-        // A fresh state, not an in-place update: clones of the module keep their values.
-        match id.0 {
-            Some(id) => RunningState::with_id(id, tensor),
-            None => RunningState::new(tensor),
-        }
+    fn map_pretrain(&mut self, mapper: &mut Mapper<'_>) {
+        mapper.running(self);
     }
 }
 
 impl<T: Pretrainable> Pretrainable for Option<T> {
-    fn walk_pretrain(&self, walker: &mut Walker) {
+    fn map_pretrain(&mut self, mapper: &mut Mapper<'_>) {
         if let Some(inner) = self {
-            inner.walk_pretrain(walker);
+            inner.map_pretrain(mapper);
         }
-    }
-
-    fn apply_pretrain(self, applier: &mut Applier) -> Self {
-        self.map(|inner| inner.apply_pretrain(applier))
     }
 }
 
 impl<T: Pretrainable> Pretrainable for Vec<T> {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        for (i, item) in self.iter().enumerate() {
-            let i = i.to_string();
-            walker.field(&i, &i, |w| item.walk_pretrain(w));
-        }
-    }
-
-    fn apply_pretrain(self, applier: &mut Applier) -> Self {
-        self.into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let i = i.to_string();
-                applier.field(&i, &i, |a| item.apply_pretrain(a))
-            })
-            .collect()
+    fn map_pretrain(&mut self, mapper: &mut Mapper<'_>) {
+        T::map_pretrain_list(self, mapper);
     }
 }
 
 impl<T: Pretrainable, const N: usize> Pretrainable for [T; N] {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        for (i, item) in self.iter().enumerate() {
-            let i = i.to_string();
-            walker.field(&i, &i, |w| item.walk_pretrain(w));
-        }
-    }
-
-    fn apply_pretrain(self, applier: &mut Applier) -> Self {
-        let mut i = 0;
-        self.map(|item| {
-            let name = i.to_string();
-            let out = applier.field(&name, &name, |a| item.apply_pretrain(a));
-            i += 1;
-            out
-        })
+    fn map_pretrain(&mut self, mapper: &mut Mapper<'_>) {
+        T::map_pretrain_list(self, mapper);
     }
 }
 
-impl<T: Pretrainable> Pretrainable for Box<T> {
-    fn walk_pretrain(&self, walker: &mut Walker) {
-        (**self).walk_pretrain(walker);
-    }
-
-    fn apply_pretrain(self, applier: &mut Applier) -> Self {
-        Box::new((*self).apply_pretrain(applier))
+impl<T: Pretrainable + ?Sized> Pretrainable for Box<T> {
+    fn map_pretrain(&mut self, mapper: &mut Mapper<'_>) {
+        (**self).map_pretrain(mapper);
     }
 }
 
@@ -359,10 +523,7 @@ macro_rules! nothing_to_load {
     ($($ty:ty),* $(,)?) => {
         $(
             impl Pretrainable for $ty {
-                fn walk_pretrain(&self, _walker: &mut Walker) {}
-                fn apply_pretrain(self, _applier: &mut Applier) -> Self {
-                    self
-                }
+                fn map_pretrain(&mut self, _mapper: &mut Mapper<'_>) {}
             }
         )*
     };
@@ -375,10 +536,7 @@ nothing_to_load!(
 nothing_to_load!(burn::module::Param<burn::module::Flag>);
 
 impl<T> Pretrainable for std::marker::PhantomData<T> {
-    fn walk_pretrain(&self, _walker: &mut Walker) {}
-    fn apply_pretrain(self, _applier: &mut Applier) -> Self {
-        self
-    }
+    fn map_pretrain(&mut self, _mapper: &mut Mapper<'_>) {}
 }
 
 pub(crate) use nothing_to_load;

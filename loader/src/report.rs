@@ -33,6 +33,18 @@ pub struct Cast {
     pub to: DType,
 }
 
+/// One checkpoint tensor split into several model parameters (a packed LSTM or attention
+/// projection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Split {
+    /// The checkpoint key.
+    pub key: String,
+    /// Its stored shape.
+    pub checkpoint_shape: Vec<usize>,
+    /// The model parameters it became, in checkpoint order.
+    pub parts: Vec<String>,
+}
+
 /// A stored tensor deliberately not loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ignored {
@@ -69,6 +81,8 @@ pub struct LoadReport {
     dry_run: bool,
     view: Vec<ViewStep>,
     loaded: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    split: Vec<Split>,
     mismatched: Vec<Mismatch>,
     cast: Vec<Cast>,
     missing: Vec<String>,
@@ -101,6 +115,7 @@ impl LoadReport {
             dry_run,
             view: steps,
             loaded: Vec::new(),
+            split: Vec::new(),
             mismatched: Vec::new(),
             cast: Vec::new(),
             missing: Vec::new(),
@@ -126,6 +141,18 @@ impl LoadReport {
                 Action::Load { cast, .. } => {
                     slot.1 += 1;
                     report.loaded.push(key.clone());
+                    if item.target.is_packed() {
+                        report.split.push(Split {
+                            key: key.clone(),
+                            checkpoint_shape: item.target.checkpoint_shape(),
+                            parts: item
+                                .target
+                                .pieces
+                                .iter()
+                                .map(|p| p.model_path.clone())
+                                .collect(),
+                        });
+                    }
                     if let Some((from, to)) = cast {
                         report.cast.push(Cast {
                             key: key.clone(),
@@ -206,6 +233,11 @@ impl LoadReport {
     /// Keys loaded into the model (cast ones included).
     pub fn loaded(&self) -> &[String] {
         &self.loaded
+    }
+
+    /// Loaded checkpoint tensors that were split into several parameters.
+    pub fn split(&self) -> &[Split] {
+        &self.split
     }
 
     /// Keys whose shapes differ; the model kept its values.
@@ -421,6 +453,19 @@ impl fmt::Display for LoadReport {
         )?;
         for (pair, keys) in group_casts(&self.cast) {
             writeln!(f, "  cast {pair}: {}", fold_keys(&keys).join(", "))?;
+        }
+        if !self.split.is_empty() {
+            writeln!(f, "  split packed tensors:")?;
+            for s in &self.split {
+                writeln!(
+                    f,
+                    "    {} {:?} → {} parts ({})",
+                    s.key,
+                    s.checkpoint_shape,
+                    s.parts.len(),
+                    s.parts.join(", ")
+                )?;
+            }
         }
         if !self.mismatched.is_empty() {
             writeln!(f, "  shape mismatch, model keeps its values:")?;

@@ -35,25 +35,55 @@ pub struct Azurite {
 }
 
 impl Azurite {
-    /// Start `azurite-blob` (or `$AZURITE_BLOB`) on a free port and wait until it answers.
-    pub fn start() -> Self {
+    /// Start `azurite-blob` (or `$AZURITE_BLOB`) on a free port and wait until it answers;
+    /// `None` (after saying so) when it or the Python SDK is not installed, unless the CI
+    /// requires them.
+    pub fn start() -> Option<Self> {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let sdk = Command::new(&python)
+            .args(["-c", "import azure.storage.blob"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !sdk.is_ok_and(|s| s.success()) {
+            crate::emulator_missing(
+                "Azure's Python SDK",
+                &format!("`{python}` cannot import azure.storage.blob"),
+                "pip install azure-storage-blob",
+            );
+            return None;
+        }
         let program = std::env::var("AZURITE_BLOB").unwrap_or_else(|_| "azurite-blob".into());
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
         let data = tempfile::tempdir().expect("a folder for azurite");
-        let child = Command::new(&program)
+        let child = match Command::new(&program)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args(["--skipApiVersionCheck", "--silent", "--loose", "--disableTelemetry"])
+            .args([
+                "--skipApiVersionCheck",
+                "--silent",
+                "--loose",
+                "--disableTelemetry",
+            ])
             .arg("--location")
             .arg(data.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start `{program}` ({e}): install it with `npm install azurite` (.ci/run does)")
-            });
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::emulator_missing(
+                    &format!("Azure emulator `{program}`"),
+                    "not on PATH",
+                    "npm install azurite",
+                );
+                return None;
+            }
+            Err(e) => panic!("cannot start `{program}`: {e}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -62,11 +92,11 @@ impl Azurite {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self {
+        Some(Self {
             child,
             port,
             _data: data,
-        }
+        })
     }
 
     /// The blob service's URL, what `AZURITE_BLOB_STORAGE_URL` names for object_store.

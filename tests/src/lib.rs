@@ -7,6 +7,7 @@
 
 pub mod azurite;
 pub mod moto;
+pub mod packed;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,21 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 pub use burn_pretrain_examples::{Backbone, Block, Classifier, Downsample, Head};
+
+/// Set (to anything) by `.ci/run`: an emulator test that cannot find its emulator fails instead
+/// of skipping.
+pub const REQUIRE_EMULATORS: &str = "BURN_PRETRAIN_REQUIRE_EMULATORS";
+
+/// An emulator (`what`) is not installed: print one line saying what is skipped and how to
+/// enable it, or panic when [`REQUIRE_EMULATORS`] is set.
+pub fn emulator_missing(what: &str, reason: &str, install: &str) {
+    let line =
+        format!("{what} not available ({reason}); install it with `{install}` (.ci/run does)");
+    if std::env::var_os(REQUIRE_EMULATORS).is_some() {
+        panic!("{line}, and {REQUIRE_EMULATORS} is set");
+    }
+    eprintln!("skipped: the test needing {line}");
+}
 
 /// The path of a committed fixture file.
 pub fn fixture(relative: &str) -> PathBuf {

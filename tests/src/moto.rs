@@ -23,21 +23,31 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Start `moto_server` (or `$MOTO_SERVER`) on a free port and wait until it answers.
-    pub fn start() -> Self {
+    /// Start `moto_server` (or `$MOTO_SERVER`) on a free port and wait until it answers;
+    /// `None` (after saying so) when it is not installed, unless the CI requires it.
+    pub fn start() -> Option<Self> {
         let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = Command::new(&program)
+        let child = match Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start `{program}` ({e}): install it with `pip install 'moto[server]'` (.ci/run does)")
-            });
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::emulator_missing(
+                    &format!("S3 emulator `{program}`"),
+                    "not on PATH",
+                    "pip install 'moto[server]'",
+                );
+                return None;
+            }
+            Err(e) => panic!("cannot start `{program}`: {e}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -46,7 +56,7 @@ impl MotoServer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { child, port }
+        Some(Self { child, port })
     }
 
     /// `http://127.0.0.1:PORT`.

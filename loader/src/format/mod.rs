@@ -11,6 +11,7 @@ mod burnpack;
 mod pytorch;
 mod safetensors;
 pub(crate) mod sharded;
+pub(crate) use safetensors::safetensors_dtype;
 mod sniff;
 
 use std::fmt;

@@ -99,3 +99,23 @@ fn dtype(dtype: safetensors::Dtype) -> Option<DType> {
         _ => return None,
     })
 }
+
+/// The safetensors dtype of one of ours (every one has a twin).
+pub(crate) fn safetensors_dtype(dtype: DType) -> safetensors::Dtype {
+    use safetensors::Dtype as S;
+    match dtype {
+        DType::F64 => S::F64,
+        DType::F32 => S::F32,
+        DType::F16 => S::F16,
+        DType::BF16 => S::BF16,
+        DType::I64 => S::I64,
+        DType::I32 => S::I32,
+        DType::I16 => S::I16,
+        DType::I8 => S::I8,
+        DType::U64 => S::U64,
+        DType::U32 => S::U32,
+        DType::U16 => S::U16,
+        DType::U8 => S::U8,
+        DType::Bool => S::BOOL,
+    }
+}

@@ -76,7 +76,8 @@ impl Location {
             }
             return Ok(Location::Local(PathBuf::from(s)));
         };
-        match scheme.to_ascii_lowercase().as_str() {
+        let scheme = scheme.to_ascii_lowercase();
+        match scheme.as_str() {
             "file" => {
                 let url = url::Url::parse(s).map_err(|e| invalid(&e.to_string()))?;
                 let path = url
@@ -96,7 +97,7 @@ impl Location {
                 Ok(Location::Http(url))
             }
             "s3" | "gs" | "az" => {
-                let store = match scheme {
+                let store = match scheme.as_str() {
                     "s3" => StoreScheme::S3,
                     "gs" => StoreScheme::Gcs,
                     _ => StoreScheme::Azure,
@@ -427,11 +428,35 @@ mod tests {
                 },
             ),
             (
+                "S3://bucket/dir/ssl.pth",
+                Location::Store {
+                    scheme: StoreScheme::S3,
+                    bucket: "bucket".into(),
+                    key: "dir/ssl.pth".into(),
+                },
+            ),
+            (
                 "gs://b/k.safetensors",
                 Location::Store {
                     scheme: StoreScheme::Gcs,
                     bucket: "b".into(),
                     key: "k.safetensors".into(),
+                },
+            ),
+            (
+                "GS://b/k.safetensors",
+                Location::Store {
+                    scheme: StoreScheme::Gcs,
+                    bucket: "b".into(),
+                    key: "k.safetensors".into(),
+                },
+            ),
+            (
+                "Az://container/a/b.pth",
+                Location::Store {
+                    scheme: StoreScheme::Azure,
+                    bucket: "container".into(),
+                    key: "a/b.pth".into(),
                 },
             ),
             (

@@ -6,9 +6,11 @@
 mod backends;
 mod bad_input;
 mod derive;
+mod every_layer;
 mod formats;
 mod layers;
 mod models;
+mod packed;
 mod report;
 mod seed;
 mod sharded;
