@@ -323,6 +323,45 @@ fn convert_writes_both_formats_that_load_back() {
 }
 
 #[test]
+fn export_writes_the_loaded_model_in_pytorch_names_and_layouts() {
+    // The classifier of classifier100.json, loaded from its DataParallel checkpoint.
+    let config = fixture("resnet/classifier100.json");
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("classifier.safetensors");
+    let out = run(&[
+        "export",
+        config.to_str().unwrap(),
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("wrote"), "{}", stdout(&out));
+
+    let exported = burn_pretrain::Checkpoint::open(&out_path).unwrap();
+    let source = burn_pretrain::Checkpoint::open(fixture("resnet/classifier_dp.pth")).unwrap();
+    let spec = burn_pretrain::Pretrain::from(fixture("resnet/classifier_dp.pth").to_str().unwrap());
+    let view = burn_pretrain::CheckpointView::new(&source, &spec).unwrap();
+    // Every stored tensor comes back under its key (the `module.` prefix stripped), floats
+    // byte for byte (Linear transposed back), the BatchNorm counters as PyTorch's i64 scalars.
+    let mut theirs: Vec<&str> = view.entries().map(|(k, _)| k).collect();
+    let mut ours: Vec<&str> = exported.entries().iter().map(|e| e.key()).collect();
+    theirs.sort_unstable();
+    ours.sort_unstable();
+    assert_eq!(ours, theirs);
+    for (key, entry) in view.entries() {
+        let mine = exported.get(key).unwrap();
+        assert_eq!(mine.shape(), entry.shape(), "{key}");
+        assert_eq!(mine.dtype(), entry.dtype(), "{key}");
+        if !key.ends_with("num_batches_tracked") {
+            assert_eq!(mine.read().unwrap(), entry.read().unwrap(), "{key}");
+        }
+    }
+    // Refuses other extensions before doing any work.
+    let out = run(&["export", config.to_str().unwrap(), "model.pth"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("*.safetensors"), "{}", stderr(&out));
+}
+
+#[test]
 fn bad_input_gives_one_line_and_a_documented_exit_code() {
     let missing = run(&["inspect", "/no/such/file.pth"]);
     assert_eq!(missing.status.code(), Some(1));
