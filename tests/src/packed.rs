@@ -9,8 +9,8 @@ use burn::nn::transformer::{
     TransformerEncoderInput,
 };
 use burn::nn::{
-    BiLstm, BiLstmConfig, BiRnn, BiRnnConfig, Gru, GruConfig, Linear, LinearConfig, Lstm,
-    LstmConfig, activation::ActivationConfig,
+    BiGru, BiGruConfig, BiLstm, BiLstmConfig, BiRnn, BiRnnConfig, Gru, GruConfig, Linear,
+    LinearConfig, Lstm, LstmConfig, SwiGlu, SwiGluConfig, activation::ActivationConfig,
 };
 use burn::prelude::*;
 use burn_pretrain::Pretrainable;
@@ -21,10 +21,12 @@ use burn_pretrain::Pretrainable;
 pub struct Seq {
     pub lstm: Vec<BiLstm>,
     pub gru: Vec<Gru>,
+    pub bigru: BiGru,
     pub rnn: BiRnn,
     pub cell: Lstm,
     pub attn: MultiHeadAttention,
     pub encoder: TransformerEncoder,
+    pub swiglu: SwiGlu,
     pub head: Linear,
 }
 
@@ -40,6 +42,7 @@ impl Seq {
                 GruConfig::new(32, 16, true).init(device),
                 GruConfig::new(16, 16, true).init(device),
             ],
+            bigru: BiGruConfig::new(16, 8, true).init(device),
             rnn: BiRnnConfig::new(16, 12, true).init(device),
             cell: LstmConfig::new(24, 32, true).init(device),
             attn: MultiHeadAttentionConfig::new(32, 4)
@@ -49,6 +52,7 @@ impl Seq {
                 .with_dropout(0.0)
                 .with_activation(ActivationConfig::Relu)
                 .init(device),
+            swiglu: SwiGluConfig::new(32, 32).init(device),
             head: LinearConfig::new(32, 5).init(device),
         }
     }
@@ -65,6 +69,8 @@ impl Seq {
             x = layer.forward(x, None);
         }
         out.insert("gru", x.clone());
+        let x = self.bigru.forward(x, None).0;
+        out.insert("bigru", x.clone());
         let x = self.rnn.forward(x, None).0;
         out.insert("rnn", x.clone());
         let x = self.cell.forward(x, None).0;
@@ -73,6 +79,8 @@ impl Seq {
         out.insert("attn", x.clone());
         let x = self.encoder.forward(TransformerEncoderInput::new(x));
         out.insert("encoder", x.clone());
+        let x = self.swiglu.forward(x);
+        out.insert("swiglu", x.clone());
         out.insert("head", self.head.forward(x));
         out
     }

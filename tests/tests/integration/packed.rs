@@ -15,7 +15,7 @@ use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
 const IO: &str = "packed/seq_io.safetensors";
 
 #[test]
-fn lstm_gru_rnn_attention_and_encoder_load_from_one_pytorch_checkpoint() {
+fn lstm_gru_rnn_attention_encoder_and_swiglu_load_from_one_pytorch_checkpoint() {
     let device = Device::flex();
     let (model, report) = Seq::new(16, &device)
         .load_pretrained(fixture("packed/seq.pth"))
