@@ -193,14 +193,14 @@ pub enum Error {
     /// `Pretrainable` impl whose mapping depends on something other than the model and the
     /// checkpoint). The model is unchanged.
     #[error(
-        "the mapping of [{model}] changed between planning and applying; model unchanged{}",
-        unapplied_note(.unapplied)
+        "the mapping of [{model}] changed between planning and applying ({detail}); model unchanged"
     )]
     MappingChanged {
         /// The model's type name.
         model: String,
-        /// Model paths of planned tensors the apply walk did not take.
-        unapplied: Vec<String>,
+        /// The first difference: keys met by one walk and not the other, or planned tensors
+        /// the apply walk did not take.
+        detail: String,
     },
     /// Writing an exported checkpoint failed.
     #[error("cannot write {}: {reason}", path.display())]
@@ -210,14 +210,6 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-}
-
-fn unapplied_note(unapplied: &[String]) -> String {
-    if unapplied.is_empty() {
-        String::new()
-    } else {
-        format!(" (planned but not applied: {})", unapplied.join(", "))
-    }
 }
 
 /// Shorthand for results of this crate.

@@ -59,12 +59,28 @@ pub trait PretrainExt: Pretrainable + Clone {
         let Mode::Apply(left) = &mapper.mode else {
             unreachable!("the mapper was made in apply mode")
         };
-        if planned != walked || !left.is_empty() {
-            let mut keys: Vec<String> = left.keys().cloned().collect();
-            keys.sort();
+        let detail = if let Some((plan, apply)) = planned.iter().zip(&walked).find(|(p, a)| p != a)
+        {
+            Some(format!(
+                "the plan met `{plan}` where applying met `{apply}`"
+            ))
+        } else if planned.len() != walked.len() {
+            Some(format!(
+                "the plan met {} checkpoint keys, applying {}",
+                planned.len(),
+                walked.len()
+            ))
+        } else if !left.is_empty() {
+            let mut keys: Vec<&str> = left.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            Some(format!("planned but not applied: {}", keys.join(", ")))
+        } else {
+            None
+        };
+        if let Some(detail) = detail {
             return Err(Error::MappingChanged {
                 model: short_type_name::<Self>(),
-                unapplied: keys,
+                detail,
             });
         }
         *self = model;

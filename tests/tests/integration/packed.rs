@@ -226,3 +226,111 @@ fn deform_conv2d_matches_torchvision() {
     let err = relative_error(out, saved_tensor(io, "output", &device));
     assert!(err <= 1e-5, "relative error {err:e}");
 }
+
+/// A burnpack burn wrote keeps burn's own field paths: every gate and projection is its own
+/// tensor there, and the same mapping takes them one by one.
+#[test]
+fn burnpack_of_a_packed_model_loads_by_burn_paths() {
+    use burn_store::{BurnpackStore, ModuleSnapshot};
+    let device = Device::flex();
+    let source = Seq::new(16, &device)
+        .with_pretrain(fixture("packed/seq.pth"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seq.bpk");
+    let mut store = BurnpackStore::from_file(&path);
+    source.save_into(&mut store).unwrap();
+
+    let (model, report) = Seq::new(16, &device).load_pretrained(&path).unwrap();
+    assert_eq!(report.convention(), burn_pretrain::Convention::Burn);
+    assert!(report.is_complete(), "{report}");
+    assert!(report.split().is_empty(), "burn's paths need no splitting");
+    assert!(
+        report
+            .loaded()
+            .iter()
+            .any(|k| k == "lstm.1.reverse.cell_gate.hidden_transform.weight"),
+        "{report}"
+    );
+    let x = saved_tensor(IO, "input", &device);
+    let err = relative_error(
+        model.stages(x.clone())["head"].clone(),
+        saved_tensor(IO, "head", &device),
+    );
+    assert!(err <= 1e-5, "relative error {err:e}");
+}
+
+/// A `Vec<BiLstm>` also takes a checkpoint that keys its layers by index (an `nn.ModuleList`
+/// of one-layer `nn.LSTM`s: `lstm.1.weight_ih_l0_reverse`), here made from the stacked one by a
+/// remap.
+#[test]
+fn a_list_of_recurrent_layers_takes_module_list_keys_too() {
+    let device = Device::flex();
+    let spec = burn_pretrain::Pretrain::from(fixture("packed/seq.pth").to_str().unwrap())
+        .with_remap(
+            r"^lstm\.(weight|bias)_(ih|hh)_l(\d)(_reverse)?$",
+            "lstm.${3}.${1}_${2}_l0${4}",
+        );
+    let (model, report) = Seq::new(16, &device).load_pretrained(spec).unwrap();
+    assert!(report.is_complete(), "{report}");
+    assert!(
+        report
+            .loaded()
+            .iter()
+            .any(|k| k == "lstm.1.weight_ih_l0_reverse"),
+        "{report}"
+    );
+    let x = saved_tensor(IO, "input", &device);
+    let err = relative_error(
+        model.stages(x)["lstm"].clone(),
+        saved_tensor(IO, "lstm", &device),
+    );
+    assert!(err <= 1e-5, "relative error {err:e}");
+}
+
+/// A hand-written mapping that answers differently when applying than when planning (here:
+/// from the third walk on) is an error, and the model is left as it was.
+#[test]
+fn a_mapping_that_changes_between_plan_and_apply_is_an_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use burn::nn::{Linear, LinearConfig};
+    use burn_pretrain::Mapper;
+
+    static WALKS: AtomicUsize = AtomicUsize::new(0);
+
+    #[derive(Module, Debug)]
+    struct Fickle {
+        head: Linear,
+    }
+
+    impl Pretrainable for Fickle {
+        fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+            let key = if WALKS.fetch_add(1, Ordering::SeqCst) < 2 {
+                "head"
+            } else {
+                "elsewhere"
+            };
+            m.child(key, "head", &mut self.head);
+        }
+    }
+
+    let device = Device::flex();
+    let mut model = Fickle {
+        head: LinearConfig::new(32, 5).init(&device),
+    };
+    let before = model.head.weight.val().into_data();
+    let err = model
+        .load_pretrained_in_place(fixture("packed/seq.pth"))
+        .unwrap_err();
+    assert!(
+        matches!(err, burn_pretrain::Error::MappingChanged { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the plan met `head.weight` where applying met `elsewhere.weight`"),
+        "{err}"
+    );
+    assert_eq!(model.head.weight.val().into_data(), before);
+}
