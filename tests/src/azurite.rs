@@ -59,31 +59,20 @@ impl Azurite {
             .map(|a| a.port())
             .expect("a free port");
         let data = tempfile::tempdir().expect("a folder for azurite");
-        let child = match Command::new(&program)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args([
-                "--skipApiVersionCheck",
-                "--silent",
-                "--loose",
-                "--disableTelemetry",
-            ])
-            .arg("--location")
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::emulator_missing(
-                    &format!("Azure emulator `{program}`"),
-                    "not on PATH",
-                    "npm install azurite",
-                );
-                return None;
-            }
-            Err(e) => panic!("cannot start `{program}`: {e}"),
-        };
+        let child = crate::spawn_emulator(
+            Command::new(&program)
+                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+                .args([
+                    "--skipApiVersionCheck",
+                    "--silent",
+                    "--loose",
+                    "--disableTelemetry",
+                ])
+                .arg("--location")
+                .arg(data.path()),
+            "Azure emulator",
+            "npm install azurite",
+        )?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

@@ -34,6 +34,28 @@ pub fn emulator_missing(what: &str, reason: &str, install: &str) {
     eprintln!("skipped: the test needing {line}");
 }
 
+/// Spawn an emulator's `command`; `None` (after [`emulator_missing`]) when its program is not
+/// on PATH.
+pub fn spawn_emulator(
+    command: &mut std::process::Command,
+    what: &str,
+    install: &str,
+) -> Option<std::process::Child> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    match command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(child) => Some(child),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            emulator_missing(&format!("{what} `{program}`"), "not on PATH", install);
+            None
+        }
+        Err(e) => panic!("cannot start `{program}`: {e}"),
+    }
+}
+
 /// The path of a committed fixture file.
 pub fn fixture(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

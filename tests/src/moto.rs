@@ -3,7 +3,7 @@
 //! with the `object_store` crate, the same engine the loader reads with.
 
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use object_store::aws::AmazonS3Builder;
@@ -31,23 +31,11 @@ impl MotoServer {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = match Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::emulator_missing(
-                    &format!("S3 emulator `{program}`"),
-                    "not on PATH",
-                    "pip install 'moto[server]'",
-                );
-                return None;
-            }
-            Err(e) => panic!("cannot start `{program}`: {e}"),
-        };
+        let child = crate::spawn_emulator(
+            Command::new(&program).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            "S3 emulator",
+            "pip install 'moto[server]'",
+        )?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
