@@ -8,10 +8,10 @@ use std::path::Path;
 
 use burn::tensor::TensorData;
 
+use crate::apply::layout::{concat, transpose};
 use crate::error::{Error, Result};
 use crate::format::{Convention, DType};
-use crate::plan::{concat, transpose};
-use crate::pretrainable::{Layout, Mapper, Mode, Pretrainable};
+use crate::mapping::{Layout, Mapper, Mode, Pretrainable};
 
 /// Every tensor of `model` under its PyTorch checkpoint key, in PyTorch's layout, in the
 /// order the model declares them (a state dict's order).

@@ -26,14 +26,13 @@
 //! module's tensors ([`Pretrainable`]) into a plan from headers only, applied reading only the
 //! planned tensors, and summarised in a [`LoadReport`].
 
+mod apply;
 mod error;
 mod export;
-mod fold;
 mod format;
 mod load;
-mod nn;
+mod mapping;
 mod plan;
-mod pretrainable;
 mod report;
 mod source;
 mod spec;
@@ -42,17 +41,17 @@ mod view;
 pub use burn_pretrain_derive::Pretrainable;
 pub use error::{Error, Result};
 pub use export::{export_tensors, save_pretrained};
-pub use fold::fold_keys;
 pub use format::{Checkpoint, Convention, DType, Format, TensorEntry, natural_cmp};
-pub use load::{CheckpointView, PretrainExt, open_checkpoint};
-pub use pretrainable::{Layout, Mapper, Part, Pretrainable, linear_layout};
+pub use load::{PretrainExt, open_checkpoint};
+pub use mapping::{Layout, Mapper, Part, Pretrainable, linear_layout};
+pub use report::fold::fold_keys;
 pub use report::{Cast, Coverage, Ignored, LoadReport, Mismatch, Split};
 pub use source::{Location, StoreScheme, redact};
 pub use spec::{Pretrain, Remap};
-pub use view::ViewStep;
+pub use view::{CheckpointView, ViewStep};
 
 /// Paths the derive's generated code goes through. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::pretrainable::{Mapper, Pretrainable};
+    pub use crate::mapping::{Mapper, Pretrainable};
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::format::{Checkpoint, Opened, sharded};
+use crate::mapping::{Mapper, Mode, Pretrainable};
 use crate::plan::Plan;
-use crate::pretrainable::{Mapper, Mode, Pretrainable};
 use crate::report::LoadReport;
 use crate::source::{self, Location};
 use crate::spec::Pretrain;
@@ -39,50 +39,18 @@ pub trait PretrainExt: Pretrainable + Clone {
     fn load_pretrained_in_place(&mut self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
         let spec = spec.into();
         let prepared = Prepared::new(&*self, &spec)?;
-        let data = prepared.plan.read(&prepared.view)?;
-        let mut model = self.clone();
-        let mut mapper = Mapper::new(
+        let data = crate::apply::read(&prepared.plan, &prepared.view)?;
+        let model = crate::apply::apply(
+            &*self,
+            data,
+            &prepared.plan,
             prepared.convention,
-            Some(&prepared.view_keys),
-            Mode::Apply(data),
-        );
-        model.map_pretrain(&mut mapper);
-        // The apply walk runs the same mapping as the plan: it must meet the same keys and
-        // take every planned tensor. Anything else leaves the model untouched.
-        let planned: Vec<&str> = prepared
-            .plan
-            .items
-            .iter()
-            .map(|i| i.target.key.as_str())
-            .collect();
-        let walked: Vec<&str> = mapper.targets.iter().map(|t| t.key.as_str()).collect();
-        let Mode::Apply(left) = &mapper.mode else {
-            unreachable!("the mapper was made in apply mode")
-        };
-        let detail = if let Some((plan, apply)) = planned.iter().zip(&walked).find(|(p, a)| p != a)
-        {
-            Some(format!(
-                "the plan met `{plan}` where applying met `{apply}`"
-            ))
-        } else if planned.len() != walked.len() {
-            Some(format!(
-                "the plan met {} checkpoint keys, applying {}",
-                planned.len(),
-                walked.len()
-            ))
-        } else if !left.is_empty() {
-            let mut keys: Vec<&str> = left.keys().map(String::as_str).collect();
-            keys.sort_unstable();
-            Some(format!("planned but not applied: {}", keys.join(", ")))
-        } else {
-            None
-        };
-        if let Some(detail) = detail {
-            return Err(Error::MappingChanged {
-                model: short_type_name::<Self>(),
-                detail,
-            });
-        }
+            &prepared.view_keys,
+        )
+        .map_err(|detail| Error::MappingChanged {
+            model: short_type_name::<Self>(),
+            detail,
+        })?;
         *self = model;
         Ok(prepared.report(false))
     }
@@ -216,38 +184,6 @@ fn open_fetched(spec: &Pretrain, location: &Location) -> Result<(PathBuf, Opened
             Ok((fetched.path, opened))
         }
         other => Ok((fetched.path, other?)),
-    }
-}
-
-/// The checkpoint seen through a spec's view: containers unwrapped, prefixes stripped,
-/// `sub_level` and remaps applied. Reads no tensor bytes.
-#[derive(Debug, Clone)]
-pub struct CheckpointView {
-    view: View,
-}
-
-impl CheckpointView {
-    /// Apply `spec`'s view to `checkpoint` (automatic unwrapping assumes a model whose own
-    /// names are not `state_dict`, `model`, `module`...).
-    pub fn new(checkpoint: &Checkpoint, spec: &Pretrain) -> Result<Self> {
-        Ok(Self {
-            view: View::build(checkpoint, spec, &HashSet::new())?,
-        })
-    }
-
-    /// `(view key, stored tensor)` pairs, in checkpoint order.
-    pub fn entries(&self) -> impl Iterator<Item = (&str, &crate::TensorEntry)> {
-        self.view.entries.iter().map(|e| (e.key.as_str(), &e.entry))
-    }
-
-    /// What the view did.
-    pub fn steps(&self) -> &[crate::ViewStep] {
-        &self.view.steps
-    }
-
-    /// Stored keys the view left out, with why.
-    pub fn dropped(&self) -> &[(String, String)] {
-        &self.view.dropped
     }
 }
 

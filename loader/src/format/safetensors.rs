@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use safetensors::tensor::Metadata;
 
-use super::{ByteSource, Convention, DType, Format, LocalFile, TensorEntry};
+use super::{Convention, DType, Format, TensorEntry};
 use crate::error::{Error, Result};
+use crate::source::bytes::{ByteSource, LocalFile};
 
 pub(super) fn open(path: &Path) -> Result<(Vec<TensorEntry>, Convention)> {
     let file = LocalFile::open(path).map_err(|source| Error::Open {

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 
 use crate::error::{Error, Result};
-use crate::format::ByteSource;
+use crate::source::bytes::ByteSource;
 use crate::spec::Pretrain;
 
 /// Environment variable: seconds a connect, read or write may take (default 30).

@@ -7,6 +7,7 @@
 
 // Without http or an object store compiled in, most of the cache is unused (hf-hub downloads
 // by itself into a folder of ours).
+pub(crate) mod bytes;
 #[cfg_attr(not(any(feature = "http", feature = "object-store")), allow(dead_code))]
 mod cache;
 #[cfg(feature = "hf")]
@@ -295,7 +296,7 @@ pub(crate) struct Fetched {
 pub(crate) fn open_ranged(
     spec: &Pretrain,
     location: &Location,
-) -> Result<Option<std::sync::Arc<dyn crate::format::ByteSource>>> {
+) -> Result<Option<std::sync::Arc<dyn bytes::ByteSource>>> {
     if !spec.ranged() {
         return Ok(None);
     }

@@ -13,7 +13,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use super::StoreScheme;
 use crate::error::{Error, Result};
-use crate::format::ByteSource;
+use crate::source::bytes::ByteSource;
 use crate::spec::Pretrain;
 
 fn store(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
-use super::{Span, TensorEntry};
+use crate::format::{Span, TensorEntry};
 
 /// The most bytes one coalesced read may cover.
 const MAX_RUN: u64 = 64 << 20;
@@ -97,7 +97,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::format::{ByteSource, DType};
+    use crate::format::DType;
+    use crate::source::bytes::ByteSource;
 
     /// An in-memory source that records the reads it serves.
     struct Recorded {

@@ -348,6 +348,38 @@ impl View {
     }
 }
 
+/// The checkpoint seen through a spec's view: containers unwrapped, prefixes stripped,
+/// `sub_level` and remaps applied. Reads no tensor bytes.
+#[derive(Debug, Clone)]
+pub struct CheckpointView {
+    view: View,
+}
+
+impl CheckpointView {
+    /// Apply `spec`'s view to `checkpoint` (automatic unwrapping assumes a model whose own
+    /// names are not `state_dict`, `model`, `module`...).
+    pub fn new(checkpoint: &Checkpoint, spec: &Pretrain) -> Result<Self> {
+        Ok(Self {
+            view: View::build(checkpoint, spec, &HashSet::new())?,
+        })
+    }
+
+    /// `(view key, stored tensor)` pairs, in checkpoint order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &TensorEntry)> {
+        self.view.entries.iter().map(|e| (e.key.as_str(), &e.entry))
+    }
+
+    /// What the view did.
+    pub fn steps(&self) -> &[crate::ViewStep] {
+        &self.view.steps
+    }
+
+    /// Stored keys the view left out, with why.
+    pub fn dropped(&self) -> &[(String, String)] {
+        &self.view.dropped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

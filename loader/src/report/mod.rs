@@ -6,10 +6,12 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::fold::fold_keys;
+pub(crate) mod fold;
+
 use crate::format::{Convention, DType, Format};
 use crate::plan::{Action, Plan};
 use crate::view::ViewStep;
+use fold::fold_keys;
 
 /// A tensor whose shape differs between model and checkpoint; the model kept its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -9,6 +9,8 @@
 //! about keys; a planned tensor that the apply walk does not take is an `Err`, never a silent
 //! drop. `#[derive(Pretrainable)]` writes the mapping for structs and enums.
 
+mod nn;
+
 use std::collections::{BTreeSet, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};

@@ -17,7 +17,7 @@ use burn::nn::{self, activation, attention, conv, interpolate, loss, pool, trans
 use burn::tensor::{Tensor, TensorData};
 
 use crate::format::Convention;
-use crate::pretrainable::{Layout, Mapper, Part, Pretrainable, linear_layout, nothing_to_load};
+use crate::mapping::{Layout, Mapper, Part, Pretrainable, linear_layout, nothing_to_load};
 
 /// The checkpoint names of a norm's scale and shift.
 fn affine_names(convention: Convention) -> (&'static str, &'static str) {
