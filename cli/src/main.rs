@@ -46,16 +46,13 @@ fn main() {
     }
 }
 
-/// The error and its causes on one line, each said once.
+/// The error and its causes on one line, as the chain holds them (no message repeats its
+/// cause, so each is said once).
 fn chain(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

@@ -3,6 +3,10 @@
 //! `Err` means the checkpoint could not be reached or read as a whole. What happens to single
 //! tensors (a shape that does not fit, a key the model does not have) is never an error: it is
 //! recorded in the [`LoadReport`](crate::LoadReport) and the parameter keeps its value.
+//!
+//! Each message says what failed and where, never why: the cause is the error's
+//! [`source`](std::error::Error::source), kept whole. Print the chain (`{:#}` with anyhow, or
+//! [`chain`]) to see all of it.
 
 use std::path::PathBuf;
 
@@ -11,7 +15,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The path does not exist or cannot be opened.
-    #[error("cannot open checkpoint {}: {source}", path.display())]
+    #[error("cannot open checkpoint {}", path.display())]
     Open {
         /// The file asked for.
         path: PathBuf,
@@ -48,23 +52,23 @@ pub enum Error {
         path: PathBuf,
     },
     /// The format was recognised but the file is damaged or uses something unsupported.
-    #[error("cannot read {format} checkpoint {}: {reason}", path.display())]
+    #[error("cannot read {format} checkpoint {}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// The format its content claims.
         format: crate::Format,
-        /// What went wrong, from the format's reader.
-        reason: String,
+        /// What went wrong: the format reader's error, or what we found wrong.
+        source: Cause,
     },
     /// A shard index (`*.index.json`) that cannot be used: bad JSON, a shard name leaving its
     /// folder, or shards that disagree with it.
-    #[error("sharded checkpoint {}: {reason}", path.display())]
+    #[error("sharded checkpoint {}", path.display())]
     ShardIndex {
         /// The index file.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+        /// What is wrong: the JSON error, or what we found wrong.
+        source: Cause,
     },
     /// The checkpoint holds no tensors at all.
     #[error("checkpoint {} holds no tensors", path.display())]
@@ -73,14 +77,14 @@ pub enum Error {
         path: PathBuf,
     },
     /// A tensor's bytes could not be read while applying the plan.
-    #[error("cannot read tensor `{key}` from {}: {reason}", path.display())]
+    #[error("cannot read tensor `{key}` from {}", path.display())]
     TensorData {
         /// The file.
         path: PathBuf,
         /// The tensor's key as stored in the checkpoint.
         key: String,
-        /// Why.
-        reason: String,
+        /// The read's error.
+        source: std::io::Error,
     },
     /// `sub_level` names a prefix no key carries.
     #[error(
@@ -126,12 +130,12 @@ pub enum Error {
         uri: String,
     },
     /// A download failed for good (after retries where retrying made sense).
-    #[error("cannot download {uri}: {reason}")]
+    #[error("cannot download {uri}")]
     Download {
         /// The location, secrets removed.
         uri: String,
-        /// Why.
-        reason: String,
+        /// The client's or the store's error, or what the answer lacked.
+        source: Cause,
     },
     /// The downloaded bytes do not have the expected sha256; nothing was kept.
     #[error("{uri} has sha256 {found}, expected {expected}; the download was discarded")]
@@ -152,7 +156,7 @@ pub enum Error {
         cache: PathBuf,
     },
     /// The cache folder or one of its files cannot be used.
-    #[error("cache {}: {source}", path.display())]
+    #[error("cache {}", path.display())]
     Cache {
         /// The file or folder.
         path: PathBuf,
@@ -160,7 +164,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A remap pattern is not a valid regular expression.
-    #[error("invalid remap pattern `{pattern}`: {source}")]
+    #[error("invalid remap pattern `{pattern}`")]
     InvalidRemap {
         /// The pattern given.
         pattern: String,
@@ -203,14 +207,46 @@ pub enum Error {
         detail: String,
     },
     /// Writing an exported checkpoint failed.
-    #[error("cannot write {}: {reason}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file being written.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        source: Cause,
     },
 }
 
+/// The error underneath one of ours: a dependency's error kept whole (its own `source()` chain
+/// included), or a description of what we found wrong.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `error: cause: cause …`, each level of `error`'s source chain once, on one line.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+/// A cause with what we were doing when it happened (`writing the cache file: <io error>`).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub(crate) struct Context {
+    what: String,
+    source: Cause,
+}
+
+/// Wrap `source` with `what` we were doing.
+pub(crate) fn context(what: &str, source: impl Into<Cause>) -> Cause {
+    Box::new(Context {
+        what: what.to_string(),
+        source: source.into(),
+    })
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use burn::tensor::TensorData;
 
 use crate::apply::layout::{concat, transpose};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::format::{Convention, DType};
 use crate::mapping::{Layout, Mapper, Mode, Pretrainable};
 
@@ -70,38 +70,41 @@ pub fn save_pretrained<M: Pretrainable + Clone>(
 ) -> Result<usize> {
     let path = path.as_ref();
     let tensors = export_tensors(model)?;
-    let fail = |reason: String| Error::Write {
+    let fail = |source: Cause| Error::Write {
         path: path.to_path_buf(),
-        reason,
+        source,
     };
     let mut views = Vec::with_capacity(tensors.len());
     for (key, data) in &tensors {
         let dtype = DType::from_burn(data.dtype()).ok_or_else(|| {
-            fail(format!(
-                "`{key}` has dtype {:?}, which safetensors cannot hold",
-                data.dtype()
-            ))
+            fail(
+                format!(
+                    "`{key}` has dtype {:?}, which safetensors cannot hold",
+                    data.dtype()
+                )
+                .into(),
+            )
         })?;
         let view = safetensors::tensor::TensorView::new(
             crate::format::safetensors_dtype(dtype),
             data.shape().to_vec(),
             data.as_bytes(),
         )
-        .map_err(|e| fail(format!("`{key}`: {e}")))?;
+        .map_err(|e| fail(format!("`{key}`: {e}").into()))?;
         views.push((key.clone(), view));
     }
     let metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("producer".to_string(), "burn-pretrain".to_string()),
     ]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| fail(e.to_string()))?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| fail(e.into()))?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
-    tmp.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
-    tmp.as_file().sync_all().map_err(|e| fail(e.to_string()))?;
-    tmp.persist(path).map_err(|e| fail(e.error.to_string()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.into()))?;
+    tmp.write_all(&bytes).map_err(|e| fail(e.into()))?;
+    tmp.as_file().sync_all().map_err(|e| fail(e.into()))?;
+    tmp.persist(path).map_err(|e| fail(e.error.into()))?;
     Ok(tensors.len())
 }

@@ -27,7 +27,7 @@
 //! planned tensors, and summarised in a [`LoadReport`].
 
 mod apply;
-mod error;
+pub mod error;
 mod export;
 mod format;
 mod load;

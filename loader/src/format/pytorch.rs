@@ -6,7 +6,7 @@ use std::path::Path;
 use pytorch_reader::PytorchReader;
 
 use super::{DType, Format, TensorEntry};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result, context};
 
 pub(super) fn open(path: &Path, format: Format) -> Result<Vec<TensorEntry>> {
     if format == Format::PytorchZip {
@@ -15,7 +15,7 @@ pub(super) fn open(path: &Path, format: Format) -> Result<Vec<TensorEntry>> {
     let reader = PytorchReader::new(path).map_err(|e| Error::Corrupt {
         path: path.to_path_buf(),
         format,
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     Ok(reader
         .into_tensors()
@@ -31,16 +31,16 @@ pub(super) fn open(path: &Path, format: Format) -> Result<Vec<TensorEntry>> {
 /// A TorchScript archive is a zip too, but holds code (`code/`, `constants.pkl`) and the
 /// weights of a scripted module, which `pytorch-reader` cannot map to a state dict.
 fn reject_torchscript(path: &Path) -> Result<()> {
-    let corrupt = |reason: String| Error::Corrupt {
+    let corrupt = |source: Cause| Error::Corrupt {
         path: path.to_path_buf(),
         format: Format::PytorchZip,
-        reason,
+        source,
     };
     let file = File::open(path).map_err(|source| Error::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    let archive = zip::ZipArchive::new(file).map_err(|e| corrupt(format!("zip archive: {e}")))?;
+    let archive = zip::ZipArchive::new(file).map_err(|e| corrupt(context("zip archive", e)))?;
     let scripted = archive.file_names().any(|name| {
         name.is_ok_and(|name| {
             name.ends_with("/constants.pkl") || name.split('/').nth(1) == Some("code")

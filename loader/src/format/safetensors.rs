@@ -7,7 +7,7 @@ use std::sync::Arc;
 use safetensors::tensor::Metadata;
 
 use super::{Convention, DType, Format, TensorEntry};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::{ByteSource, LocalFile};
 
 pub(super) fn open(path: &Path) -> Result<(Vec<TensorEntry>, Convention)> {
@@ -24,32 +24,33 @@ pub(super) fn open_source(
     path: &Path,
     source: Arc<dyn ByteSource>,
 ) -> Result<(Vec<TensorEntry>, Convention)> {
-    let corrupt = |reason: String| Error::Corrupt {
+    let corrupt = |source: Cause| Error::Corrupt {
         path: path.to_path_buf(),
         format: Format::Safetensors,
-        reason,
+        source,
     };
     let file_len = source.len();
     let len = source
         .read_at(0, 8)
-        .map_err(|e| corrupt(format!("header length: {e}")))?;
+        .map_err(|e| corrupt(context("header length", e)))?;
     let header_len = u64::from_le_bytes(len.try_into().map_err(|_| corrupt("short read".into()))?);
     if header_len.saturating_add(8) > file_len {
-        return Err(corrupt(format!(
-            "header claims {header_len} bytes but the file has {file_len}"
-        )));
+        return Err(corrupt(
+            format!("header claims {header_len} bytes but the file has {file_len}").into(),
+        ));
     }
     let header = source
         .read_at(8, header_len as usize)
-        .map_err(|e| corrupt(format!("header: {e}")))?;
+        .map_err(|e| corrupt(context("header", e)))?;
     let metadata: Metadata =
-        serde_json::from_slice(&header).map_err(|e| corrupt(format!("header: {e}")))?;
+        serde_json::from_slice(&header).map_err(|e| corrupt(context("header", e)))?;
     let data_start = 8 + header_len;
     let expected = data_start + metadata.data_len() as u64;
     if expected != file_len {
-        return Err(corrupt(format!(
-            "tensors need {expected} bytes but the file has {file_len} (truncated?)"
-        )));
+        return Err(corrupt(
+            format!("tensors need {expected} bytes but the file has {file_len} (truncated?)")
+                .into(),
+        ));
     }
     // burn-store writes its own name into the metadata; such files follow burn's naming.
     let convention = match metadata.metadata() {
@@ -63,10 +64,7 @@ pub(super) fn open_source(
             continue;
         };
         let dtype = dtype(info.dtype).ok_or_else(|| {
-            corrupt(format!(
-                "tensor `{key}` has unsupported dtype {:?}",
-                info.dtype
-            ))
+            corrupt(format!("tensor `{key}` has unsupported dtype {:?}", info.dtype).into())
         })?;
         let (start, end) = info.data_offsets;
         entries.push(TensorEntry::in_span(

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 
 use super::{Checkpoint, Opened, TensorEntry};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 
 /// The parsed `*.index.json`: `(tensor key, shard file)` pairs in document order.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ impl ShardIndex {
         }
         let raw: RawIndex = serde_json::from_slice(text).map_err(|e| Error::ShardIndex {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         let index = Self {
             weight_map: raw.weight_map,
@@ -81,7 +81,7 @@ impl ShardIndex {
         for name in index.shards() {
             check_shard_name(name).map_err(|reason| Error::ShardIndex {
                 path: path.to_path_buf(),
-                reason: format!("shard name `{name}` {reason}"),
+                source: format!("shard name `{name}` {reason}").into(),
             })?;
         }
         Ok(index)
@@ -123,9 +123,9 @@ pub(crate) fn merge(
     index: &ShardIndex,
     mut open_shard: impl FnMut(&str) -> Result<Checkpoint>,
 ) -> Result<Checkpoint> {
-    let fail = |reason: String| Error::ShardIndex {
+    let fail = |source: Cause| Error::ShardIndex {
         path: index_path.to_path_buf(),
-        reason,
+        source,
     };
     let names = index.shards();
     if names.is_empty() {
@@ -143,17 +143,19 @@ pub(crate) fn merge(
         if let Some(first) = &first
             && first.convention != shard.convention
         {
-            return Err(fail(format!(
-                "shard `{name}` names tensors the {:?} way, the first shard the {:?} way",
-                shard.convention, first.convention
-            )));
+            return Err(fail(
+                format!(
+                    "shard `{name}` names tensors the {:?} way, the first shard the {:?} way",
+                    shard.convention, first.convention
+                )
+                .into(),
+            ));
         }
         for entry in &shard.entries {
             if let Some((other, _)) = found.get(entry.key()) {
-                return Err(fail(format!(
-                    "tensor `{}` is in both `{other}` and `{name}`",
-                    entry.key()
-                )));
+                return Err(fail(
+                    format!("tensor `{}` is in both `{other}` and `{name}`", entry.key()).into(),
+                ));
             }
             shard_order.push(entry.key().to_string());
             found.insert(entry.key().to_string(), (name, entry.clone()));
@@ -168,15 +170,15 @@ pub(crate) fn merge(
         match found.remove(key) {
             Some((name, entry)) if name == shard => entries.push(entry),
             Some((name, _)) => {
-                return Err(fail(format!(
-                    "the index puts `{key}` in `{shard}`, but it is in `{name}`"
-                )));
+                return Err(fail(
+                    format!("the index puts `{key}` in `{shard}`, but it is in `{name}`").into(),
+                ));
             }
             None if entries.iter().any(|e: &TensorEntry| e.key() == key) => {}
             None => {
-                return Err(fail(format!(
-                    "the index puts `{key}` in `{shard}`, which does not hold it"
-                )));
+                return Err(fail(
+                    format!("the index puts `{key}` in `{shard}`, which does not hold it").into(),
+                ));
             }
         }
     }
@@ -216,7 +218,7 @@ impl Opened {
             Opened::Tensors(shard) => Ok(shard),
             Opened::Index(_) => Err(Error::ShardIndex {
                 path: index_path.to_path_buf(),
-                reason: format!("shard `{name}` is itself a shard index"),
+                source: format!("shard `{name}` is itself a shard index").into(),
             }),
         }
     }

@@ -8,7 +8,7 @@ use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Repo, RepoType};
 
 use super::Cache;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::spec::Pretrain;
 
 pub(super) fn fetch(
@@ -20,9 +20,9 @@ pub(super) fn fetch(
     shown: &str,
     refetch: bool,
 ) -> Result<PathBuf> {
-    let fail = |reason: String| Error::Download {
+    let fail = |source: Cause| Error::Download {
         uri: shown.to_string(),
-        reason,
+        source,
     };
     let hf_cache = hf_hub::Cache::new(cache.dir().join("hf"));
     let revision = revision.unwrap_or("main").to_string();
@@ -48,7 +48,7 @@ pub(super) fn fetch(
     if let Ok(token) = std::env::var("HF_TOKEN") {
         builder = builder.with_token(Some(token));
     }
-    let api = builder.build().map_err(|e| fail(e.to_string()))?;
+    let api = builder.build().map_err(|e| fail(e.into()))?;
     let repo_api = api.repo(repo_handle);
     let result = if refetch {
         repo_api.download(file)
@@ -63,6 +63,6 @@ pub(super) fn fetch(
                 uri: shown.to_string(),
             }
         }
-        other => fail(other.to_string()),
+        other => fail(other.into()),
     })
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::ByteSource;
 use crate::spec::Pretrain;
 
@@ -44,15 +44,15 @@ pub(super) fn download(
     file: &mut File,
     offset: u64,
 ) -> Result<()> {
-    let fail = |reason: String| Error::Download {
+    let fail = |source: Cause| Error::Download {
         uri: shown.to_string(),
-        reason,
+        source,
     };
     let client = reqwest::blocking::Client::builder()
         .timeout(timeout(spec))
         .connect_timeout(timeout(spec))
         .build()
-        .map_err(|e| fail(format!("http client: {e}")))?;
+        .map_err(|e| fail(context("http client", e)))?;
     let mut have = offset;
     let mut attempt = 1;
     loop {
@@ -69,9 +69,9 @@ pub(super) fn download(
                 have = file.metadata().map(|m| m.len()).unwrap_or(0);
             }
             Err(Failure::Retry(reason)) => {
-                return Err(fail(format!(
-                    "{reason} (gave up after {ATTEMPTS} attempts)"
-                )));
+                return Err(fail(
+                    format!("{reason} (gave up after {ATTEMPTS} attempts)").into(),
+                ));
             }
         }
     }
@@ -100,7 +100,7 @@ fn attempt_once(
     let io_fatal = |e: std::io::Error| {
         Failure::Fatal(Error::Download {
             uri: shown.to_string(),
-            reason: format!("writing the cache file: {e}"),
+            source: context("writing the cache file", e),
         })
     };
     let mut request = client.get(url.clone());
@@ -161,7 +161,7 @@ fn attempt_once(
         s => {
             return Err(Failure::Fatal(Error::Download {
                 uri: shown.to_string(),
-                reason: format!("server answered {s}"),
+                source: format!("server answered {s}").into(),
             }));
         }
     };
@@ -237,15 +237,15 @@ pub(super) fn open_ranged(
     spec: &Pretrain,
     shown: &str,
 ) -> Result<Option<RangedHttp>> {
-    let fail = |reason: String| Error::Download {
+    let fail = |source: Cause| Error::Download {
         uri: shown.to_string(),
-        reason,
+        source,
     };
     let client = reqwest::blocking::Client::builder()
         .timeout(timeout(spec))
         .connect_timeout(timeout(spec))
         .build()
-        .map_err(|e| fail(format!("http client: {e}")))?;
+        .map_err(|e| fail(context("http client", e)))?;
     let mut reader = RangedHttp {
         client,
         url: url.clone(),
@@ -276,7 +276,7 @@ enum Ranged {
 
 enum RangeError {
     NotFound,
-    Failed(String),
+    Failed(Cause),
 }
 
 impl RangedHttp {
@@ -288,7 +288,10 @@ impl RangedHttp {
             match self.range_once(offset, len) {
                 Ok(r) => return Ok(r),
                 Err(Failure::Fatal(Error::NotFound { .. })) => return Err(RangeError::NotFound),
-                Err(Failure::Fatal(e)) => return Err(RangeError::Failed(e.to_string())),
+                Err(Failure::Fatal(Error::Download { source, .. })) => {
+                    return Err(RangeError::Failed(source));
+                }
+                Err(Failure::Fatal(e)) => return Err(RangeError::Failed(e.into())),
                 Err(Failure::Retry(reason)) if attempt < ATTEMPTS => {
                     let wait = Duration::from_millis(100 << attempt);
                     tracing::warn!(
@@ -299,9 +302,9 @@ impl RangedHttp {
                     attempt += 1;
                 }
                 Err(Failure::Retry(reason)) => {
-                    return Err(RangeError::Failed(format!(
-                        "{reason} (gave up after {ATTEMPTS} attempts)"
-                    )));
+                    return Err(RangeError::Failed(
+                        format!("{reason} (gave up after {ATTEMPTS} attempts)").into(),
+                    ));
                 }
             }
         }
@@ -331,7 +334,7 @@ impl RangedHttp {
             s => {
                 return Err(Failure::Fatal(Error::Download {
                     uri: self.shown.clone(),
-                    reason: format!("server answered {s} to a range request"),
+                    source: format!("server answered {s} to a range request").into(),
                 }));
             }
         }
@@ -349,13 +352,13 @@ impl RangedHttp {
         let Some((first, total)) = content_range else {
             return Err(Failure::Fatal(Error::Download {
                 uri: self.shown.clone(),
-                reason: "a 206 answer without a usable Content-Range".into(),
+                source: "a 206 answer without a usable Content-Range".into(),
             }));
         };
         if first != offset {
             return Err(Failure::Fatal(Error::Download {
                 uri: self.shown.clone(),
-                reason: format!("asked for bytes from {offset}, got them from {first}"),
+                source: format!("asked for bytes from {offset}, got them from {first}").into(),
             }));
         }
         let bytes = response

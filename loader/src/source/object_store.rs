@@ -12,7 +12,7 @@ use object_store::path::Path as StorePath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use super::StoreScheme;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::ByteSource;
 use crate::spec::Pretrain;
 
@@ -68,15 +68,15 @@ pub(super) fn download(
     file: &mut File,
     offset: u64,
 ) -> Result<()> {
-    let fail = |reason: String| Error::Download {
+    let fail = |source: Cause| Error::Download {
         uri: shown.to_string(),
-        reason,
+        source,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| fail(format!("async runtime: {e}")))?;
-    let store = store(scheme, bucket, spec).map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(context("async runtime", e)))?;
+    let store = store(scheme, bucket, spec).map_err(|e| fail(e.into()))?;
     let path = StorePath::from(key);
     runtime.block_on(async {
         let options = GetOptions {
@@ -90,13 +90,13 @@ pub(super) fn download(
                     uri: shown.to_string(),
                 });
             }
-            Err(e) => return Err(fail(e.to_string())),
+            Err(e) => return Err(fail(e.into())),
         };
         let mut stream = result.into_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| fail(e.to_string()))?;
+            let chunk = chunk.map_err(|e| fail(e.into()))?;
             file.write_all(&chunk)
-                .map_err(|e| fail(format!("writing the cache file: {e}")))?;
+                .map_err(|e| fail(context("writing the cache file", e)))?;
         }
         Ok(())
     })
@@ -118,15 +118,15 @@ pub(super) fn open_ranged(
     spec: &Pretrain,
     shown: &str,
 ) -> Result<RangedObject> {
-    let fail = |reason: String| Error::Download {
+    let fail = |source: Cause| Error::Download {
         uri: shown.to_string(),
-        reason,
+        source,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| fail(format!("async runtime: {e}")))?;
-    let store = store(scheme, bucket, spec).map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(context("async runtime", e)))?;
+    let store = store(scheme, bucket, spec).map_err(|e| fail(e.into()))?;
     let path = StorePath::from(key);
     let meta = match runtime.block_on(store.head(&path)) {
         Ok(meta) => meta,
@@ -135,7 +135,7 @@ pub(super) fn open_ranged(
                 uri: shown.to_string(),
             });
         }
-        Err(e) => return Err(fail(e.to_string())),
+        Err(e) => return Err(fail(e.into())),
     };
     Ok(RangedObject {
         runtime,

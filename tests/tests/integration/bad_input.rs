@@ -15,9 +15,10 @@ fn load_err(path: &std::path::Path) -> (Error, String) {
         before,
         "model changed by a failed load"
     );
-    let msg = err.to_string();
+    // The whole chain: what failed and where, then why.
+    let msg = burn_pretrain::error::chain(&err);
     assert!(
-        msg.contains(&path.display().to_string()),
+        err.to_string().contains(&path.display().to_string()),
         "error should name the path: {msg}"
     );
     (err, msg)

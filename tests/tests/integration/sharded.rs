@@ -126,7 +126,7 @@ fn an_index_that_disagrees_with_its_shards_is_refused_by_name() {
             1,
         )
     });
-    let err = open_error(dir.path()).to_string();
+    let err = burn_pretrain::error::chain(&open_error(dir.path()));
     assert!(
         err.contains("puts `conv1.weight` in `model-00003-of-00003.safetensors`, but it is in `model-00001-of-00003.safetensors`"),
         "{err}"
@@ -140,7 +140,7 @@ fn an_index_that_disagrees_with_its_shards_is_refused_by_name() {
             1,
         )
     });
-    let err = open_error(dir.path()).to_string();
+    let err = burn_pretrain::error::chain(&open_error(dir.path()));
     assert!(
         err.contains("`ghost.weight`") && err.contains("does not hold it"),
         "{err}"
@@ -151,8 +151,7 @@ fn an_index_that_disagrees_with_its_shards_is_refused_by_name() {
     let err = open_error(dir.path());
     assert!(matches!(err, Error::ShardIndex { .. }), "{err:?}");
     assert!(
-        err.to_string()
-            .contains("../model-00003-of-00003.safetensors"),
+        burn_pretrain::error::chain(&err).contains("../model-00003-of-00003.safetensors"),
         "{err}"
     );
 
@@ -160,7 +159,7 @@ fn an_index_that_disagrees_with_its_shards_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
     std::fs::write(&config, r#"{"architectures": ["ResNet"]}"#).unwrap();
-    let err = Checkpoint::open(&config).unwrap_err().to_string();
+    let err = burn_pretrain::error::chain(&Checkpoint::open(&config).unwrap_err());
     assert!(
         err.contains("config.json") && err.contains("not a shard index"),
         "{err}"
