@@ -38,7 +38,7 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<HashMap<String, TensorDat
         let bytes = bytes.map_err(|e| Error::TensorData {
             path: entry.file().to_path_buf(),
             key: entry.key().to_string(),
-            source: e.into(),
+            source: e,
         })?;
         let mut data = TensorData::from_bytes_vec(
             bytes,
