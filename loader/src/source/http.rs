@@ -2,8 +2,10 @@
 //! 429 and lost connections, a per-operation timeout, and a progress bar on a terminal; and
 //! [`RangedHttp`], the same server read by byte ranges for [`Pretrain::with_ranged`].
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -32,7 +34,8 @@ fn timeout(spec: &Pretrain) -> Duration {
                 .and_then(|v| v.parse::<f64>().ok())
         })
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
+        // A timeout too large for a Duration (1e300 s) means no practical limit.
+        .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))
         .unwrap_or(Duration::from_secs(30))
 }
 
@@ -48,17 +51,50 @@ pub(super) fn download(
         uri: shown.to_string(),
         source,
     };
-    let client = reqwest::blocking::Client::builder()
-        .timeout(timeout(spec))
-        .connect_timeout(timeout(spec))
-        .build()
-        .map_err(|e| fail(context("http client", e)))?;
+    let client = client(spec).map_err(|e| fail(context("http client", e)))?;
     let mut have = offset;
+    let result = retrying(shown, || {
+        let result = attempt_once(&client, url, shown, file, have);
+        // A retry resumes from what the file holds now.
+        have = file.metadata().map(|m| m.len()).unwrap_or(0);
+        result
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(Failure::Fatal(e)) => Err(e),
+        Err(Failure::Retry(reason)) => Err(fail(reason.into())),
+    }
+}
+
+/// The one client of this process for a timeout: downloads and ranged reads share its
+/// connection pool (reqwest clients are handles to one pool).
+fn client(spec: &Pretrain) -> reqwest::Result<reqwest::blocking::Client> {
+    static CLIENTS: OnceLock<Mutex<HashMap<Duration, reqwest::blocking::Client>>> = OnceLock::new();
+    let timeout = timeout(spec);
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(client) = clients.get(&timeout) {
+        return Ok(client.clone());
+    }
+    let client = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()?;
+    clients.insert(timeout, client.clone());
+    Ok(client)
+}
+
+/// The one retry policy of every request: up to `ATTEMPTS` tries of `once`, waiting 200 ms,
+/// 400 ms, … between them (each retry logged); the last reason says that it gave up.
+fn retrying<T>(
+    shown: &str,
+    mut once: impl FnMut() -> std::result::Result<T, Failure>,
+) -> std::result::Result<T, Failure> {
     let mut attempt = 1;
     loop {
-        match attempt_once(&client, url, shown, file, have) {
-            Ok(()) => return Ok(()),
-            Err(Failure::Fatal(e)) => return Err(e),
+        match once() {
             Err(Failure::Retry(reason)) if attempt < ATTEMPTS => {
                 let wait = Duration::from_millis(100 << attempt);
                 tracing::warn!(
@@ -66,13 +102,13 @@ pub(super) fn download(
                 );
                 std::thread::sleep(wait);
                 attempt += 1;
-                have = file.metadata().map(|m| m.len()).unwrap_or(0);
             }
             Err(Failure::Retry(reason)) => {
-                return Err(fail(
-                    format!("{reason} (gave up after {ATTEMPTS} attempts)").into(),
-                ));
+                return Err(Failure::Retry(format!(
+                    "{reason} (gave up after {ATTEMPTS} attempts)"
+                )));
             }
+            other => return other,
         }
     }
 }
@@ -241,11 +277,7 @@ pub(super) fn open_ranged(
         uri: shown.to_string(),
         source,
     };
-    let client = reqwest::blocking::Client::builder()
-        .timeout(timeout(spec))
-        .connect_timeout(timeout(spec))
-        .build()
-        .map_err(|e| fail(context("http client", e)))?;
+    let client = client(spec).map_err(|e| fail(context("http client", e)))?;
     let mut reader = RangedHttp {
         client,
         url: url.clone(),
@@ -283,30 +315,12 @@ impl RangedHttp {
     /// `len` bytes from `offset`, retried with backoff on 5xx, 429, lost connections and
     /// short bodies.
     fn range(&self, offset: u64, len: u64) -> std::result::Result<Ranged, RangeError> {
-        let mut attempt = 1;
-        loop {
-            match self.range_once(offset, len) {
-                Ok(r) => return Ok(r),
-                Err(Failure::Fatal(Error::NotFound { .. })) => return Err(RangeError::NotFound),
-                Err(Failure::Fatal(Error::Download { source, .. })) => {
-                    return Err(RangeError::Failed(source));
-                }
-                Err(Failure::Fatal(e)) => return Err(RangeError::Failed(e.into())),
-                Err(Failure::Retry(reason)) if attempt < ATTEMPTS => {
-                    let wait = Duration::from_millis(100 << attempt);
-                    tracing::warn!(
-                        "{}: {reason}; retrying in {wait:?} (attempt {attempt}/{ATTEMPTS})",
-                        self.shown
-                    );
-                    std::thread::sleep(wait);
-                    attempt += 1;
-                }
-                Err(Failure::Retry(reason)) => {
-                    return Err(RangeError::Failed(
-                        format!("{reason} (gave up after {ATTEMPTS} attempts)").into(),
-                    ));
-                }
-            }
+        match retrying(&self.shown, || self.range_once(offset, len)) {
+            Ok(r) => Ok(r),
+            Err(Failure::Fatal(Error::NotFound { .. })) => Err(RangeError::NotFound),
+            Err(Failure::Fatal(Error::Download { source, .. })) => Err(RangeError::Failed(source)),
+            Err(Failure::Fatal(e)) => Err(RangeError::Failed(e.into())),
+            Err(Failure::Retry(reason)) => Err(RangeError::Failed(reason.into())),
         }
     }
 
@@ -413,5 +427,19 @@ impl ByteSource for RangedHttp {
             )),
             Err(RangeError::Failed(reason)) => Err(std::io::Error::other(reason)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_beyond_a_duration_mean_no_limit_and_nonsense_means_the_default() {
+        let with = |s: f64| timeout(&Pretrain::from("x.pth").with_timeout(s));
+        assert_eq!(with(1e300), Duration::MAX);
+        assert_eq!(with(2.5), Duration::from_millis(2500));
+        assert_eq!(with(f64::NAN), Duration::from_secs(30));
+        assert_eq!(with(-1.0), Duration::from_secs(30));
     }
 }
