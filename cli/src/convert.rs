@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use burn_pretrain::{CheckpointView, Pretrain, open_checkpoint};
+use burn_pretrain::view::CheckpointView;
+use burn_pretrain::{Pretrain, open_checkpoint};
 
 use crate::cli::ConvertArgs;
 use crate::models;
@@ -84,10 +85,10 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-type Tensor = (String, Vec<usize>, burn_pretrain::DType, Vec<u8>);
+type Tensor = (String, Vec<usize>, burn_pretrain::format::DType, Vec<u8>);
 
 fn write_safetensors(path: &Path, tensors: &[Tensor]) -> anyhow::Result<()> {
-    use burn_pretrain::DType as D;
+    use burn_pretrain::format::DType as D;
     use safetensors::Dtype as S;
     let mut views = Vec::with_capacity(tensors.len());
     for (key, shape, dtype, bytes) in tensors {

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use burn_pretrain::{
-    Checkpoint, CheckpointView, DType, Pretrain, TensorEntry, fold_keys, natural_cmp,
-    open_checkpoint,
-};
+use burn_pretrain::format::{DType, TensorEntry, natural_cmp};
+use burn_pretrain::report::fold_keys;
+use burn_pretrain::view::CheckpointView;
+use burn_pretrain::{Checkpoint, Pretrain, open_checkpoint};
 use serde_json::json;
 
 use crate::cli::InspectArgs;
@@ -14,7 +14,7 @@ use crate::output;
 pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
     let spec = Pretrain::from(args.source.as_str()).with_ranged(args.ranged);
     let checkpoint = open_checkpoint(&spec)?;
-    let shown = burn_pretrain::Location::parse(&args.source)?.to_string();
+    let shown = burn_pretrain::source::Location::parse(&args.source)?.to_string();
     let view = if args.raw {
         None
     } else {

@@ -57,7 +57,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// The format its content claims.
-        format: crate::Format,
+        format: crate::format::Format,
         /// What went wrong: the format reader's error, or what we found wrong.
         source: Cause,
     },

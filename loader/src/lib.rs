@@ -26,29 +26,29 @@
 //! module's tensors ([`Pretrainable`]) into a plan from headers only, applied reading only the
 //! planned tensors, and summarised in a [`LoadReport`].
 
+#![warn(missing_docs)]
+
 mod apply;
 pub mod error;
-mod export;
-mod format;
+pub mod export;
+pub mod format;
 mod load;
-mod mapping;
+pub mod mapping;
 mod plan;
-mod report;
-mod source;
-mod spec;
-mod view;
+pub mod report;
+pub mod source;
+pub mod spec;
+pub mod view;
 
+// What a user needs to load, report and export; everything else under its stage's module.
 pub use burn_pretrain_derive::Pretrainable;
 pub use error::{Error, Result};
-pub use export::{export_tensors, save_pretrained};
-pub use format::{Checkpoint, Convention, DType, Format, TensorEntry, natural_cmp};
+pub use export::save_pretrained;
+pub use format::Checkpoint;
 pub use load::{PretrainExt, open_checkpoint};
-pub use mapping::{Layout, Mapper, Part, Pretrainable, linear_layout};
-pub use report::fold::fold_keys;
-pub use report::{Cast, Coverage, Ignored, LoadReport, Mismatch, Split};
-pub use source::{Location, StoreScheme, redact};
-pub use spec::{Pretrain, Remap};
-pub use view::{CheckpointView, ViewStep};
+pub use mapping::Pretrainable;
+pub use report::LoadReport;
+pub use spec::Pretrain;
 
 /// Paths the derive's generated code goes through. Not public API.
 #[doc(hidden)]

@@ -57,7 +57,7 @@ pub trait PretrainExt: Pretrainable + Clone {
 
     /// The checkpoint keys this model's tensors load from, in the PyTorch convention.
     fn pretrain_keys(&self) -> Vec<String> {
-        let mut mapper = Mapper::new(crate::Convention::Pytorch, None, Mode::Plan);
+        let mut mapper = Mapper::new(crate::format::Convention::Pytorch, None, Mode::Plan);
         self.clone().map_pretrain(&mut mapper);
         mapper.targets.into_iter().map(|t| t.key).collect()
     }
@@ -83,7 +83,7 @@ struct Prepared {
     view_keys: BTreeSet<String>,
     source: String,
     checkpoint: Checkpoint,
-    convention: crate::Convention,
+    convention: crate::format::Convention,
     view: View,
     plan: Plan,
 }

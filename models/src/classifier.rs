@@ -23,8 +23,8 @@ pub enum Activation {
 
 /// The built-in backbones, as the BACKBONES registry builds them.
 #[derive(Module, Debug, Pretrainable)]
-#[allow(missing_docs)]
 pub enum Backbone {
+    /// `{type: ResNet, depth, ...}`.
     ResNet(ResNet),
 }
 

@@ -5,11 +5,14 @@ use burn::prelude::*;
 
 /// A batch of features, rank 2 to 5 (`[batch, channels, ...]`).
 #[derive(Debug, Clone)]
-#[allow(missing_docs)]
 pub enum Features {
+    /// `[batch, channels]`.
     D2(Tensor<2>),
+    /// `[batch, channels, length]`.
     D3(Tensor<3>),
+    /// `[batch, channels, height, width]`.
     D4(Tensor<4>),
+    /// `[batch, channels, depth, height, width]`.
     D5(Tensor<5>),
 }
 

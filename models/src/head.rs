@@ -84,8 +84,8 @@ impl Stage for ClassifierHead {
 
 /// The built-in heads, as the HEADS registry builds them.
 #[derive(Module, Debug, Pretrainable)]
-#[allow(missing_docs)]
 pub enum Head {
+    /// `{type: ClassifierHead, dim, num_classes, dropout_rate}`.
     ClassifierHead(ClassifierHead),
 }
 

@@ -18,6 +18,8 @@
 //! # Ok::<(), burn_pretrain_models::ConfigError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod classifier;
 mod features;
 mod head;

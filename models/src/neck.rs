@@ -96,9 +96,10 @@ impl Stage for Identity {
 
 /// The built-in necks, as the NECKS registry builds them.
 #[derive(Module, Debug, Pretrainable)]
-#[allow(missing_docs)]
 pub enum Neck {
+    /// `{type: GlobalAveragePooling, dim}`.
     GlobalAveragePooling(GlobalAveragePooling),
+    /// `{type: Identity}`: features pass through.
     Identity(Identity),
 }
 

@@ -485,10 +485,12 @@ fn kind_of(v: &Value) -> &'static str {
 
 /// The text formats a config can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum ConfigFormat {
+    /// `.json`.
     Json,
+    /// `.yaml` / `.yml`.
     Yaml,
+    /// `.toml`.
     Toml,
 }
 

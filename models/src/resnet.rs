@@ -273,12 +273,16 @@ impl Downsample {
 
 /// Two 3×3 convolutions with a skip connection (ResNet-18/34).
 #[derive(Module, Debug, Pretrainable)]
-#[allow(missing_docs)]
 pub struct BasicBlock {
+    /// The first 3×3 convolution (carries the stride).
     pub conv1: Conv2d,
+    /// Its BatchNorm.
     pub bn1: BatchNorm,
+    /// The second 3×3 convolution.
     pub conv2: Conv2d,
+    /// Its BatchNorm.
     pub bn2: BatchNorm,
+    /// The shortcut's projection, where shape or stride change.
     pub downsample: Option<Downsample>,
 }
 
@@ -307,14 +311,20 @@ impl BasicBlock {
 
 /// 1×1, grouped 3×3 (stride here, as torchvision's "ResNet V1.5"), 1×1 ×4 (ResNet-50+).
 #[derive(Module, Debug, Pretrainable)]
-#[allow(missing_docs)]
 pub struct Bottleneck {
+    /// The 1×1 reduction.
     pub conv1: Conv2d,
+    /// Its BatchNorm.
     pub bn1: BatchNorm,
+    /// The grouped 3×3 convolution (carries the stride).
     pub conv2: Conv2d,
+    /// Its BatchNorm.
     pub bn2: BatchNorm,
+    /// The 1×1 expansion.
     pub conv3: Conv2d,
+    /// Its BatchNorm.
     pub bn3: BatchNorm,
+    /// The shortcut's projection, where shape or stride change.
     pub downsample: Option<Downsample>,
 }
 
@@ -373,14 +383,20 @@ impl Block {
 /// torchvision's ResNet up to `layer4`: images `[batch, 3, h, w]` → features
 /// `[batch, channels, h/32, w/32]`.
 #[derive(Module, Debug, Pretrainable)]
-#[allow(missing_docs)]
 pub struct ResNet {
+    /// The 7×7 stride-2 stem.
     pub conv1: Conv2d,
+    /// The stem's BatchNorm.
     pub bn1: BatchNorm,
+    /// 3×3 stride-2 max pooling after the stem.
     pub maxpool: MaxPool2d,
+    /// Stage 1 (stride 1).
     pub layer1: Vec<Block>,
+    /// Stage 2 (stride 2).
     pub layer2: Vec<Block>,
+    /// Stage 3 (stride 2).
     pub layer3: Vec<Block>,
+    /// Stage 4 (stride 2).
     pub layer4: Vec<Block>,
 }
 

@@ -31,7 +31,7 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<HashMap<String, TensorDat
         })
         .collect();
     // Neighbouring tensors of one file are read together (one request when remote).
-    let entries: Vec<&crate::TensorEntry> = loads.iter().map(|(_, e, _)| *e).collect();
+    let entries: Vec<&crate::format::TensorEntry> = loads.iter().map(|(_, e, _)| *e).collect();
     let read = batch::read_many(&entries);
     let mut out = HashMap::new();
     for ((item, entry, cast), bytes) in loads.into_iter().zip(read) {

@@ -4,7 +4,7 @@
 //! left to the crates made for it: `pytorch-reader` (zip, legacy pickle, TAR), `safetensors`
 //! and `burn-pack`. Opening reads headers only; a tensor's bytes are read when
 //! [`TensorEntry::read`] is called. A sharded checkpoint (an `*.index.json` and its shard
-//! files, see [`sharded`]) opens as one checkpoint.
+//! files, see `sharded.rs`) opens as one checkpoint.
 
 mod burnpack;
 mod checkpoint;
@@ -73,20 +73,32 @@ pub enum Convention {
 /// Element type of a stored tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-#[allow(missing_docs)]
 pub enum DType {
+    /// 64-bit float.
     F64,
+    /// 32-bit float.
     F32,
+    /// IEEE half precision.
     F16,
+    /// bfloat16.
     BF16,
+    /// 64-bit signed integer.
     I64,
+    /// 32-bit signed integer.
     I32,
+    /// 16-bit signed integer.
     I16,
+    /// 8-bit signed integer.
     I8,
+    /// 64-bit unsigned integer.
     U64,
+    /// 32-bit unsigned integer.
     U32,
+    /// 16-bit unsigned integer.
     U16,
+    /// 8-bit unsigned integer.
     U8,
+    /// Boolean, one byte each.
     Bool,
 }
 

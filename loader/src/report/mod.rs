@@ -6,12 +6,13 @@ use std::fmt;
 
 use serde::Serialize;
 
-pub(crate) mod fold;
+mod fold;
+
+pub use fold::fold_keys;
 
 use crate::format::{Convention, DType, Format};
 use crate::plan::{Action, Plan};
 use crate::view::ViewStep;
-use fold::fold_keys;
 
 /// A tensor whose shape differs between model and checkpoint; the model kept its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

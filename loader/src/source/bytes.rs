@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 /// Random access to a checkpoint's bytes: a local file, or a remote one read by byte ranges
-/// (see [`Pretrain::with_ranged`](crate::Pretrain::with_ranged)).
+/// (see [`Pretrain::with_ranged`](crate::spec::Pretrain::with_ranged)).
 pub(crate) trait ByteSource: Send + Sync {
     /// The size in bytes.
     fn len(&self) -> u64;

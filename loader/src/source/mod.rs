@@ -1,7 +1,7 @@
 //! Sources: where a checkpoint is → a local file the formats can read.
 //!
 //! One parser ([`Location::parse`]) turns the `path` of a [`Pretrain`] into a location; local
-//! paths are used in place, every remote scheme downloads through the one [`cache`] (atomic
+//! paths are used in place, every remote scheme downloads through the one cache (atomic
 //! rename, resume, sha256, a lock so N processes download once). One file per scheme, each
 //! behind a cargo feature: `http` (reqwest), `s3`/`gcs`/`azure` (`object_store`), `hf` (`hf-hub`).
 

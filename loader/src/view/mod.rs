@@ -370,7 +370,7 @@ impl CheckpointView {
     }
 
     /// What the view did.
-    pub fn steps(&self) -> &[crate::ViewStep] {
+    pub fn steps(&self) -> &[crate::view::ViewStep] {
         &self.view.steps
     }
 

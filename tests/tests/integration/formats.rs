@@ -1,7 +1,9 @@
 //! Every format, recognised by content, loads the values PyTorch (or burn) saved.
 
 use burn::prelude::*;
-use burn_pretrain::{Checkpoint, Convention, DType, Format, PretrainExt, ViewStep};
+use burn_pretrain::format::{Convention, DType, Format};
+use burn_pretrain::view::ViewStep;
+use burn_pretrain::{Checkpoint, PretrainExt};
 use burn_pretrain_tests::{Backbone, Classifier, StateDict, assert_values_eq, expected, fixture};
 
 #[test]

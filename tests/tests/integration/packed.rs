@@ -8,7 +8,8 @@ use burn::nn::transformer::{TransformerDecoderInput, TransformerEncoderInput};
 use burn::nn::{PaddingConfig2d, activation::ActivationConfig};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn_pretrain::{Checkpoint, PretrainExt, Pretrainable, export_tensors};
+use burn_pretrain::export::export_tensors;
+use burn_pretrain::{Checkpoint, PretrainExt, Pretrainable};
 use burn_pretrain_tests::packed::{Seq, Transformer};
 use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
 
@@ -242,7 +243,7 @@ fn burnpack_of_a_packed_model_loads_by_burn_paths() {
     source.save_into(&mut store).unwrap();
 
     let (model, report) = Seq::new(16, &device).load_pretrained(&path).unwrap();
-    assert_eq!(report.convention(), burn_pretrain::Convention::Burn);
+    assert_eq!(report.convention(), burn_pretrain::format::Convention::Burn);
     assert!(report.is_complete(), "{report}");
     assert!(report.split().is_empty(), "burn's paths need no splitting");
     assert!(
@@ -295,7 +296,7 @@ fn a_mapping_that_changes_between_plan_and_apply_is_an_error() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use burn::nn::{Linear, LinearConfig};
-    use burn_pretrain::Mapper;
+    use burn_pretrain::mapping::Mapper;
 
     static WALKS: AtomicUsize = AtomicUsize::new(0);
 

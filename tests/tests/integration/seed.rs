@@ -2,7 +2,9 @@
 //! a sub-level, torchvision's extra `fc`, and a model with tensors the checkpoint lacks.
 
 use burn::prelude::*;
-use burn_pretrain::{Format, Pretrain, PretrainExt, ViewStep};
+use burn_pretrain::format::Format;
+use burn_pretrain::view::ViewStep;
+use burn_pretrain::{Pretrain, PretrainExt};
 use burn_pretrain_tests::{Backbone, Classifier, StateDict, assert_values_eq, expected, fixture};
 
 const DP: &str = "dataparallel/classifier_dp.pth";

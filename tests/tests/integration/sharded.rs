@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use burn_pretrain::{Checkpoint, Error, Format, Pretrain, PretrainExt};
+use burn_pretrain::format::Format;
+use burn_pretrain::{Checkpoint, Error, Pretrain, PretrainExt};
 use burn_pretrain_models::{ResNet, ResNetConfig};
 use burn_pretrain_tests::server::{Behavior, TestServer};
 use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
