@@ -9,7 +9,7 @@ use crate::mapping::{Mapper, Mode, Pretrainable};
 use crate::plan::Plan;
 use crate::report::LoadReport;
 use crate::source::{self, Location};
-use crate::spec::Pretrain;
+use crate::spec::{FetchOptions, Pretrain};
 use crate::view::View;
 
 /// Loading methods, available on every [`Pretrainable`] module.
@@ -91,7 +91,7 @@ struct Prepared {
 impl Prepared {
     fn new<M: Pretrainable + Clone>(model: &M, spec: &Pretrain) -> Result<Self> {
         let (location, checkpoint) = open_located(spec)?;
-        let convention = spec.convention().unwrap_or(checkpoint.convention());
+        let convention = spec.view().convention.unwrap_or(checkpoint.convention());
         // Planning walks a clone (cheap: parameters are shared handles, lazy ones stay lazy).
         // A first walk names the model's top-level keys, which the view needs to unwrap
         // containers; the second sees the view, so mappings with alternatives can choose.
@@ -102,7 +102,7 @@ impl Prepared {
             .iter()
             .filter_map(|t| t.key.split('.').next().map(str::to_string))
             .collect();
-        let view = View::build(&checkpoint, spec, &roots)?;
+        let view = View::build(&checkpoint, spec.view(), &roots)?;
         let view_keys: BTreeSet<String> = view.entries.iter().map(|e| e.key.clone()).collect();
         let mut mapper = Mapper::new(convention, Some(&view_keys), Mode::Plan);
         model.clone().map_pretrain(&mut mapper);
@@ -144,17 +144,20 @@ pub fn open_checkpoint(spec: &Pretrain) -> Result<Checkpoint> {
 
 fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
     let location = Location::parse(spec.path())?;
-    let (index_path, opened) = open_fetched(spec, &location)?;
+    let (index_path, opened) = open_fetched(spec.fetch(), &location)?;
     let checkpoint = match opened {
         Opened::Tensors(checkpoint) => checkpoint,
         // A sharded checkpoint: each shard comes from beside the index, through the same
         // source and cache. The spec's sha256 is the index's; shards have none.
         Opened::Index(index) => {
-            let shard_spec = spec.clone().without_sha256();
+            let shard_options = FetchOptions {
+                sha256: None,
+                ..spec.fetch().clone()
+            };
             sharded::merge(&index_path, &index, |name| {
                 let shard = location.sibling(name);
                 tracing::debug!("shard {name} of {location}: {shard}");
-                open_fetched(&shard_spec, &shard)?
+                open_fetched(&shard_options, &shard)?
                     .1
                     .into_shard(&index_path, name)
             })?
@@ -165,8 +168,8 @@ fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
 
 /// Open `location`: by byte ranges when the spec asks and the file allows, else fetched into
 /// a local file; a cache entry that does not parse is fetched again, never used.
-fn open_fetched(spec: &Pretrain, location: &Location) -> Result<(PathBuf, Opened)> {
-    if let Some(remote) = source::open_ranged(spec, location)? {
+fn open_fetched(options: &FetchOptions, location: &Location) -> Result<(PathBuf, Opened)> {
+    if let Some(remote) = source::open_ranged(options, location)? {
         let shown = PathBuf::from(location.to_string());
         match Checkpoint::open_source(&shown, remote)? {
             Some(opened) => return Ok((shown, opened)),
@@ -175,11 +178,11 @@ fn open_fetched(spec: &Pretrain, location: &Location) -> Result<(PathBuf, Opened
             ),
         }
     }
-    let fetched = source::fetch(spec, location, false)?;
+    let fetched = source::fetch(options, location, false)?;
     match Checkpoint::open_file(&fetched.path) {
         Err(e) if fetched.cached => {
             tracing::warn!("cached copy of {location} is unreadable ({e}); fetching it again");
-            let fetched = source::fetch(spec, location, true)?;
+            let fetched = source::fetch(options, location, true)?;
             let opened = Checkpoint::open_file(&fetched.path)?;
             Ok((fetched.path, opened))
         }

@@ -1,6 +1,7 @@
 //! `Pretrain`: what to load and how, from code or from a config.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -17,11 +18,105 @@ pub struct Remap {
     pub to: String,
 }
 
-/// Where a pretrained checkpoint is and how to read it into a model.
+/// How a remote checkpoint is fetched: integrity, cache, network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct FetchOptions {
+    /// The expected sha256 (full, or a prefix of at least 8 hex digits) of a download.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Use only the cache, never download.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
+    /// The cache folder (else `$BURN_PRETRAIN_CACHE`, else `~/.cache/burn-pretrain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
+    /// The endpoint of an S3-compatible store or of a Hub mirror.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// How long a connect, read or write may take (else `$BURN_PRETRAIN_TIMEOUT`, else 30 s).
+    /// In configs: seconds, a positive number.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "seconds::serialize",
+        deserialize_with = "seconds::deserialize"
+    )]
+    pub timeout: Option<Duration>,
+    /// Read remote safetensors by byte ranges instead of downloading them whole.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ranged: bool,
+}
+
+/// How the checkpoint's keys are seen by the model: containers, prefixes, renames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ViewOptions {
+    /// Keep only the keys under this prefix, without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_level: Option<String>,
+    /// Regex renames, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remap: Vec<Remap>,
+    /// Take the EMA weights instead of the raw ones.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ema: bool,
+    /// The naming convention, instead of the format's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub convention: Option<Convention>,
+    /// Unwrap containers and wrapper prefixes automatically (default on).
+    #[serde(skip_serializing_if = "is_true")]
+    pub unwrap: bool,
+}
+
+impl Default for ViewOptions {
+    fn default() -> Self {
+        Self {
+            sub_level: None,
+            remap: Vec::new(),
+            ema: false,
+            convention: None,
+            unwrap: true,
+        }
+    }
+}
+
+/// Timeouts as seconds in configs.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let Some(seconds) = Option::<f64>::deserialize(d)? else {
+            return Ok(None);
+        };
+        if seconds.is_nan() || seconds <= 0.0 {
+            return Err(serde::de::Error::custom(format!(
+                "timeout must be a positive number of seconds, not {seconds}"
+            )));
+        }
+        // Longer than a Duration holds (1e300 s): no practical limit.
+        Ok(Some(
+            Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX),
+        ))
+    }
+}
+
+/// Where a pretrained checkpoint is and how to read it into a model: a location, how to fetch
+/// it ([`FetchOptions`]) and how to view its keys ([`ViewOptions`]).
 ///
 /// Built from a path (`Pretrain::from("pretrain.pth")`, or any `&str`/`String`), refined with
 /// the consuming `with_*` setters, or deserialised from a config, either as a plain string or
-/// as a map:
+/// as a map (`path` and the fields of both option groups, flat):
 ///
 /// ```
 /// use burn_pretrain::Pretrain;
@@ -33,36 +128,15 @@ pub struct Remap {
 /// let plain: Pretrain = serde_json::from_str(r#""ssl.pth""#).unwrap();
 /// assert_eq!(plain.path(), "ssl.pth");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[must_use]
 pub struct Pretrain {
     path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sub_level: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    remap: Vec<Remap>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    ema: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    convention: Option<Convention>,
-    #[serde(skip_serializing_if = "is_true")]
-    unwrap: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sha256: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    offline: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache_dir: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    endpoint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout: Option<f64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    ranged: bool,
+    #[serde(flatten)]
+    fetch: FetchOptions,
+    #[serde(flatten)]
+    view: ViewOptions,
 }
-
-// `timeout` is a finite number of seconds; comparing specs bitwise is what equality means here.
-impl Eq for Pretrain {}
 
 fn is_true(b: &bool) -> bool {
     *b
@@ -73,17 +147,8 @@ impl Pretrain {
     pub fn from_path(path: impl Into<String>) -> Self {
         Self {
             path: path.into(),
-            sub_level: None,
-            remap: Vec::new(),
-            ema: false,
-            convention: None,
-            unwrap: true,
-            sha256: None,
-            offline: false,
-            cache_dir: None,
-            endpoint: None,
-            timeout: None,
-            ranged: false,
+            fetch: FetchOptions::default(),
+            view: ViewOptions::default(),
         }
     }
 
@@ -91,14 +156,14 @@ impl Pretrain {
     /// `backbone.conv1.weight` into `conv1.weight`; nested levels as `"model.backbone"`).
     pub fn with_sub_level(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
-        self.sub_level = Some(prefix.trim_end_matches('.').to_string());
+        self.view.sub_level = Some(prefix.trim_end_matches('.').to_string());
         self
     }
 
     /// Rename keys matching the regular expression `from` to `to` (applied in the order added,
     /// after unwrapping, prefix stripping and `sub_level`).
     pub fn with_remap(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
-        self.remap.push(Remap {
+        self.view.remap.push(Remap {
             from: from.into(),
             to: to.into(),
         });
@@ -107,52 +172,52 @@ impl Pretrain {
 
     /// Take the EMA weights (`model_ema`, `ema`, `state_dict_ema`, ...) instead of the raw ones.
     pub fn with_ema(mut self, ema: bool) -> Self {
-        self.ema = ema;
+        self.view.ema = ema;
         self
     }
 
     /// Say which naming convention the checkpoint follows instead of guessing from its format.
     pub fn with_convention(mut self, convention: Convention) -> Self {
-        self.convention = Some(convention);
+        self.view.convention = Some(convention);
         self
     }
 
     /// Turn the automatic unwrapping of containers and prefixes (`state_dict`, `module.`,
     /// `_orig_mod.`) on or off (on by default).
     pub fn with_unwrap(mut self, unwrap: bool) -> Self {
-        self.unwrap = unwrap;
+        self.view.unwrap = unwrap;
         self
     }
 
     /// Expect this sha256 (full, or a prefix of at least 8 hex digits) of a downloaded file;
     /// a download that does not match is discarded.
     pub fn with_sha256(mut self, sha256: impl Into<String>) -> Self {
-        self.sha256 = Some(sha256.into());
+        self.fetch.sha256 = Some(sha256.into());
         self
     }
 
     /// Use only the cache: never download (also `BURN_PRETRAIN_OFFLINE=1`).
     pub fn with_offline(mut self, offline: bool) -> Self {
-        self.offline = offline;
+        self.fetch.offline = offline;
         self
     }
 
     /// Cache downloads in `dir` instead of `$BURN_PRETRAIN_CACHE` or `~/.cache/burn-pretrain`.
     pub fn with_cache_dir(mut self, dir: impl Into<String>) -> Self {
-        self.cache_dir = Some(dir.into());
+        self.fetch.cache_dir = Some(dir.into());
         self
     }
 
     /// The endpoint of an S3-compatible store (MinIO, Aliyun OSS) or of a Hub mirror.
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = Some(endpoint.into());
+        self.fetch.endpoint = Some(endpoint.into());
         self
     }
 
-    /// Seconds a connect, read or write of a download may take (default 30, or
-    /// `$BURN_PRETRAIN_TIMEOUT`).
-    pub fn with_timeout(mut self, seconds: f64) -> Self {
-        self.timeout = Some(seconds);
+    /// How long a connect, read or write of a download may take (default 30 s, or
+    /// `$BURN_PRETRAIN_TIMEOUT` seconds).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch.timeout = Some(timeout);
         self
     }
 
@@ -163,45 +228,8 @@ impl Pretrain {
     /// without range support, offline mode, a file already in the cache) the checkpoint is
     /// fetched whole through the cache as usual.
     pub fn with_ranged(mut self, ranged: bool) -> Self {
-        self.ranged = ranged;
+        self.fetch.ranged = ranged;
         self
-    }
-
-    /// Whether remote safetensors are read by byte ranges instead of downloaded whole.
-    pub fn ranged(&self) -> bool {
-        self.ranged
-    }
-
-    /// The download timeout in seconds, if given.
-    pub fn timeout(&self) -> Option<f64> {
-        self.timeout
-    }
-
-    /// The same spec without a sha256 (for the shards of a sharded checkpoint, whose index
-    /// the hash names).
-    pub(crate) fn without_sha256(mut self) -> Self {
-        self.sha256 = None;
-        self
-    }
-
-    /// The expected sha256, if given.
-    pub fn sha256(&self) -> Option<&str> {
-        self.sha256.as_deref()
-    }
-
-    /// Whether downloads are forbidden.
-    pub fn offline(&self) -> bool {
-        self.offline
-    }
-
-    /// The cache folder, if given.
-    pub fn cache_dir(&self) -> Option<&str> {
-        self.cache_dir.as_deref()
-    }
-
-    /// The store or Hub endpoint, if given.
-    pub fn endpoint(&self) -> Option<&str> {
-        self.endpoint.as_deref()
     }
 
     /// The checkpoint's location as given.
@@ -209,29 +237,14 @@ impl Pretrain {
         &self.path
     }
 
-    /// The `sub_level` prefix, if any.
-    pub fn sub_level(&self) -> Option<&str> {
-        self.sub_level.as_deref()
+    /// How the checkpoint is fetched.
+    pub fn fetch(&self) -> &FetchOptions {
+        &self.fetch
     }
 
-    /// The key remaps, in order.
-    pub fn remaps(&self) -> &[Remap] {
-        &self.remap
-    }
-
-    /// Whether EMA weights are asked for.
-    pub fn ema(&self) -> bool {
-        self.ema
-    }
-
-    /// The convention forced by the user, if any.
-    pub fn convention(&self) -> Option<Convention> {
-        self.convention
-    }
-
-    /// Whether containers and wrapper prefixes are unwrapped automatically.
-    pub fn unwrap(&self) -> bool {
-        self.unwrap
+    /// How its keys are seen.
+    pub fn view(&self) -> &ViewOptions {
+        &self.view
     }
 }
 
@@ -277,37 +290,48 @@ impl From<&Pretrain> for Pretrain {
     }
 }
 
-/// The map form of a spec, with unknown fields refused.
+/// The fields of the map form: `path` and both option groups, flat. Keys are read as these,
+/// so an unknown one is refused where it stands (and a config error names its path).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PretrainMap {
-    path: String,
-    #[serde(default)]
-    sub_level: Option<String>,
-    #[serde(default)]
-    remap: Vec<Remap>,
-    #[serde(default)]
-    ema: bool,
-    #[serde(default)]
-    convention: Option<Convention>,
-    #[serde(default = "default_true")]
-    unwrap: bool,
-    #[serde(default)]
-    sha256: Option<String>,
-    #[serde(default)]
-    offline: bool,
-    #[serde(default)]
-    cache_dir: Option<String>,
-    #[serde(default)]
-    endpoint: Option<String>,
-    #[serde(default)]
-    timeout: Option<f64>,
-    #[serde(default)]
-    ranged: bool,
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    Path,
+    SubLevel,
+    Remap,
+    Ema,
+    Convention,
+    Unwrap,
+    Sha256,
+    Offline,
+    CacheDir,
+    Endpoint,
+    Timeout,
+    Ranged,
 }
 
-fn default_true() -> bool {
-    true
+/// Every field of the map form, for the "expected" message.
+const FIELDS: &[&str] = &[
+    "path",
+    "sub_level",
+    "remap",
+    "ema",
+    "convention",
+    "unwrap",
+    "sha256",
+    "offline",
+    "cache_dir",
+    "endpoint",
+    "timeout",
+    "ranged",
+];
+
+/// A timeout value in a config: seconds.
+struct Seconds(Option<Duration>);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        seconds::deserialize(d).map(Seconds)
+    }
 }
 
 impl<'de> Deserialize<'de> for Pretrain {
@@ -318,29 +342,46 @@ impl<'de> Deserialize<'de> for Pretrain {
             type Value = Pretrain;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a checkpoint path or a map with `path` and optional `sub_level`, `remap`, `ema`, `convention`, `unwrap`, `sha256`, `offline`, `cache_dir`, `endpoint`, `timeout`, `ranged`")
+                write!(
+                    f,
+                    "a checkpoint path or a map with `path` and optional {}",
+                    FIELDS[1..]
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Pretrain, E> {
                 Ok(Pretrain::from_path(v))
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Pretrain, A::Error> {
-                let m = PretrainMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                let mut spec = Pretrain::from_path(m.path);
-                if let Some(s) = m.sub_level {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pretrain, A::Error> {
+                let mut path = None;
+                let mut fetch = FetchOptions::default();
+                let mut view = ViewOptions::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Path => path = Some(map.next_value()?),
+                        Field::SubLevel => view.sub_level = map.next_value()?,
+                        Field::Remap => view.remap = map.next_value()?,
+                        Field::Ema => view.ema = map.next_value()?,
+                        Field::Convention => view.convention = map.next_value()?,
+                        Field::Unwrap => view.unwrap = map.next_value()?,
+                        Field::Sha256 => fetch.sha256 = map.next_value()?,
+                        Field::Offline => fetch.offline = map.next_value()?,
+                        Field::CacheDir => fetch.cache_dir = map.next_value()?,
+                        Field::Endpoint => fetch.endpoint = map.next_value()?,
+                        Field::Timeout => fetch.timeout = map.next_value::<Seconds>()?.0,
+                        Field::Ranged => fetch.ranged = map.next_value()?,
+                    }
+                }
+                let path = path.ok_or_else(|| de::Error::missing_field("path"))?;
+                let mut spec = Pretrain { path, fetch, view };
+                if let Some(s) = spec.view.sub_level.take() {
                     spec = spec.with_sub_level(s);
                 }
-                spec.remap = m.remap;
-                spec.ema = m.ema;
-                spec.convention = m.convention;
-                spec.unwrap = m.unwrap;
-                spec.sha256 = m.sha256;
-                spec.offline = m.offline;
-                spec.cache_dir = m.cache_dir;
-                spec.endpoint = m.endpoint;
-                spec.timeout = m.timeout;
-                spec.ranged = m.ranged;
                 Ok(spec)
             }
         }
@@ -380,11 +421,26 @@ mod tests {
             .with_offline(true)
             .with_cache_dir("/c")
             .with_endpoint("http://127.0.0.1:9000")
-            .with_timeout(2.5)
+            .with_timeout(Duration::from_millis(2500))
             .with_ranged(true);
         assert_eq!(spec, expected);
         let round = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<Pretrain>(&round).unwrap(), expected);
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        let spec: Pretrain = serde_json::from_str(r#"{"path": "a", "timeout": 1e300}"#).unwrap();
+        assert_eq!(spec.fetch().timeout, Some(Duration::MAX));
+        let spec: Pretrain = serde_json::from_str(r#"{"path": "a", "timeout": 30}"#).unwrap();
+        assert_eq!(spec.fetch().timeout, Some(Duration::from_secs(30)));
+        for bad in ["0", "-1"] {
+            let err =
+                serde_json::from_str::<Pretrain>(&format!(r#"{{"path": "a", "timeout": {bad}}}"#))
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains("positive number of seconds"), "{err}");
+        }
     }
 
     #[test]

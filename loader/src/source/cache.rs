@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::spec::Pretrain;
+use crate::source::Location;
+use crate::spec::FetchOptions;
 
 /// Environment variable naming the cache folder.
 pub const CACHE_ENV: &str = "BURN_PRETRAIN_CACHE";
@@ -37,11 +38,12 @@ fn home_cache() -> PathBuf {
 }
 
 impl Cache {
-    /// The cache a spec uses: its `cache_dir`, else `$BURN_PRETRAIN_CACHE`, else
+    /// The cache `options` use: their `cache_dir`, else `$BURN_PRETRAIN_CACHE`, else
     /// `$XDG_CACHE_HOME/burn-pretrain` or `~/.cache/burn-pretrain`.
-    pub fn for_spec(spec: &Pretrain) -> Self {
-        let dir = spec
-            .cache_dir()
+    pub fn new(options: &FetchOptions) -> Self {
+        let dir = options
+            .cache_dir
+            .as_deref()
             .map(PathBuf::from)
             .or_else(|| {
                 std::env::var_os(CACHE_ENV)
@@ -54,7 +56,7 @@ impl Cache {
             .unwrap_or(false);
         Self {
             dir,
-            offline: spec.offline() || env_offline,
+            offline: options.offline || env_offline,
         }
     }
 
@@ -74,26 +76,28 @@ impl Cache {
         self.dir.join(format!("{}-{file_name}", &digest[..16]))
     }
 
-    /// Return a verified local copy of `shown` (the redacted URI), downloading it with
-    /// `download(file, offset)` if needed: `file` is the `.part` file opened for appending,
-    /// `offset` how many bytes it already holds.
+    /// Return a verified local copy of `location`, downloading it with `download(file,
+    /// offset)` if needed: `file` is the `.part` file opened for appending, `offset` how many
+    /// bytes it already holds. `refetch` drops the entry first (it failed to parse).
     pub fn fetch(
         &self,
-        shown: &str,
-        key_uri: &str,
-        file_name: &str,
-        spec: &Pretrain,
+        location: &Location,
+        options: &FetchOptions,
         refetch: bool,
         download: impl FnOnce(&mut File, u64) -> Result<()>,
     ) -> Result<PathBuf> {
+        let shown = &location.to_string();
+        let key_uri = &location.cache_key();
+        let file_name = &location.file_name();
         let cache_err = |path: &Path, source: io::Error| Error::Cache {
             path: path.to_path_buf(),
             source,
         };
         fs::create_dir_all(&self.dir).map_err(|e| cache_err(&self.dir, e))?;
         let entry = self.entry(key_uri, file_name);
-        let expected = spec
-            .sha256()
+        let expected = options
+            .sha256
+            .as_deref()
             .map(str::to_ascii_lowercase)
             .or_else(|| torch_hub_hash(file_name));
 

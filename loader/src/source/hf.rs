@@ -9,11 +9,11 @@ use hf_hub::{Repo, RepoType};
 
 use super::Cache;
 use crate::error::{Cause, Error, Result};
-use crate::spec::Pretrain;
+use crate::spec::FetchOptions;
 
 pub(super) fn fetch(
     cache: &Cache,
-    spec: &Pretrain,
+    options: &FetchOptions,
     repo: &str,
     revision: Option<&str>,
     file: &str,
@@ -38,8 +38,9 @@ pub(super) fn fetch(
     }
     let mut builder = ApiBuilder::from_cache(hf_cache)
         .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if let Some(endpoint) = spec
-        .endpoint()
+    if let Some(endpoint) = options
+        .endpoint
+        .as_deref()
         .map(str::to_string)
         .or_else(|| std::env::var("HF_ENDPOINT").ok())
     {

@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 
 use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::ByteSource;
-use crate::spec::Pretrain;
+use crate::spec::FetchOptions;
 
 /// Environment variable: seconds a connect, read or write may take (default 30).
 pub const TIMEOUT_ENV: &str = "BURN_PRETRAIN_TIMEOUT";
@@ -26,23 +26,24 @@ enum Failure {
     Fatal(Error),
 }
 
-fn timeout(spec: &Pretrain) -> Duration {
-    spec.timeout()
+fn timeout(options: &FetchOptions) -> Duration {
+    options
+        .timeout
         .or_else(|| {
             std::env::var(TIMEOUT_ENV)
                 .ok()
                 .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| *s > 0.0)
+                // Longer than a Duration holds (1e300 s): no practical limit.
+                .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))
         })
-        .filter(|s| s.is_finite() && *s > 0.0)
-        // A timeout too large for a Duration (1e300 s) means no practical limit.
-        .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))
         .unwrap_or(Duration::from_secs(30))
 }
 
 /// Download `url` into `file` (opened for appending, holding `offset` bytes already).
 pub(super) fn download(
     url: &url::Url,
-    spec: &Pretrain,
+    options: &FetchOptions,
     shown: &str,
     file: &mut File,
     offset: u64,
@@ -51,7 +52,7 @@ pub(super) fn download(
         uri: shown.to_string(),
         source,
     };
-    let client = client(spec).map_err(|e| fail(context("http client", e)))?;
+    let client = client(options).map_err(|e| fail(context("http client", e)))?;
     let mut have = offset;
     let result = retrying(shown, || {
         let result = attempt_once(&client, url, shown, file, have);
@@ -68,9 +69,9 @@ pub(super) fn download(
 
 /// The one client of this process for a timeout: downloads and ranged reads share its
 /// connection pool (reqwest clients are handles to one pool).
-fn client(spec: &Pretrain) -> reqwest::Result<reqwest::blocking::Client> {
+fn client(options: &FetchOptions) -> reqwest::Result<reqwest::blocking::Client> {
     static CLIENTS: OnceLock<Mutex<HashMap<Duration, reqwest::blocking::Client>>> = OnceLock::new();
-    let timeout = timeout(spec);
+    let timeout = timeout(options);
     let mut clients = CLIENTS
         .get_or_init(Default::default)
         .lock()
@@ -270,14 +271,14 @@ const PROBE: u64 = 512;
 /// server answers ranges at all (`Ok(None)` when it does not), and is kept.
 pub(super) fn open_ranged(
     url: &url::Url,
-    spec: &Pretrain,
+    options: &FetchOptions,
     shown: &str,
 ) -> Result<Option<RangedHttp>> {
     let fail = |source: Cause| Error::Download {
         uri: shown.to_string(),
         source,
     };
-    let client = client(spec).map_err(|e| fail(context("http client", e)))?;
+    let client = client(options).map_err(|e| fail(context("http client", e)))?;
     let mut reader = RangedHttp {
         client,
         url: url.clone(),
@@ -435,11 +436,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timeouts_beyond_a_duration_mean_no_limit_and_nonsense_means_the_default() {
-        let with = |s: f64| timeout(&Pretrain::from("x.pth").with_timeout(s));
-        assert_eq!(with(1e300), Duration::MAX);
-        assert_eq!(with(2.5), Duration::from_millis(2500));
-        assert_eq!(with(f64::NAN), Duration::from_secs(30));
-        assert_eq!(with(-1.0), Duration::from_secs(30));
+    fn the_spec_timeout_wins_and_the_default_is_30_seconds() {
+        let given = FetchOptions {
+            timeout: Some(Duration::from_millis(2500)),
+            ..FetchOptions::default()
+        };
+        assert_eq!(timeout(&given), Duration::from_millis(2500));
+        if std::env::var_os(TIMEOUT_ENV).is_none() {
+            assert_eq!(timeout(&FetchOptions::default()), Duration::from_secs(30));
+        }
     }
 }

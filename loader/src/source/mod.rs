@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::spec::Pretrain;
+use crate::spec::FetchOptions;
 
 pub(crate) use cache::Cache;
 
@@ -294,13 +294,13 @@ pub(crate) struct Fetched {
     allow(unused_variables)
 )]
 pub(crate) fn open_ranged(
-    spec: &Pretrain,
+    options: &FetchOptions,
     location: &Location,
 ) -> Result<Option<std::sync::Arc<dyn bytes::ByteSource>>> {
-    if !spec.ranged() {
+    if !options.ranged {
         return Ok(None);
     }
-    let cache = Cache::for_spec(spec);
+    let cache = Cache::new(options);
     let uri = location.to_string();
     if cache.offline()
         || cache
@@ -312,7 +312,7 @@ pub(crate) fn open_ranged(
     match location {
         #[cfg(feature = "http")]
         Location::Http(url) => {
-            let reader = http::open_ranged(url, spec, &uri)?;
+            let reader = http::open_ranged(url, options, &uri)?;
             if reader.is_none() {
                 tracing::info!("{uri} does not answer range requests; downloading it whole");
             }
@@ -324,22 +324,22 @@ pub(crate) fn open_ranged(
             bucket,
             key,
         } => {
-            let reader = object_store::open_ranged(*scheme, bucket, key, spec, &uri)?;
+            let reader = object_store::open_ranged(*scheme, bucket, key, options, &uri)?;
             Ok(Some(std::sync::Arc::new(reader)))
         }
         _ => Ok(None),
     }
 }
 
-/// Make the checkpoint of `spec` a local file, downloading into the cache if it is remote.
+/// Make the checkpoint at `location` a local file, downloading into the cache if it is remote.
 /// `refetch` drops a cache entry first (it failed to parse).
 #[cfg_attr(
     not(any(feature = "http", feature = "object-store", feature = "hf")),
     allow(unused_variables)
 )]
-pub(crate) fn fetch(spec: &Pretrain, location: &Location, refetch: bool) -> Result<Fetched> {
+pub(crate) fn fetch(options: &FetchOptions, location: &Location, refetch: bool) -> Result<Fetched> {
     let uri = location.to_string();
-    let cache = Cache::for_spec(spec);
+    let cache = Cache::new(options);
     match location {
         Location::Local(path) => Ok(Fetched {
             path: path.clone(),
@@ -347,14 +347,9 @@ pub(crate) fn fetch(spec: &Pretrain, location: &Location, refetch: bool) -> Resu
         }),
         #[cfg(feature = "http")]
         Location::Http(url) => {
-            let path = cache.fetch(
-                &uri,
-                &location.cache_key(),
-                &location.file_name(),
-                spec,
-                refetch,
-                |file, offset| http::download(url, spec, &uri, file, offset),
-            )?;
+            let path = cache.fetch(location, options, refetch, |file, offset| {
+                http::download(url, options, &uri, file, offset)
+            })?;
             Ok(Fetched { path, cached: true })
         }
         #[cfg(feature = "object-store")]
@@ -363,16 +358,9 @@ pub(crate) fn fetch(spec: &Pretrain, location: &Location, refetch: bool) -> Resu
             bucket,
             key,
         } => {
-            let path = cache.fetch(
-                &uri,
-                &location.cache_key(),
-                &location.file_name(),
-                spec,
-                refetch,
-                |file, offset| {
-                    object_store::download(*scheme, bucket, key, spec, &uri, file, offset)
-                },
-            )?;
+            let path = cache.fetch(location, options, refetch, |file, offset| {
+                object_store::download(*scheme, bucket, key, options, &uri, file, offset)
+            })?;
             Ok(Fetched { path, cached: true })
         }
         #[cfg(feature = "hf")]
@@ -381,7 +369,15 @@ pub(crate) fn fetch(spec: &Pretrain, location: &Location, refetch: bool) -> Resu
             revision,
             file,
         } => {
-            let path = hf::fetch(&cache, spec, repo, revision.as_deref(), file, &uri, refetch)?;
+            let path = hf::fetch(
+                &cache,
+                options,
+                repo,
+                revision.as_deref(),
+                file,
+                &uri,
+                refetch,
+            )?;
             Ok(Fetched { path, cached: true })
         }
         #[allow(unreachable_patterns)]

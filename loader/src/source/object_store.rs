@@ -14,12 +14,12 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use super::StoreScheme;
 use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::ByteSource;
-use crate::spec::Pretrain;
+use crate::spec::FetchOptions;
 
 fn store(
     scheme: StoreScheme,
     bucket: &str,
-    spec: &Pretrain,
+    options: &FetchOptions,
 ) -> object_store::Result<Box<dyn ObjectStore>> {
     match scheme {
         #[cfg(feature = "s3")]
@@ -28,8 +28,9 @@ fn store(
                 object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
             // The spec's endpoint wins over the environment's (`AWS_ENDPOINT` is read by
             // `from_env`; `AWS_ENDPOINT_URL` is the AWS CLI's name for it).
-            let endpoint = spec
-                .endpoint()
+            let endpoint = options
+                .endpoint
+                .as_deref()
                 .map(str::to_string)
                 .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
             if let Some(endpoint) = endpoint {
@@ -63,7 +64,7 @@ pub(super) fn download(
     scheme: StoreScheme,
     bucket: &str,
     key: &str,
-    spec: &Pretrain,
+    options: &FetchOptions,
     shown: &str,
     file: &mut File,
     offset: u64,
@@ -76,7 +77,7 @@ pub(super) fn download(
         .enable_all()
         .build()
         .map_err(|e| fail(context("async runtime", e)))?;
-    let store = store(scheme, bucket, spec).map_err(|e| fail(e.into()))?;
+    let store = store(scheme, bucket, options).map_err(|e| fail(e.into()))?;
     let path = StorePath::from(key);
     runtime.block_on(async {
         let options = GetOptions {
@@ -115,7 +116,7 @@ pub(super) fn open_ranged(
     scheme: StoreScheme,
     bucket: &str,
     key: &str,
-    spec: &Pretrain,
+    options: &FetchOptions,
     shown: &str,
 ) -> Result<RangedObject> {
     let fail = |source: Cause| Error::Download {
@@ -126,7 +127,7 @@ pub(super) fn open_ranged(
         .enable_all()
         .build()
         .map_err(|e| fail(context("async runtime", e)))?;
-    let store = store(scheme, bucket, spec).map_err(|e| fail(e.into()))?;
+    let store = store(scheme, bucket, options).map_err(|e| fail(e.into()))?;
     let path = StorePath::from(key);
     let meta = match runtime.block_on(store.head(&path)) {
         Ok(meta) => meta,

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::{Checkpoint, TensorEntry};
-use crate::spec::Pretrain;
+use crate::spec::{Pretrain, ViewOptions};
 
 /// Containers that hold the weights, in the order they are preferred.
 const CONTAINERS: &[&str] = &[
@@ -138,11 +138,11 @@ pub(crate) struct View {
 }
 
 impl View {
-    /// Apply `spec`'s steps to `checkpoint`. `model_roots` are the first segments of the
+    /// Apply the view `options` to `checkpoint`. `model_roots` are the first segments of the
     /// model's own keys: a container or wrapper name that the model itself uses is left alone.
     pub fn build(
         checkpoint: &Checkpoint,
-        spec: &Pretrain,
+        options: &ViewOptions,
         model_roots: &HashSet<String>,
     ) -> Result<Self> {
         let mut view = View {
@@ -157,11 +157,11 @@ impl View {
             steps: Vec::new(),
             dropped: Vec::new(),
         };
-        if spec.unwrap() {
-            view.unwrap_containers(spec.ema(), model_roots);
+        if options.unwrap {
+            view.unwrap_containers(options.ema, model_roots);
             view.strip_wrappers(model_roots);
         }
-        if spec.ema() {
+        if options.ema {
             let found = view.steps.iter().any(|s| {
                 matches!(s, ViewStep::Unwrapped { container, .. } if EMA_CONTAINERS.contains(&container.as_str()))
             });
@@ -172,10 +172,10 @@ impl View {
                 });
             }
         }
-        if let Some(prefix) = spec.sub_level() {
+        if let Some(prefix) = options.sub_level.as_deref() {
             view.sub_level(prefix, checkpoint)?;
         }
-        for remap in spec.remaps() {
+        for remap in &options.remap {
             view.remap(&remap.from, &remap.to)?;
         }
         view.check_collisions(checkpoint)?;
@@ -360,7 +360,7 @@ impl CheckpointView {
     /// names are not `state_dict`, `model`, `module`...).
     pub fn new(checkpoint: &Checkpoint, spec: &Pretrain) -> Result<Self> {
         Ok(Self {
-            view: View::build(checkpoint, spec, &HashSet::new())?,
+            view: View::build(checkpoint, spec.view(), &HashSet::new())?,
         })
     }
 
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn nested_containers_and_wrappers_unwrap_in_turn() {
         let ckpt = checkpoint(&["state_dict.model.module.a.w", "state_dict.model.module.b.w"]);
-        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["a", "b"])).unwrap();
+        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["a", "b"])).unwrap();
         assert_eq!(keys(&view), ["a.w", "b.w"]);
         assert_eq!(view.steps.len(), 3);
     }
@@ -412,10 +412,15 @@ mod tests {
     #[test]
     fn ema_weights_on_request_raw_ones_by_default() {
         let ckpt = checkpoint(&["model.a.w", "model_ema.a.w", "optimizer.state.0.m"]);
-        let raw = View::build(&ckpt, &Pretrain::from("x"), &roots(&["a"])).unwrap();
+        let raw = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["a"])).unwrap();
         assert_eq!(keys(&raw), ["a.w"]);
         assert_eq!(raw.entries[0].entry.key(), "model.a.w");
-        let ema = View::build(&ckpt, &Pretrain::from("x").with_ema(true), &roots(&["a"])).unwrap();
+        let ema = View::build(
+            &ckpt,
+            Pretrain::from("x").with_ema(true).view(),
+            &roots(&["a"]),
+        )
+        .unwrap();
         assert_eq!(ema.entries[0].entry.key(), "model_ema.a.w");
         let dropped: Vec<_> = ema.dropped.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(dropped, ["model.a.w", "optimizer.state.0.m"]);
@@ -424,17 +429,26 @@ mod tests {
     #[test]
     fn ema_requested_but_absent_is_an_error() {
         let ckpt = checkpoint(&["model.a.w"]);
-        let err = View::build(&ckpt, &Pretrain::from("x").with_ema(true), &roots(&["a"]));
+        let err = View::build(
+            &ckpt,
+            Pretrain::from("x").with_ema(true).view(),
+            &roots(&["a"]),
+        );
         assert!(matches!(err, Err(Error::EmaNotFound { .. })));
     }
 
     #[test]
     fn names_the_model_uses_are_not_unwrapped() {
         let ckpt = checkpoint(&["model.w", "module.w"]);
-        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["model", "module"])).unwrap();
+        let view = View::build(
+            &ckpt,
+            Pretrain::from("x").view(),
+            &roots(&["model", "module"]),
+        )
+        .unwrap();
         assert_eq!(keys(&view), ["model.w", "module.w"]);
         let ckpt = checkpoint(&["module.w"]);
-        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["module"])).unwrap();
+        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["module"])).unwrap();
         assert_eq!(keys(&view), ["module.w"]);
         assert!(view.steps.is_empty());
     }
@@ -442,14 +456,14 @@ mod tests {
     #[test]
     fn a_plain_state_dict_is_left_alone() {
         let ckpt = checkpoint(&["model.w", "fc.w"]);
-        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["fc"])).unwrap();
+        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["fc"])).unwrap();
         assert_eq!(keys(&view), ["model.w", "fc.w"]);
     }
 
     #[test]
     fn compiled_submodules_lose_inner_orig_mod() {
         let ckpt = checkpoint(&["backbone._orig_mod.conv.w", "head.fc.w"]);
-        let view = View::build(&ckpt, &Pretrain::from("x"), &roots(&["backbone"])).unwrap();
+        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["backbone"])).unwrap();
         assert_eq!(keys(&view), ["backbone.conv.w", "head.fc.w"]);
     }
 
@@ -457,7 +471,7 @@ mod tests {
     fn remaps_that_collide_are_refused() {
         let ckpt = checkpoint(&["a.w", "b.w"]);
         let spec = Pretrain::from("x").with_remap("^(a|b)", "c");
-        let err = View::build(&ckpt, &spec, &roots(&["c"])).unwrap_err();
+        let err = View::build(&ckpt, spec.view(), &roots(&["c"])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "keys `a.w` and `b.w` of mem.pth both become `c.w` after remapping"

@@ -182,7 +182,7 @@ fn slow_server_past_the_timeout() {
     );
     let cache = tempfile::tempdir().unwrap();
     let err = Backbone::new(&Device::flex())
-        .load_pretrained(spec(&url, cache.path()).with_timeout(0.2))
+        .load_pretrained(spec(&url, cache.path()).with_timeout(Duration::from_millis(200)))
         .unwrap_err();
     assert!(matches!(err, Error::Download { .. }), "{err:?}");
     assert!(
