@@ -8,8 +8,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn_pretrain::Pretrainable;
 use burn_pretrain_models::{
-    Backbone, Classifier, Features, Head, Neck, Registry, Stage, builtin_backbones, builtin_heads,
-    builtin_necks, classifiers,
+    Backbone, Classifier, Features, Head, Neck, RankError, Registry, Stage, builtin_backbones,
+    builtin_heads, builtin_necks, classifiers,
 };
 use serde::Deserialize;
 
@@ -41,10 +41,15 @@ impl TinyNetConfig {
 }
 
 impl Stage for TinyNet {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match input_rank {
             4 => Ok(4),
-            r => Err(format!("TinyNet takes images (rank 4), not rank {r}")),
+            got => Err(RankError {
+                stage: "TinyNet".into(),
+                takes: "images (rank 4)".into(),
+                got,
+                hint: None,
+            }),
         }
     }
 
@@ -65,7 +70,7 @@ pub enum MyBackbone {
 }
 
 impl Stage for MyBackbone {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match self {
             MyBackbone::Builtin(b) => b.output_rank(input_rank),
             MyBackbone::Tiny(b) => b.output_rank(input_rank),

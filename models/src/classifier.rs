@@ -7,7 +7,7 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Features, Stage, unexpected_rank};
+use crate::features::{Features, RankError, Stage, unexpected_rank};
 use crate::resnet::ResNet;
 
 /// What inference applies to the logits.
@@ -29,7 +29,7 @@ pub enum Backbone {
 }
 
 impl Stage for Backbone {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match self {
             Backbone::ResNet(b) => b.output_rank(input_rank),
         }
@@ -72,14 +72,19 @@ where
         neck: N,
         head: H,
         act: Activation,
-    ) -> Result<Self, (&'static str, String)> {
+    ) -> Result<Self, (&'static str, RankError)> {
         let r = backbone.output_rank(4).map_err(|e| ("backbone", e))?;
         let r = neck.output_rank(r).map_err(|e| ("neck", e))?;
         let r = head.output_rank(r).map_err(|e| ("head", e))?;
         if r != 2 {
             return Err((
                 "head",
-                format!("a classifier head must give [batch, classes], not rank {r}"),
+                RankError {
+                    stage: "a classifier".into(),
+                    takes: "a head giving [batch, classes] (rank 2)".into(),
+                    got: r,
+                    hint: None,
+                },
             ));
         }
         Ok(Self {

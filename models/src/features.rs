@@ -3,6 +3,20 @@
 
 use burn::prelude::*;
 
+/// A stage that cannot take features of the rank before it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{stage} takes {takes}, not rank {got}{}", hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
+pub struct RankError {
+    /// The stage's type (`ClassifierHead`).
+    pub stage: String,
+    /// What it takes (`[batch, dim] features (rank 2)`).
+    pub takes: String,
+    /// The rank it would get.
+    pub got: usize,
+    /// How to make them fit, if there is a usual way.
+    pub hint: Option<String>,
+}
+
 /// A batch of features, rank 2 to 5 (`[batch, channels, ...]`).
 #[derive(Debug, Clone)]
 pub enum Features {
@@ -42,7 +56,7 @@ impl Features {
 /// model is built, so that `forward` never meets a rank it cannot take.
 pub trait Stage {
     /// The rank this stage gives for an input of `input_rank`, or why it cannot take it.
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String>;
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError>;
 
     /// Run the stage. The rank was checked at build time by [`output_rank`](Self::output_rank).
     fn forward(&self, x: Features) -> Features;

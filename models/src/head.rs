@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Features, Stage, unexpected_rank};
+use crate::features::{Features, RankError, Stage, unexpected_rank};
 use crate::resnet::InvalidField;
 
 /// Configuration of [`ClassifierHead`].
@@ -65,12 +65,15 @@ pub struct ClassifierHead {
 }
 
 impl Stage for ClassifierHead {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match input_rank {
             2 => Ok(2),
-            r => Err(format!(
-                "ClassifierHead takes [batch, dim] features (rank 2), not rank {r}; add a GlobalAveragePooling neck"
-            )),
+            got => Err(RankError {
+                stage: "ClassifierHead".into(),
+                takes: "[batch, dim] features (rank 2)".into(),
+                got,
+                hint: Some("add a GlobalAveragePooling neck".into()),
+            }),
         }
     }
 
@@ -90,7 +93,7 @@ pub enum Head {
 }
 
 impl Stage for Head {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match self {
             Head::ClassifierHead(h) => h.output_rank(input_rank),
         }

@@ -28,7 +28,7 @@ mod registry;
 mod resnet;
 
 pub use classifier::{Activation, Backbone, Classifier};
-pub use features::{Features, Stage};
+pub use features::{Features, RankError, Stage};
 pub use head::{ClassifierHead, ClassifierHeadConfig, Head};
 pub use neck::{GlobalAveragePooling, GlobalAveragePoolingConfig, Identity, Neck};
 pub use registry::{

@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Features, Stage, unexpected_rank};
+use crate::features::{Features, RankError, Stage, unexpected_rank};
 use crate::resnet::InvalidField;
 
 /// Configuration of [`GlobalAveragePooling`].
@@ -48,16 +48,16 @@ pub struct GlobalAveragePooling {
 }
 
 impl Stage for GlobalAveragePooling {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         if input_rank == self.dim + 2 {
             Ok(2)
         } else {
-            Err(format!(
-                "GlobalAveragePooling with dim {} takes rank-{} features, but gets rank {input_rank} (use dim {})",
-                self.dim,
-                self.dim + 2,
-                input_rank.saturating_sub(2)
-            ))
+            Err(RankError {
+                stage: format!("GlobalAveragePooling with dim {}", self.dim),
+                takes: format!("rank-{} features", self.dim + 2),
+                got: input_rank,
+                hint: Some(format!("use dim {}", input_rank.saturating_sub(2))),
+            })
         }
     }
 
@@ -85,7 +85,7 @@ impl Stage for GlobalAveragePooling {
 pub struct Identity;
 
 impl Stage for Identity {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         Ok(input_rank)
     }
 
@@ -104,7 +104,7 @@ pub enum Neck {
 }
 
 impl Stage for Neck {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match self {
             Neck::GlobalAveragePooling(n) => n.output_rank(input_rank),
             Neck::Identity(n) => n.output_rank(input_rank),

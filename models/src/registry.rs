@@ -28,7 +28,7 @@ use crate::resnet::{InvalidField, ResNetConfig};
 #[non_exhaustive]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         /// The file.
         path: String,
@@ -36,14 +36,14 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The text is not valid JSON/YAML/TOML.
-    #[error("config {file} is not valid {format}: {message}")]
+    #[error("config {file} is not valid {format}")]
     Parse {
         /// The file (or `<string>`).
         file: String,
         /// The format it was read as.
         format: &'static str,
-        /// The parser's message.
-        message: String,
+        /// The parser's error (or what is wrong with the file's name).
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// `type` names nothing registered.
     #[error("{path}: unknown {kind} type `{found}`; registered: {allowed}")]
@@ -66,7 +66,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A level's `pretrain` could not be loaded.
-    #[error("{path}: cannot load its pretrain: {source}")]
+    #[error("{path}: cannot load its pretrain")]
     Pretrain {
         /// The level whose `pretrain` failed.
         path: String,
@@ -496,19 +496,19 @@ pub enum ConfigFormat {
 
 /// Parse config text into a value the registries build from.
 pub fn parse_config(text: &str, format: ConfigFormat, file: &str) -> Result<Value, ConfigError> {
-    let parse_err = |format: &'static str, message: String| ConfigError::Parse {
-        file: file.to_string(),
-        format,
-        message,
+    let parse_err = |format: &'static str, source: Box<dyn std::error::Error + Send + Sync>| {
+        ConfigError::Parse {
+            file: file.to_string(),
+            format,
+            source,
+        }
     };
     match format {
-        ConfigFormat::Json => {
-            serde_json::from_str(text).map_err(|e| parse_err("JSON", e.to_string()))
-        }
+        ConfigFormat::Json => serde_json::from_str(text).map_err(|e| parse_err("JSON", e.into())),
         ConfigFormat::Yaml => {
-            serde_yaml_ng::from_str(text).map_err(|e| parse_err("YAML", e.to_string()))
+            serde_yaml_ng::from_str(text).map_err(|e| parse_err("YAML", e.into()))
         }
-        ConfigFormat::Toml => toml::from_str(text).map_err(|e| parse_err("TOML", e.to_string())),
+        ConfigFormat::Toml => toml::from_str(text).map_err(|e| parse_err("TOML", e.into())),
     }
 }
 
@@ -523,7 +523,7 @@ pub fn read_config(path: &Path) -> Result<Value, ConfigError> {
             return Err(ConfigError::Parse {
                 file: shown,
                 format: "a config",
-                message: "unknown extension; use .json, .yaml, .yml or .toml".into(),
+                source: "unknown extension; use .json, .yaml, .yml or .toml".into(),
             });
         }
     };
@@ -565,7 +565,7 @@ where
         let neck = necks.build_in(c.neck.as_ref().unwrap_or(&identity), ctx, "neck")?;
         let head = heads.build_in(&c.head, ctx, "head")?;
         Classifier::new(backbone, neck, head, c.act_name)
-            .map_err(|(stage, e)| ctx.invalid(stage, e))
+            .map_err(|(stage, e)| ctx.invalid(stage, e.to_string()))
     })
 }
 

@@ -13,7 +13,7 @@ use burn::tensor::activation::relu;
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Features, Stage, unexpected_rank};
+use crate::features::{Features, RankError, Stage, unexpected_rank};
 
 /// The depths torchvision defines, with their block type and blocks per stage.
 const DEPTHS: [(usize, bool, [usize; 4]); 5] = [
@@ -413,12 +413,15 @@ impl ResNet {
 }
 
 impl Stage for ResNet {
-    fn output_rank(&self, input_rank: usize) -> Result<usize, String> {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match input_rank {
             4 => Ok(4),
-            r => Err(format!(
-                "ResNet takes images [batch, channels, height, width] (rank 4), not rank {r}"
-            )),
+            got => Err(RankError {
+                stage: "ResNet".into(),
+                takes: "images [batch, channels, height, width] (rank 4)".into(),
+                got,
+                hint: None,
+            }),
         }
     }
 

@@ -210,7 +210,8 @@ fn yaml_and_toml_configs_build_the_same_model() {
 
 fn config_error(config: serde_json::Value) -> String {
     let err: ConfigError = MODELS.build(&config, &Device::flex()).unwrap_err();
-    err.to_string()
+    // The whole chain: where in the config, then why.
+    burn_pretrain::error::chain(&err)
 }
 
 #[test]
@@ -246,7 +247,7 @@ fn config_errors_name_the_path_and_the_allowed_values() {
     let msg = config_error(c);
     assert!(
         msg.starts_with(
-            "neck: GlobalAveragePooling with dim 1 takes rank-3 features, but gets rank 4"
+            "neck: GlobalAveragePooling with dim 1 takes rank-3 features, not rank 4; use dim 2"
         ),
         "{msg}"
     );
