@@ -59,6 +59,26 @@ fn store(
     }
 }
 
+/// A current-thread runtime, the store and the object's path: what every operation starts with.
+fn connect(
+    scheme: StoreScheme,
+    bucket: &str,
+    key: &str,
+    options: &FetchOptions,
+    shown: &str,
+) -> Result<(tokio::runtime::Runtime, Box<dyn ObjectStore>, StorePath)> {
+    let fail = |source: Cause| Error::Download {
+        uri: shown.to_string(),
+        source,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(context("async runtime", e)))?;
+    let store = store(scheme, bucket, options).map_err(|e| fail(e.into()))?;
+    Ok((runtime, store, StorePath::from(key)))
+}
+
 /// Stream the object into `file`, from `offset` on when a part is already there.
 pub(super) fn download(
     scheme: StoreScheme,
@@ -73,12 +93,7 @@ pub(super) fn download(
         uri: shown.to_string(),
         source,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(context("async runtime", e)))?;
-    let store = store(scheme, bucket, options).map_err(|e| fail(e.into()))?;
-    let path = StorePath::from(key);
+    let (runtime, store, path) = connect(scheme, bucket, key, options, shown)?;
     runtime.block_on(async {
         let options = GetOptions {
             range: (offset > 0).then_some(GetRange::Offset(offset)),
@@ -119,16 +134,7 @@ pub(super) fn open_ranged(
     options: &FetchOptions,
     shown: &str,
 ) -> Result<RangedObject> {
-    let fail = |source: Cause| Error::Download {
-        uri: shown.to_string(),
-        source,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(context("async runtime", e)))?;
-    let store = store(scheme, bucket, options).map_err(|e| fail(e.into()))?;
-    let path = StorePath::from(key);
+    let (runtime, store, path) = connect(scheme, bucket, key, options, shown)?;
     let meta = match runtime.block_on(store.head(&path)) {
         Ok(meta) => meta,
         Err(object_store::Error::NotFound { .. }) => {
@@ -136,7 +142,12 @@ pub(super) fn open_ranged(
                 uri: shown.to_string(),
             });
         }
-        Err(e) => return Err(fail(e.into())),
+        Err(e) => {
+            return Err(Error::Download {
+                uri: shown.to_string(),
+                source: e.into(),
+            });
+        }
     };
     Ok(RangedObject {
         runtime,
