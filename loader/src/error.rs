@@ -28,6 +28,14 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
     },
+    /// The path is a FIFO, socket or device: refused before any read (which could block).
+    #[error("checkpoint {} is {kind}, not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is (`a named pipe (FIFO)`).
+        kind: &'static str,
+    },
     /// The file has no bytes at all.
     #[error("checkpoint {} is empty (0 bytes)", path.display())]
     Empty {

@@ -527,10 +527,19 @@ pub fn read_config(path: &Path) -> Result<Value, ConfigError> {
             });
         }
     };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read_err = |source| ConfigError::Read {
         path: shown.clone(),
         source,
-    })?;
+    };
+    // A FIFO would block the read forever, a device never end: refused before reading.
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a named pipe, socket or device)",
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
     parse_config(&text, format, &shown)
 }
 

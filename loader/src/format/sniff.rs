@@ -25,6 +25,25 @@ pub(super) enum Sniffed {
     Json,
 }
 
+/// What a path that is not a regular file is, in words.
+fn file_kind(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a named pipe (FIFO)";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_char_device() || file_type.is_block_device() {
+            return "a device";
+        }
+    }
+    let _ = file_type;
+    "not a regular file"
+}
+
 /// Open `path`, read its first bytes and name the format, or say clearly what it is instead.
 pub(super) fn detect(path: &Path) -> Result<Sniffed> {
     let meta = std::fs::metadata(path).map_err(|source| Error::Open {
@@ -34,6 +53,13 @@ pub(super) fn detect(path: &Path) -> Result<Sniffed> {
     if meta.is_dir() {
         return Err(Error::IsDirectory {
             path: path.to_path_buf(),
+        });
+    }
+    // A FIFO would block the read below forever, a device never end: refused before reading.
+    if !meta.is_file() {
+        return Err(Error::NotAFile {
+            path: path.to_path_buf(),
+            kind: file_kind(&meta.file_type()),
         });
     }
     let mut head = Vec::new();

@@ -112,3 +112,33 @@ fn invalid_remap_pattern() {
     let err = Backbone::new(&device).load_pretrained(spec).unwrap_err();
     assert!(matches!(err, Error::InvalidRemap { .. }), "{err:?}");
 }
+
+/// A named pipe would block a read forever: refused by what it is, before reading.
+#[test]
+fn a_fifo_is_refused_without_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("weights.pth");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (err, msg) = load_err(&fifo);
+    assert!(matches!(err, Error::NotAFile { .. }), "{err:?}");
+    assert!(
+        msg.contains("is a named pipe (FIFO), not a regular file"),
+        "{msg}"
+    );
+    // A device never ends: refused the same way.
+    let (err, _) = load_err(std::path::Path::new("/dev/zero"));
+    assert!(
+        matches!(
+            err,
+            Error::NotAFile {
+                kind: "a device",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

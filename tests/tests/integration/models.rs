@@ -321,3 +321,18 @@ fn user_registered_backbone_builds_from_a_yaml_file() {
         .forward(Tensor::<4>::ones([2, 3, 32, 32], &device));
     assert_eq!(out.dims(), [2, 3]);
 }
+
+/// A config that is a named pipe is refused before reading (a read would block forever).
+#[test]
+fn a_fifo_config_is_refused_without_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = burn_pretrain_models::read_config_file(&fifo).unwrap_err();
+    let msg = burn_pretrain::error::chain(&err);
+    assert!(msg.contains("not a regular file"), "{msg}");
+}
