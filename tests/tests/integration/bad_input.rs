@@ -142,3 +142,42 @@ fn a_fifo_is_refused_without_reading() {
         "{err:?}"
     );
 }
+
+/// A safetensors bool tensor whose bytes are not 0 or 1, loaded into a float parameter: a
+/// clear error naming the key (burn's conversion would panic), the model unchanged. The file
+/// is written byte by byte here: no tool writes such a file on purpose.
+#[test]
+fn bool_bytes_other_than_0_and_1_are_an_error() {
+    use burn::nn::{Linear, LinearConfig};
+    use burn_pretrain::Pretrainable;
+
+    #[derive(Module, Debug, Pretrainable)]
+    struct Net {
+        fc: Linear,
+    }
+
+    let mut header = r#"{"fc.bias":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}"#.to_string();
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[1, 7]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bools.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+
+    let device = Device::flex();
+    let mut net = Net {
+        fc: LinearConfig::new(3, 2).init(&device),
+    };
+    let before = net.fc.bias.as_ref().unwrap().val().into_data();
+    let err = net.load_pretrained_in_place(&path).unwrap_err();
+    assert!(
+        matches!(err, Error::TensorData { ref key, .. } if key == "fc.bias"),
+        "{err:?}"
+    );
+    let msg = burn_pretrain::error::chain(&err);
+    assert!(msg.contains("holds byte 0x07 at element 1"), "{msg}");
+    assert_eq!(net.fc.bias.as_ref().unwrap().val().into_data(), before);
+}
