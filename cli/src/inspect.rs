@@ -9,6 +9,9 @@ use burn_pretrain::{Checkpoint, Pretrain, open_checkpoint};
 use serde_json::json;
 
 use crate::cli::InspectArgs;
+
+/// The widest key column `inspect` pads to.
+const MAX_WIDTH: usize = 100;
 use crate::output;
 
 pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
@@ -101,7 +104,14 @@ fn to_text(
         }
     }
     lines.sort_by(|a, b| natural_cmp(&a.0, &b.0));
-    let width = lines.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+    // Columns align up to a readable width; a longer key just pushes its line out (and a
+    // width past u16 would make the formatter panic).
+    let width = lines
+        .iter()
+        .map(|(p, _)| p.len())
+        .max()
+        .unwrap_or(0)
+        .min(MAX_WIDTH);
     for (pattern, desc) in &lines {
         out.push_str(&format!("  {pattern:<width$}  {desc}\n"));
     }

@@ -361,6 +361,29 @@ fn export_writes_the_loaded_model_in_pytorch_names_and_layouts() {
     assert!(stderr(&out).contains("*.safetensors"), "{}", stderr(&out));
 }
 
+/// A key of 70,000 bytes (a hostile file, written byte by byte here) is listed, not a panic
+/// in the column formatting.
+#[test]
+fn inspect_lists_a_very_long_key() {
+    let key = "k".repeat(70_000);
+    let mut header = format!(r#"{{"{key}":{{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}}}"#);
+    while !header.len().is_multiple_of(8) {
+        header.push(' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&1.0f32.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let out = run(&["inspect", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("  {key}  [1] f32")),
+        "key not listed"
+    );
+}
+
 #[test]
 fn bad_input_gives_one_line_and_a_documented_exit_code() {
     let missing = run(&["inspect", "/no/such/file.pth"]);
