@@ -116,12 +116,12 @@ pub enum Error {
         looked_for: String,
     },
     /// A checkpoint location that cannot be parsed.
-    #[error("invalid checkpoint location `{uri}`: {reason}")]
+    #[error("invalid checkpoint location `{uri}`")]
     InvalidUri {
         /// The location, secrets removed.
         uri: String,
-        /// Why.
-        reason: String,
+        /// Why: the URL parser's error, or what is missing.
+        source: Cause,
     },
     /// The scheme's cargo feature is off.
     #[error("cannot fetch {uri}: burn-pretrain was built without its `{feature}` feature")]

@@ -58,12 +58,12 @@ pub enum ConfigError {
         allowed: String,
     },
     /// A missing, unknown or wrong value.
-    #[error("{path}: {message}")]
+    #[error("{path}")]
     Invalid {
         /// Where (`backbone.depth`).
         path: String,
-        /// What is wrong and what is allowed.
-        message: String,
+        /// What is wrong and what is allowed: the deserializer's error, or ours.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A level's `pretrain` could not be loaded.
     #[error("{path}: cannot load its pretrain")]
@@ -204,10 +204,14 @@ impl BuildCtx<'_> {
     }
 
     /// An error about `field` of the current level.
-    pub fn invalid(&self, field: &str, message: impl Into<String>) -> ConfigError {
+    pub fn invalid(
+        &self,
+        field: &str,
+        why: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             path: self.path_of(field),
-            message: message.into(),
+            source: why.into(),
         }
     }
 }
@@ -256,7 +260,7 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
             let config: C = serde_path_to_error::deserialize(value).map_err(|e| {
                 let field = e.path().to_string();
                 let field = if field == "." { String::new() } else { field };
-                ctx.invalid(&field, e.into_inner().to_string())
+                ctx.invalid(&field, e.into_inner())
             })?;
             build(config, ctx)
         };
@@ -403,7 +407,7 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
                     } else {
                         format!("pretrain.{sub}")
                     };
-                    ctx.invalid(&field, e.into_inner().to_string())
+                    ctx.invalid(&field, e.into_inner())
                 })?,
             ),
         };
@@ -574,7 +578,7 @@ where
         let neck = necks.build_in(c.neck.as_ref().unwrap_or(&identity), ctx, "neck")?;
         let head = heads.build_in(&c.head, ctx, "head")?;
         Classifier::new(backbone, neck, head, c.act_name)
-            .map_err(|(stage, e)| ctx.invalid(stage, e.to_string()))
+            .map_err(|(stage, e)| ctx.invalid(stage, e))
     })
 }
 

@@ -67,9 +67,13 @@ pub enum Location {
 impl Location {
     /// Parse a checkpoint location. Anything without `scheme://` is a local path.
     pub fn parse(s: &str) -> Result<Self> {
-        let invalid = |reason: &str| Error::InvalidUri {
+        let invalid = |why: &str| Error::InvalidUri {
             uri: redact(s),
-            reason: reason.to_string(),
+            source: why.into(),
+        };
+        let unparsable = |e: url::ParseError| Error::InvalidUri {
+            uri: redact(s),
+            source: e.into(),
         };
         let Some((scheme, rest)) = s.split_once("://") else {
             if s.is_empty() {
@@ -80,7 +84,7 @@ impl Location {
         let scheme = scheme.to_ascii_lowercase();
         match scheme.as_str() {
             "file" => {
-                let url = url::Url::parse(s).map_err(|e| invalid(&e.to_string()))?;
+                let url = url::Url::parse(s).map_err(unparsable)?;
                 let path = url
                     .to_file_path()
                     .map_err(|()| invalid("a file:// URL needs an absolute path"))?;
@@ -91,7 +95,7 @@ impl Location {
                 if rest.starts_with('/') || rest.is_empty() {
                     return Err(invalid("no host"));
                 }
-                let url = url::Url::parse(s).map_err(|e| invalid(&e.to_string()))?;
+                let url = url::Url::parse(s).map_err(unparsable)?;
                 if url.host_str().is_none_or(str::is_empty) {
                     return Err(invalid("no host"));
                 }
@@ -508,7 +512,7 @@ mod tests {
             ("file://relative", "a file:// URL needs an absolute path"),
         ];
         for (input, reason) in table {
-            let err = Location::parse(input).unwrap_err().to_string();
+            let err = crate::error::chain(&Location::parse(input).unwrap_err());
             assert!(err.contains(reason), "{input}: {err}");
         }
     }

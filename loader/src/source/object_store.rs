@@ -16,6 +16,7 @@ use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::ByteSource;
 use crate::spec::FetchOptions;
 
+#[cfg_attr(not(feature = "s3"), allow(unused_variables))]
 fn store(
     scheme: StoreScheme,
     bucket: &str,
