@@ -56,6 +56,17 @@ pub fn spawn_emulator(
     }
 }
 
+/// A named pipe `name` in `dir` (made with `mkfifo`): a path whose read would block forever.
+pub fn make_fifo(dir: &std::path::Path, name: &str) -> PathBuf {
+    let fifo = dir.join(name);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    fifo
+}
+
 /// The path of a committed fixture file.
 pub fn fixture(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

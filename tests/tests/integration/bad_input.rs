@@ -117,12 +117,7 @@ fn invalid_remap_pattern() {
 #[test]
 fn a_fifo_is_refused_without_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("weights.pth");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = burn_pretrain_tests::make_fifo(dir.path(), "weights.pth");
     let (err, msg) = load_err(&fifo);
     assert!(matches!(err, Error::NotAFile { .. }), "{err:?}");
     assert!(

@@ -326,12 +326,7 @@ fn user_registered_backbone_builds_from_a_yaml_file() {
 #[test]
 fn a_fifo_config_is_refused_without_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("config.json");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = burn_pretrain_tests::make_fifo(dir.path(), "config.json");
     let err = burn_pretrain_models::read_config_file(&fifo).unwrap_err();
     let msg = burn_pretrain::error::chain(&err);
     assert!(msg.contains("not a regular file"), "{msg}");
