@@ -2,7 +2,7 @@
 //! that loads it (Linear weights transposed back, packed tensors stacked again,
 //! `num_batches_tracked` added), as a safetensors file PyTorch's twin loads strictly.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use crate::apply::layout::{concat, transpose};
 use crate::error::{Cause, Error, Result};
 use crate::format::{Convention, DType};
 use crate::mapping::{Layout, Mapper, Mode, Pretrainable};
+use crate::plan::unique_keys;
 
 /// Every tensor of `model` under its PyTorch checkpoint key, in PyTorch's layout, in the
 /// order the model declares them (a state dict's order).
@@ -21,21 +22,22 @@ pub fn export_tensors<M: Pretrainable + Clone>(model: &M) -> Result<Vec<(String,
     let Mode::Export(mut values) = mapper.mode else {
         unreachable!("the mapper was made in export mode")
     };
+    unique_keys(&mapper.targets)?;
     let mut constants = mapper.constants.into_iter().peekable();
     let mut out = Vec::with_capacity(mapper.targets.len());
-    let mut seen = HashSet::new();
     for (i, target) in mapper.targets.into_iter().enumerate() {
         while let Some((_, key, value)) = constants.next_if(|(at, _, _)| *at <= i) {
             out.push((key, value));
         }
         let mut parts = Vec::with_capacity(target.pieces.len());
         for piece in &target.pieces {
+            // Taken by an earlier target: one parameter mapped under two keys.
             let value = values
                 .remove(&piece.model_path)
                 .ok_or_else(|| Error::DuplicateTarget {
-                    key: target.key.clone(),
+                    key: piece.model_path.clone(),
                     first: piece.model_path.clone(),
-                    second: piece.model_path.clone(),
+                    second: target.key.clone(),
                 })?;
             parts.push(match piece.layout {
                 Layout::Transposed if value.shape().len() == 2 => transpose(value),
@@ -47,13 +49,6 @@ pub fn export_tensors<M: Pretrainable + Clone>(model: &M) -> Result<Vec<(String,
         } else {
             concat(&parts, target.axis)
         };
-        if !seen.insert(target.key.clone()) {
-            return Err(Error::DuplicateTarget {
-                key: target.key.clone(),
-                first: target.key.clone(),
-                second: target.model_path(),
-            });
-        }
         out.push((target.key, tensor));
     }
     out.extend(constants.map(|(_, key, value)| (key, value)));

@@ -278,9 +278,9 @@ impl<'a> Mapper<'a> {
     /// A running statistic (BatchNorm's `running_mean`) at the current key.
     pub fn running<const D: usize>(&mut self, state: &mut RunningState<Tensor<D>>) {
         let value = state.value();
-        let model_path = join(&self.fields);
+        let model_path = self.field_with("");
         self.targets.push(Target {
-            key: join(&self.keys),
+            key: self.key_with(""),
             pieces: vec![Piece {
                 model_path: model_path.clone(),
                 shape: value.shape().to_vec(),
@@ -373,32 +373,21 @@ impl<'a> Mapper<'a> {
         self.rnn
     }
 
+    /// The checkpoint key of `key` below the current level.
     fn key_with(&self, key: &str) -> String {
-        let mut out = join(&self.keys);
-        if !key.is_empty() {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(key);
-        }
-        out
+        join(self.keys.iter().map(String::as_str).chain([key]))
     }
 
+    /// The model path of `field` below the current level.
     fn field_with(&self, field: &str) -> String {
-        let mut out = join(&self.fields);
-        if !field.is_empty() {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(field);
-        }
-        out
+        join(self.fields.iter().map(String::as_str).chain([field]))
     }
 }
 
-fn join(segments: &[String]) -> String {
+/// Dotted path of the non-empty segments.
+fn join<'s>(segments: impl IntoIterator<Item = &'s str>) -> String {
     let mut out = String::new();
-    for s in segments.iter().filter(|s| !s.is_empty()) {
+    for s in segments.into_iter().filter(|s| !s.is_empty()) {
         if !out.is_empty() {
             out.push('.');
         }

@@ -9,6 +9,22 @@ use crate::format::DType;
 use crate::mapping::Target;
 use crate::view::View;
 
+/// Each checkpoint key is claimed by one target only (two parameters mapped to one key would
+/// load the same tensor twice on load, and collide on export).
+pub(crate) fn unique_keys(targets: &[Target]) -> Result<()> {
+    let mut owners: HashMap<&str, String> = HashMap::new();
+    for t in targets {
+        if let Some(first) = owners.insert(&t.key, t.model_path()) {
+            return Err(Error::DuplicateTarget {
+                key: t.key.clone(),
+                first,
+                second: t.model_path(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What the plan decided for one model tensor.
 #[derive(Debug, Clone)]
 pub(crate) enum Action {
@@ -47,16 +63,7 @@ impl Plan {
         skipped: &[String],
         view: &View,
     ) -> Result<Self> {
-        let mut owners: HashMap<&str, String> = HashMap::new();
-        for t in &targets {
-            if let Some(first) = owners.insert(&t.key, t.model_path()) {
-                return Err(Error::DuplicateTarget {
-                    key: t.key.clone(),
-                    first,
-                    second: t.model_path(),
-                });
-            }
-        }
+        unique_keys(&targets)?;
         let by_key: HashMap<&str, usize> = view
             .entries
             .iter()
