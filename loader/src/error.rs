@@ -1,8 +1,9 @@
 //! The one error type of the library.
 //!
-//! `Err` means the checkpoint could not be reached or read as a whole. What happens to single
-//! tensors (a shape that does not fit, a key the model does not have) is never an error: it is
-//! recorded in the [`LoadReport`](crate::LoadReport) and the parameter keeps its value.
+//! `Err` means the checkpoint could not be reached or read as a whole, or the load did not meet
+//! its [`Expect`](crate::Expect)ations ([`Error::Unmet`], which carries the report). Otherwise
+//! what happens to single tensors (a shape that does not fit, a key the model does not have)
+//! is recorded in the [`LoadReport`](crate::LoadReport) and the parameter keeps its value.
 //!
 //! Each message says what failed and where, never why: the cause is the error's
 //! [`source`](std::error::Error::source), kept whole. Print the chain (`{:#}` with anyhow, or
@@ -178,6 +179,45 @@ pub enum Error {
         pattern: String,
         /// The regex error.
         source: regex::Error,
+    },
+    /// A remap replacement names a capture group its pattern does not have (`$1_` is the
+    /// group named `1_`: write `${1}_`).
+    #[error("remap `{pattern}` → `{replacement}`: {detail}")]
+    InvalidReplacement {
+        /// The pattern.
+        pattern: String,
+        /// The replacement given.
+        replacement: String,
+        /// Which group is unknown and how to write it.
+        detail: String,
+    },
+    /// A key pattern of an expectation or mismatch rule is not a valid regular expression.
+    #[error("invalid pattern `{pattern}` in `{field}`")]
+    InvalidPattern {
+        /// The spec field (`expect.allow_missing`, `on_mismatch.keys`).
+        field: String,
+        /// The pattern given.
+        pattern: String,
+        /// The regex error.
+        source: regex::Error,
+    },
+    /// A value of the spec that cannot be used.
+    #[error("`{field}`: {detail}")]
+    InvalidSpec {
+        /// The spec field.
+        field: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The load did not meet its expectations (by default: it loaded nothing, or left a layer
+    /// half loaded). Nothing was read into the model, which is unchanged; the report says
+    /// what the load would have done.
+    #[error("loading {} into [{}] did not meet expectations, model unchanged:\n  {}", report.source(), report.model(), unmet.join("\n  "))]
+    Unmet {
+        /// Each unmet expectation, one line.
+        unmet: Vec<String>,
+        /// The plan's report.
+        report: Box<crate::LoadReport>,
     },
     /// Two checkpoint keys end up with the same name after the view's steps.
     #[error("keys `{first}` and `{second}` of {} both become `{key}` after remapping", path.display())]

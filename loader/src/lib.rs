@@ -30,6 +30,7 @@
 
 mod apply;
 pub mod error;
+pub mod expect;
 pub mod export;
 pub mod format;
 mod load;
@@ -43,6 +44,7 @@ pub mod view;
 // What a user needs to load, report and export; everything else under its stage's module.
 pub use burn_pretrain_derive::Pretrainable;
 pub use error::{Error, Result};
+pub use expect::{Expect, MismatchRule, Policy};
 pub use export::save_pretrained;
 pub use format::Checkpoint;
 pub use load::{PretrainExt, open_checkpoint};

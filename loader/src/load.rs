@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::expect::Rules;
 use crate::format::{Checkpoint, Opened, sharded};
 use crate::mapping::{Mapper, Mode, Pretrainable};
 use crate::plan::Plan;
@@ -22,6 +23,14 @@ pub trait PretrainExt: Pretrainable + Clone {
     /// let model = model.with_pretrain("pretrain.pth")?;
     /// # Ok(model) }
     /// ```
+    ///
+    /// Less than every tensor loaded is a `tracing` warning; a load that misses its
+    /// [`Expect`](crate::Expect)ations (by default: nothing loaded, or a layer half loaded) is
+    /// an `Err` ([`Error::Unmet`]) and the model is not changed.
+    ///
+    /// Loading changes parameters and buffers only. A model built on a non-autodiff backend
+    /// runs BatchNorm with its running statistics and Dropout as the identity (inference
+    /// mode); on an `Autodiff` backend it trains.
     fn with_pretrain(self, spec: impl Into<Pretrain>) -> Result<Self> {
         let (model, report) = self.load_pretrained(spec)?;
         report.log();
@@ -39,6 +48,7 @@ pub trait PretrainExt: Pretrainable + Clone {
     fn load_pretrained_in_place(&mut self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
         let spec = spec.into();
         let prepared = Prepared::new(&*self, &spec)?;
+        let report = prepared.checked_report(&spec, false)?;
         let data = crate::apply::read(&prepared.plan, &prepared.view)?;
         let model = crate::apply::apply(
             &*self,
@@ -52,7 +62,7 @@ pub trait PretrainExt: Pretrainable + Clone {
             detail,
         })?;
         *self = model;
-        Ok(prepared.report(false))
+        Ok(report)
     }
 
     /// The checkpoint keys this model's tensors load from, in the PyTorch convention.
@@ -63,10 +73,10 @@ pub trait PretrainExt: Pretrainable + Clone {
     }
 
     /// Plan loading `spec` without reading any tensor bytes or changing the model: the
-    /// report says what a load would do.
+    /// report says what a load would do. Unmet expectations are an `Err` here too.
     fn plan_pretrained(&self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
         let spec = spec.into();
-        Ok(Prepared::new(self, &spec)?.report(true))
+        Prepared::new(self, &spec)?.checked_report(&spec, true)
     }
 
     /// Write this model as safetensors in PyTorch's names and layouts, which the PyTorch twin
@@ -90,6 +100,8 @@ struct Prepared {
 
 impl Prepared {
     fn new<M: Pretrainable + Clone>(model: &M, spec: &Pretrain) -> Result<Self> {
+        spec.expect().validate()?;
+        let rules = Rules::compile(spec.mismatch_rules())?;
         let (location, checkpoint) = open_located(spec)?;
         let convention = spec.view().convention.unwrap_or(checkpoint.convention());
         // Planning walks a clone (cheap: parameters are shared handles, lazy ones stay lazy).
@@ -111,6 +123,7 @@ impl Prepared {
             std::mem::take(&mut mapper.expected_unused),
             &mapper.skipped,
             &view,
+            &rules,
         )?;
         Ok(Self {
             model: short_type_name::<M>(),
@@ -121,6 +134,20 @@ impl Prepared {
             view,
             plan,
         })
+    }
+
+    /// The report, or [`Error::Unmet`] carrying it when `spec`'s expectations are not met.
+    fn checked_report(&self, spec: &Pretrain, dry_run: bool) -> Result<LoadReport> {
+        let report = self.report(dry_run);
+        let unmet = spec.expect().unmet(&report)?;
+        if unmet.is_empty() {
+            Ok(report)
+        } else {
+            Err(Error::Unmet {
+                unmet,
+                report: Box::new(report),
+            })
+        }
     }
 
     fn report(&self, dry_run: bool) -> LoadReport {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::expect::{Expect, MismatchRule, Policy};
 use crate::format::Convention;
 
 /// A regex rename applied to every checkpoint key, after unwrapping and `sub_level`.
@@ -68,6 +69,28 @@ pub struct ViewOptions {
     /// Unwrap containers and wrapper prefixes automatically (default on).
     #[serde(skip_serializing_if = "is_true")]
     pub unwrap: bool,
+    /// Find the leading-path rewrite that makes the most keys agree with the model.
+    #[serde(skip_serializing_if = "Align::is_off")]
+    pub align: Align,
+}
+
+/// Prefix alignment: when the checkpoint's keys sit under another leading path than the
+/// model's (`encoder.layer1.*` for `backbone.layer1.*`), the rewrite of one leading path into
+/// another (strip, add or replace) that makes the most keys agree in name and shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Align {
+    /// Report the best rewrite as a hint only (the default).
+    #[default]
+    Off,
+    /// Apply the best rewrite when it makes more keys agree, as a view step.
+    Auto,
+}
+
+impl Align {
+    fn is_off(&self) -> bool {
+        *self == Align::Off
+    }
 }
 
 impl Default for ViewOptions {
@@ -78,6 +101,7 @@ impl Default for ViewOptions {
             ema: false,
             convention: None,
             unwrap: true,
+            align: Align::Off,
         }
     }
 }
@@ -128,7 +152,7 @@ mod seconds {
 /// let plain: Pretrain = serde_json::from_str(r#""ssl.pth""#).unwrap();
 /// assert_eq!(plain.path(), "ssl.pth");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[must_use]
 pub struct Pretrain {
     path: String,
@@ -136,6 +160,10 @@ pub struct Pretrain {
     fetch: FetchOptions,
     #[serde(flatten)]
     view: ViewOptions,
+    #[serde(skip_serializing_if = "Expect::is_default")]
+    expect: Expect,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    on_mismatch: Vec<MismatchRule>,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -149,7 +177,89 @@ impl Pretrain {
             path: path.into(),
             fetch: FetchOptions::default(),
             view: ViewOptions::default(),
+            expect: Expect::default(),
+            on_mismatch: Vec::new(),
         }
+    }
+
+    /// Find and apply the leading-path rewrite that makes the most checkpoint keys agree with
+    /// the model in name and shape ([`Align::Auto`]); reported as a view step.
+    pub fn with_align(mut self, align: Align) -> Self {
+        self.view.align = align;
+        self
+    }
+
+    /// Replace every expectation at once.
+    pub fn with_expect(mut self, expect: Expect) -> Self {
+        self.expect = expect;
+        self
+    }
+
+    /// Fail unless at least `fraction` (0 to 1) of the model's tensors load.
+    pub fn expect_coverage(mut self, fraction: f64) -> Self {
+        self.expect.coverage = Some(fraction);
+        self
+    }
+
+    /// Fail unless at least `fraction` of the tensors under `prefix` (`"backbone"`) load.
+    pub fn expect_subtree(mut self, prefix: impl Into<String>, fraction: f64) -> Self {
+        let prefix = prefix.into();
+        self.expect
+            .subtrees
+            .insert(prefix.trim_end_matches('.').to_string(), fraction);
+        self
+    }
+
+    /// Fail unless every model tensor loads and every checkpoint tensor is used (except keys
+    /// allowed by [`allow_missing`](Self::allow_missing) and
+    /// [`allow_unexpected`](Self::allow_unexpected)).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.expect.strict = strict;
+        self
+    }
+
+    /// Model keys matching the regex `pattern` may stay unloaded.
+    pub fn allow_missing(mut self, pattern: impl Into<String>) -> Self {
+        self.expect.allow_missing.push(pattern.into());
+        self
+    }
+
+    /// Checkpoint keys matching the regex `pattern` may stay unused under `strict`.
+    pub fn allow_unexpected(mut self, pattern: impl Into<String>) -> Self {
+        self.expect.allow_unexpected.push(pattern.into());
+        self
+    }
+
+    /// Accept layers left half loaded (a weight without its bias), which fail by default.
+    pub fn allow_partial(mut self, allow: bool) -> Self {
+        self.expect.allow_partial = allow;
+        self
+    }
+
+    /// Accept a load that loads nothing, which fails by default.
+    pub fn allow_empty(mut self, allow: bool) -> Self {
+        self.expect.allow_empty = allow;
+        self
+    }
+
+    /// What to do with mismatched tensors whose checkpoint key or model path matches the regex
+    /// `keys` (rules are tried in the order added; the default is [`Policy::Keep`]).
+    pub fn on_mismatch(mut self, keys: impl Into<String>, policy: Policy) -> Self {
+        self.on_mismatch.push(MismatchRule {
+            keys: keys.into(),
+            policy,
+        });
+        self
+    }
+
+    /// What the load must achieve.
+    pub fn expect(&self) -> &Expect {
+        &self.expect
+    }
+
+    /// The mismatch rules, in order.
+    pub fn mismatch_rules(&self) -> &[MismatchRule] {
+        &self.on_mismatch
     }
 
     /// Keep only the keys under `prefix.` and drop the prefix (`"backbone"` turns
@@ -301,6 +411,9 @@ enum Field {
     Ema,
     Convention,
     Unwrap,
+    Align,
+    Expect,
+    OnMismatch,
     Sha256,
     Offline,
     CacheDir,
@@ -317,6 +430,9 @@ const FIELDS: &[&str] = &[
     "ema",
     "convention",
     "unwrap",
+    "align",
+    "expect",
+    "on_mismatch",
     "sha256",
     "offline",
     "cache_dir",
@@ -361,6 +477,8 @@ impl<'de> Deserialize<'de> for Pretrain {
                 let mut path = None;
                 let mut fetch = FetchOptions::default();
                 let mut view = ViewOptions::default();
+                let mut expect = Expect::default();
+                let mut on_mismatch = Vec::new();
                 while let Some(field) = map.next_key::<Field>()? {
                     match field {
                         Field::Path => path = Some(map.next_value()?),
@@ -369,6 +487,9 @@ impl<'de> Deserialize<'de> for Pretrain {
                         Field::Ema => view.ema = map.next_value()?,
                         Field::Convention => view.convention = map.next_value()?,
                         Field::Unwrap => view.unwrap = map.next_value()?,
+                        Field::Align => view.align = map.next_value()?,
+                        Field::Expect => expect = map.next_value()?,
+                        Field::OnMismatch => on_mismatch = map.next_value()?,
                         Field::Sha256 => fetch.sha256 = map.next_value()?,
                         Field::Offline => fetch.offline = map.next_value()?,
                         Field::CacheDir => fetch.cache_dir = map.next_value()?,
@@ -378,7 +499,13 @@ impl<'de> Deserialize<'de> for Pretrain {
                     }
                 }
                 let path = path.ok_or_else(|| de::Error::missing_field("path"))?;
-                let mut spec = Pretrain { path, fetch, view };
+                let mut spec = Pretrain {
+                    path,
+                    fetch,
+                    view,
+                    expect,
+                    on_mismatch,
+                };
                 if let Some(s) = spec.view.sub_level.take() {
                     spec = spec.with_sub_level(s);
                 }

@@ -2,6 +2,7 @@
 //! split packed ones and lay each out as the model holds it — all before the model is
 //! touched; then run the model's mapping in apply mode to put them in.
 
+pub(crate) mod adapt;
 pub(crate) mod batch;
 pub(crate) mod layout;
 
@@ -26,15 +27,17 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<HashMap<String, TensorDat
         .items
         .iter()
         .filter_map(|item| match &item.action {
-            Action::Load { index, cast } => Some((item, &view.entries[*index].entry, cast)),
+            Action::Load { index, cast, adapt } => {
+                Some((item, &view.entries[*index].entry, cast, adapt))
+            }
             _ => None,
         })
         .collect();
     // Neighbouring tensors of one file are read together (one request when remote).
-    let entries: Vec<&crate::format::TensorEntry> = loads.iter().map(|(_, e, _)| *e).collect();
+    let entries: Vec<&crate::format::TensorEntry> = loads.iter().map(|(_, e, ..)| *e).collect();
     let read = batch::read_many(&entries);
     let mut out = HashMap::new();
-    for ((item, entry, cast), bytes) in loads.into_iter().zip(read) {
+    for ((item, entry, cast, adapt), bytes) in loads.into_iter().zip(read) {
         let bytes = bytes
             .and_then(|bytes| valid_bools(entry.dtype(), bytes))
             .map_err(|e| Error::TensorData {
@@ -47,10 +50,24 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<HashMap<String, TensorDat
             entry.shape().to_vec(),
             entry.dtype().to_burn_dtype(),
         );
-        if let Some((_, to)) = cast {
+        let target = &item.target;
+        if let Some(adapt) = adapt {
+            let values = data
+                .convert_dtype(burn::tensor::DType::F32)
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::TensorData {
+                    path: entry.file().to_path_buf(),
+                    key: entry.key().to_string(),
+                    source: std::io::Error::other(format!("{e:?}")),
+                })?;
+            data = TensorData::new(
+                adapt.adaptation.run(&values, entry.shape()),
+                target.checkpoint_shape(),
+            )
+            .convert_dtype(target.dtype);
+        } else if let Some((_, to)) = cast {
             data = data.convert_dtype(to.to_burn_dtype());
         }
-        let target = &item.target;
         let parts = if target.is_packed() {
             let sizes: Vec<usize> = target
                 .pieces

@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::apply::adapt::Adaptation;
 use crate::error::{Error, Result};
+use crate::expect::{Policy, Rules};
 use crate::format::DType;
 use crate::mapping::Target;
 use crate::view::View;
@@ -28,17 +30,35 @@ pub(crate) fn unique_keys(targets: &[Target]) -> Result<()> {
 /// What the plan decided for one model tensor.
 #[derive(Debug, Clone)]
 pub(crate) enum Action {
-    /// Load it; `cast` when the stored dtype differs from the model's.
+    /// Load it; `cast` when the stored dtype differs from the model's; `adapt` when a
+    /// mismatch policy (its rule's pattern) changes the stored shape into the model's.
     Load {
         index: usize,
         cast: Option<(DType, DType)>,
+        adapt: Option<Adapt>,
     },
-    /// The key exists with another shape: keep the model's value.
-    ShapeMismatch { checkpoint_shape: Vec<usize> },
+    /// The key exists with another shape: keep the model's value. `rule` is the pattern of
+    /// an explicit policy that decided so; `failure` says why the load must fail (an `error`
+    /// policy, or a policy that cannot apply to these shapes).
+    ShapeMismatch {
+        checkpoint_shape: Vec<usize>,
+        rule: Option<String>,
+        failure: Option<String>,
+    },
     /// The stored dtype cannot become the model's (e.g. a quantized parameter).
     Incompatible { dtype: DType },
     /// No such key in the view.
     Missing,
+}
+
+/// A mismatch policy's change of a stored tensor into the model's shape.
+#[derive(Debug, Clone)]
+pub(crate) struct Adapt {
+    /// The rule's pattern.
+    pub rule: String,
+    pub adaptation: Adaptation,
+    /// The stored shape.
+    pub stored: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +82,7 @@ impl Plan {
         expected_unused: Vec<(String, &'static str)>,
         skipped: &[String],
         view: &View,
+        rules: &Rules,
     ) -> Result<Self> {
         unique_keys(&targets)?;
         let by_key: HashMap<&str, usize> = view
@@ -80,23 +101,27 @@ impl Plan {
                         used.insert(index);
                         let entry = &view.entries[index].entry;
                         let model_dtype = DType::from_burn(target.dtype);
+                        let mut adapt = None;
                         if !target.fits(entry.shape()) {
-                            Action::ShapeMismatch {
-                                checkpoint_shape: entry.shape().to_vec(),
+                            match mismatch(&target, entry.dtype(), entry.shape(), rules) {
+                                Ok(a) => adapt = Some(a),
+                                Err(action) => return PlanItem { target, action },
                             }
-                        } else {
-                            match model_dtype {
-                                None => Action::Incompatible {
-                                    dtype: entry.dtype(),
-                                },
-                                Some(to) if to == entry.dtype() => {
-                                    Action::Load { index, cast: None }
-                                }
-                                Some(to) => Action::Load {
-                                    index,
-                                    cast: Some((entry.dtype(), to)),
-                                },
-                            }
+                        }
+                        match model_dtype {
+                            None => Action::Incompatible {
+                                dtype: entry.dtype(),
+                            },
+                            Some(to) if to == entry.dtype() => Action::Load {
+                                index,
+                                cast: None,
+                                adapt,
+                            },
+                            Some(to) => Action::Load {
+                                index,
+                                cast: Some((entry.dtype(), to)),
+                                adapt,
+                            },
                         }
                     }
                 };
@@ -129,5 +154,53 @@ impl Plan {
             unexpected,
             ignored,
         })
+    }
+}
+
+/// A stored tensor whose shape does not fit `target`: the adaptation its rule asks for, or the
+/// mismatch to report (with the rule that kept it, or why the load must fail).
+fn mismatch(
+    target: &Target,
+    dtype: DType,
+    stored: &[usize],
+    rules: &Rules,
+) -> std::result::Result<Adapt, Action> {
+    let keep = |rule: Option<&str>, failure: Option<String>| Action::ShapeMismatch {
+        checkpoint_shape: stored.to_vec(),
+        rule: rule.map(str::to_string),
+        failure,
+    };
+    let paths = target.pieces.iter().map(|p| p.model_path.as_str());
+    let Some((pattern, policy)) = rules.find(&target.key, paths) else {
+        return Err(keep(None, None));
+    };
+    let model = target.checkpoint_shape();
+    let fail = |why: String| {
+        Err(keep(
+            Some(pattern),
+            Some(format!(
+                "`{}`: model {model:?} vs. checkpoint {stored:?}: {why} (rule `{pattern}`)",
+                target.key
+            )),
+        ))
+    };
+    match policy {
+        Policy::Keep => Err(keep(Some(pattern), None)),
+        Policy::Error => fail("shape mismatch, policy `error`".into()),
+        _ if target.is_packed() => fail(format!(
+            "{} does not apply to a packed tensor",
+            policy.name()
+        )),
+        _ if !dtype.is_float() || !DType::from_burn(target.dtype).is_some_and(DType::is_float) => {
+            fail(format!("{} needs float tensors, found {dtype}", policy.name()))
+        }
+        _ => match Adaptation::plan(policy, &model, stored) {
+            Ok(adaptation) => Ok(Adapt {
+                rule: pattern.to_string(),
+                adaptation,
+                stored: stored.to_vec(),
+            }),
+            Err(why) => fail(why),
+        },
     }
 }

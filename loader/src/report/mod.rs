@@ -23,6 +23,24 @@ pub struct Mismatch {
     pub model_shape: Vec<usize>,
     /// The stored shape.
     pub checkpoint_shape: Vec<usize>,
+    /// The pattern of the explicit mismatch rule that decided (`keep` or `error`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// A tensor that a mismatch policy changed into the model's shape, then loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Adapted {
+    /// The checkpoint key.
+    pub key: String,
+    /// The pattern of the rule that applied.
+    pub rule: String,
+    /// The stored shape.
+    pub checkpoint_shape: Vec<usize>,
+    /// The model's shape (in the checkpoint's layout).
+    pub model_shape: Vec<usize>,
+    /// What was done (`adapted 3 → 1 input channels`).
+    pub how: String,
 }
 
 /// A tensor loaded with a dtype conversion.
@@ -86,6 +104,8 @@ pub struct LoadReport {
     loaded: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     split: Vec<Split>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    adapted: Vec<Adapted>,
     mismatched: Vec<Mismatch>,
     cast: Vec<Cast>,
     missing: Vec<String>,
@@ -93,6 +113,12 @@ pub struct LoadReport {
     ignored: Vec<Ignored>,
     hints: Vec<String>,
     coverage: Vec<Coverage>,
+    /// Mismatch rules that require the load to fail (`error`, or a policy that cannot apply).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failures: Vec<String>,
+    /// Every model tensor's checkpoint key, in model order.
+    #[serde(skip)]
+    keys: Vec<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -119,6 +145,7 @@ impl LoadReport {
             view: steps,
             loaded: Vec::new(),
             split: Vec::new(),
+            adapted: Vec::new(),
             mismatched: Vec::new(),
             cast: Vec::new(),
             missing: Vec::new(),
@@ -133,6 +160,8 @@ impl LoadReport {
                 .collect(),
             hints: Vec::new(),
             coverage: Vec::new(),
+            failures: Vec::new(),
+            keys: plan.items.iter().map(|i| i.target.key.clone()).collect(),
         };
         let mut coverage: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
         for (order, item) in plan.items.iter().enumerate() {
@@ -141,9 +170,18 @@ impl LoadReport {
             let slot = coverage.entry(subtree).or_insert((order, 0, 0));
             slot.2 += 1;
             match &item.action {
-                Action::Load { cast, .. } => {
+                Action::Load { cast, adapt, .. } => {
                     slot.1 += 1;
                     report.loaded.push(key.clone());
+                    if let Some(adapt) = adapt {
+                        report.adapted.push(Adapted {
+                            key: key.clone(),
+                            rule: adapt.rule.clone(),
+                            checkpoint_shape: adapt.stored.clone(),
+                            model_shape: item.target.checkpoint_shape(),
+                            how: adapt.adaptation.describe(),
+                        });
+                    }
                     if item.target.is_packed() {
                         report.split.push(Split {
                             key: key.clone(),
@@ -164,11 +202,19 @@ impl LoadReport {
                         });
                     }
                 }
-                Action::ShapeMismatch { checkpoint_shape } => report.mismatched.push(Mismatch {
-                    key: key.clone(),
-                    model_shape: item.target.checkpoint_shape(),
-                    checkpoint_shape: checkpoint_shape.clone(),
-                }),
+                Action::ShapeMismatch {
+                    checkpoint_shape,
+                    rule,
+                    failure,
+                } => {
+                    report.mismatched.push(Mismatch {
+                        key: key.clone(),
+                        model_shape: item.target.checkpoint_shape(),
+                        checkpoint_shape: checkpoint_shape.clone(),
+                        rule: rule.clone(),
+                    });
+                    report.failures.extend(failure.clone());
+                }
                 Action::Incompatible { dtype } => {
                     report.missing.push(key.clone());
                     report.hints.push(format!(
@@ -243,6 +289,61 @@ impl LoadReport {
         &self.split
     }
 
+    /// Tensors a mismatch policy changed into the model's shape (also in [`loaded`](Self::loaded)).
+    pub fn adapted(&self) -> &[Adapted] {
+        &self.adapted
+    }
+
+    /// How many tensors the model has.
+    pub fn total(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Every model tensor's checkpoint key, in model order.
+    pub fn model_keys(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(String::as_str)
+    }
+
+    /// The fraction of the model's tensors that loaded (1 for a model without tensors).
+    pub fn fraction(&self) -> f64 {
+        match self.total() {
+            0 => 1.0,
+            n => self.loaded.len() as f64 / n as f64,
+        }
+    }
+
+    /// `loaded 30/32 tensors (93 %)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "loaded {}/{} tensors ({})",
+            self.loaded.len(),
+            self.total(),
+            crate::expect::percent(self.loaded.len(), self.total())
+        )
+    }
+
+    pub(crate) fn kept_by_policy(&self, key: &str) -> bool {
+        self.mismatched
+            .iter()
+            .any(|m| m.key == key && m.rule.is_some())
+    }
+
+    /// `fc.weight (model [10, 20] vs. checkpoint [5, 20])` or `fc.weight (missing)`.
+    pub(crate) fn why_not_loaded(&self, key: &str) -> String {
+        match self.mismatched.iter().find(|m| m.key == key) {
+            Some(m) => format!(
+                "{key} (model {:?} vs. checkpoint {:?})",
+                m.model_shape, m.checkpoint_shape
+            ),
+            None => format!("{key} (missing)"),
+        }
+    }
+
+    /// Why mismatch rules require the load to fail.
+    pub fn policy_failures(&self) -> &[String] {
+        &self.failures
+    }
+
     /// Keys whose shapes differ; the model kept its values.
     pub fn mismatched(&self) -> &[Mismatch] {
         &self.mismatched
@@ -283,51 +384,70 @@ impl LoadReport {
         self.mismatched.is_empty() && self.missing.is_empty() && self.unexpected.is_empty()
     }
 
-    /// Emit the report through `tracing`, in the shape of essmc2's log lines.
-    pub fn log(&self) {
-        tracing::info!(
-            "Load pretrained model [{}] from {}{}",
+    /// The first line: `Loaded pretrained model [ResNet] from r50.pth (PyTorch zip)`.
+    fn headline(&self) -> String {
+        let shards = match self.shards {
+            0 => String::new(),
+            n => format!(", {n} shards"),
+        };
+        format!(
+            "{} pretrained model [{}] from {} ({}{shards})",
+            if self.dry_run { "Plan for" } else { "Loaded" },
             self.model,
             self.source,
-            if self.dry_run { " (dry run)" } else { "" }
-        );
+            self.format
+        )
+    }
+
+    /// Emit the report through `tracing`, in the words of its text form: the headline and
+    /// summary (a warning when less than every tensor loaded), then one event per section.
+    pub fn log(&self) {
+        if self.loaded.len() < self.total() {
+            tracing::warn!("{}: {}", self.headline(), self.summary());
+        } else {
+            tracing::info!("{}: {}", self.headline(), self.summary());
+        }
         for step in &self.view {
-            tracing::info!("checkpoint view: {step}");
+            tracing::info!("view: {step}");
+        }
+        for a in &self.adapted {
+            tracing::info!("adapted {}: {}", a.key, a.how);
+        }
+        for (pair, keys) in group_casts(&self.cast) {
+            tracing::info!("cast {pair}: {}", fold_keys(&keys).join(", "));
         }
         if !self.mismatched.is_empty() {
-            let lines: Vec<String> = self
-                .mismatched
-                .iter()
-                .map(|m| {
-                    format!(
-                        "      {}: invalid shape, dst {:?} vs. src {:?}",
-                        m.key, m.model_shape, m.checkpoint_shape
-                    )
-                })
-                .collect();
-            tracing::warn!("ignore keys from source:\n{}", lines.join("\n"));
-        }
-        if !self.cast.is_empty() {
-            for (pair, keys) in group_casts(&self.cast) {
-                tracing::info!("cast {pair}: {}", fold_keys(&keys).join(", "));
-            }
+            tracing::warn!(
+                "shape mismatch, model keeps its values:\n{}",
+                self.mismatched
+                    .iter()
+                    .map(|m| format!("  {}", mismatch_line(m)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
         if !self.missing.is_empty() {
-            tracing::warn!(
-                "missing key in source state_dict: {}",
-                fold_keys(&self.missing).join(", ")
-            );
+            tracing::warn!("missing in checkpoint: {}", summarize(&self.missing));
         }
         if !self.unexpected.is_empty() {
-            tracing::warn!(
-                "unexpected key in source state_dict: {}",
-                fold_keys(&self.unexpected).join(", ")
-            );
+            tracing::warn!("unexpected in checkpoint: {}", summarize(&self.unexpected));
         }
         for hint in &self.hints {
             tracing::info!("hint: {hint}");
         }
     }
+}
+
+/// `fc.weight: model [10, 512] vs. checkpoint [1000, 512]`, and the rule that kept it.
+fn mismatch_line(m: &Mismatch) -> String {
+    let rule = match &m.rule {
+        Some(rule) => format!(" (rule `{rule}`)"),
+        None => String::new(),
+    };
+    format!(
+        "{}: model {:?} vs. checkpoint {:?}{rule}",
+        m.key, m.model_shape, m.checkpoint_shape
+    )
 }
 
 fn group_casts(casts: &[Cast]) -> Vec<(String, Vec<String>)> {
@@ -398,15 +518,23 @@ fn summarize<S: AsRef<str>>(keys: &[S]) -> String {
     if folded.len() <= MAX_PATTERNS {
         return folded.join(", ");
     }
-    let mut roots: Vec<(&str, usize)> = Vec::new();
+    // Per top-level name; a group of up to three keys is named, not counted.
+    let mut roots: Vec<(&str, Vec<&str>)> = Vec::new();
     for key in keys {
-        let root = key.as_ref().split('.').next().unwrap_or_default();
+        let key = key.as_ref();
+        let root = key.split('.').next().unwrap_or_default();
         match roots.iter_mut().find(|(r, _)| *r == root) {
-            Some((_, n)) => *n += 1,
-            None => roots.push((root, 1)),
+            Some((_, group)) => group.push(key),
+            None => roots.push((root, vec![key])),
         }
     }
-    let parts: Vec<String> = roots.iter().map(|(r, n)| format!("{r}.* ({n})")).collect();
+    let parts: Vec<String> = roots
+        .iter()
+        .map(|(r, group)| match group.len() {
+            1..=3 => fold_keys(group).join(", "),
+            n => format!("{r}.* ({n})"),
+        })
+        .collect();
     format!("{} keys: {}", keys.len(), parts.join(", "))
 }
 
@@ -426,19 +554,7 @@ fn similarity(a: &str, b: &str) -> usize {
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let total: usize = self.coverage.iter().map(|c| c.total).sum();
-        let shards = match self.shards {
-            0 => String::new(),
-            n => format!(", {n} shards"),
-        };
-        writeln!(
-            f,
-            "{} pretrained model [{}] from {} ({}{shards})",
-            if self.dry_run { "Plan for" } else { "Loaded" },
-            self.model,
-            self.source,
-            self.format
-        )?;
+        writeln!(f, "{}", self.headline())?;
         for step in &self.view {
             writeln!(f, "  view: {step}")?;
         }
@@ -447,13 +563,10 @@ impl fmt::Display for LoadReport {
             .iter()
             .map(|c| format!("{} {}/{}", c.subtree, c.loaded, c.total))
             .collect();
-        writeln!(
-            f,
-            "  loaded {}/{} tensors: {}",
-            self.loaded.len(),
-            total,
-            per_subtree.join(", ")
-        )?;
+        writeln!(f, "  {}: {}", self.summary(), per_subtree.join(", "))?;
+        for a in &self.adapted {
+            writeln!(f, "  adapted {}: {}", a.key, a.how)?;
+        }
         for (pair, keys) in group_casts(&self.cast) {
             writeln!(f, "  cast {pair}: {}", fold_keys(&keys).join(", "))?;
         }
@@ -473,11 +586,7 @@ impl fmt::Display for LoadReport {
         if !self.mismatched.is_empty() {
             writeln!(f, "  shape mismatch, model keeps its values:")?;
             for m in &self.mismatched {
-                writeln!(
-                    f,
-                    "    {}: model {:?} vs. checkpoint {:?}",
-                    m.key, m.model_shape, m.checkpoint_shape
-                )?;
+                writeln!(f, "    {}", mismatch_line(m))?;
             }
         }
         if !self.missing.is_empty() {
@@ -503,6 +612,9 @@ impl fmt::Display for LoadReport {
         }
         for (reason, keys) in reasons {
             writeln!(f, "  ignored ({reason}): {}", summarize(&keys))?;
+        }
+        for failure in &self.failures {
+            writeln!(f, "  failed: {failure}")?;
         }
         for hint in &self.hints {
             writeln!(f, "  hint: {hint}")?;

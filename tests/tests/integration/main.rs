@@ -11,6 +11,7 @@ mod formats;
 mod layers;
 mod models;
 mod packed;
+mod policies;
 mod report;
 mod seed;
 mod sharded;

@@ -16,7 +16,7 @@ fn text_report_for_another_class_count() {
 Loaded pretrained model [Classifier] from <dp> (PyTorch zip)
   view: unwrapped `state_dict`, ignored optimizer (20 tensors)
   view: stripped `module.` from 38 keys
-  loaded 30/32 tensors: backbone 30/30, head 0/2
+  loaded 30/32 tensors (94 %): backbone 30/30, head 0/2
   shape mismatch, model keeps its values:
     head.fc.weight: model [7, 8] vs. checkpoint [5, 8]
     head.fc.bias: model [7] vs. checkpoint [5]

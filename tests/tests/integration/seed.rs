@@ -158,7 +158,17 @@ fn remaps_move_a_torchvision_file_into_a_classifier() {
 #[test]
 fn missing_sub_level_prefix_gets_a_hint() {
     let device = Device::flex();
-    let report = Backbone::new(&device).plan_pretrained(fixture(DP)).unwrap();
+    // Nothing loads, which is an error by default; the error carries the report.
+    let err = Backbone::new(&device)
+        .plan_pretrained(fixture(DP))
+        .unwrap_err();
+    let burn_pretrain::Error::Unmet { report, unmet } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        unmet,
+        ["nothing loaded: none of the model's 30 tensors is in the checkpoint under its name and shape"]
+    );
     assert_eq!(report.loaded().len(), 0);
     assert_eq!(report.missing().len(), 30);
     assert_eq!(
