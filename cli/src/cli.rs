@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "pretrain",
     version,
     about,
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 `check --expect` not met."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 an expectation not met (`check --expect`, a `pretrain`'s `expect`, nothing loaded, a layer half loaded)."
 )]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.

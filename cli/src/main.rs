@@ -2,8 +2,9 @@
 //! story on bundled checkpoints.
 //!
 //! Exit codes: 0 success; 1 the checkpoint, config or load failed (one line on stderr with
-//! the cause chain); 2 bad usage; 3 `check --expect` not met. A closed pipe on stdout ends the
-//! command quietly with 0.
+//! the cause chain); 2 bad usage; 3 an expectation not met (`check --expect`, a `pretrain`'s
+//! `expect`, or the defaults: a load that loads nothing or leaves a layer half loaded), with
+//! the plan's report on stderr. A closed pipe on stdout ends the command quietly with 0.
 
 mod check;
 mod cli;
@@ -20,7 +21,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
-/// `check --expect` not met.
+/// An expectation not met.
 pub const EXIT_EXPECT: i32 = 3;
 
 fn main() {
@@ -41,6 +42,14 @@ fn main() {
                 std::process::exit(0);
             }
             eprintln!("error: {}", chain(&e));
+            let unmet = e.chain().find_map(|c| match c.downcast_ref() {
+                Some(burn_pretrain::Error::Unmet { report, .. }) => Some(report),
+                _ => None,
+            });
+            if let Some(report) = unmet {
+                eprint!("{report}");
+                std::process::exit(EXIT_EXPECT);
+            }
             std::process::exit(1);
         }
     }

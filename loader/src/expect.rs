@@ -122,7 +122,8 @@ impl Expect {
         }
         for (prefix, want) in &self.subtrees {
             let under = |k: &str| {
-                k == prefix || (k.starts_with(prefix.as_str()) && k[prefix.len()..].starts_with('.'))
+                k == prefix
+                    || (k.starts_with(prefix.as_str()) && k[prefix.len()..].starts_with('.'))
             };
             let sub_total = report.model_keys().filter(|k| under(k)).count();
             let sub_loaded = report.loaded().iter().filter(|k| under(k)).count();
@@ -369,7 +370,9 @@ impl Rules {
     ) -> Option<(&str, &Policy)> {
         self.rules
             .iter()
-            .find(|(re, _)| re.is_match(key) || model_paths.clone().into_iter().any(|p| re.is_match(p)))
+            .find(|(re, _)| {
+                re.is_match(key) || model_paths.clone().into_iter().any(|p| re.is_match(p))
+            })
             .map(|(re, p)| (re.as_str(), p))
     }
 }

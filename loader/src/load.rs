@@ -114,7 +114,12 @@ impl Prepared {
             .iter()
             .filter_map(|t| t.key.split('.').next().map(str::to_string))
             .collect();
-        let view = View::build(&checkpoint, spec.view(), &roots)?;
+        let shapes: Vec<(&str, Vec<usize>)> = probe
+            .targets
+            .iter()
+            .map(|t| (t.key.as_str(), t.checkpoint_shape()))
+            .collect();
+        let view = View::build(&checkpoint, spec.view(), &roots, &shapes)?;
         let view_keys: BTreeSet<String> = view.entries.iter().map(|e| e.key.clone()).collect();
         let mut mapper = Mapper::new(convention, Some(&view_keys), Mode::Plan);
         model.clone().map_pretrain(&mut mapper);
@@ -159,6 +164,7 @@ impl Prepared {
             dry_run,
             self.view.steps.clone(),
             &self.plan,
+            self.view.alignment.as_ref().map(|r| r.hint()),
         )
         .with_shards(self.checkpoint.shards().len())
     }

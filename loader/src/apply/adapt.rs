@@ -162,9 +162,8 @@ impl Adaptation {
                     let new_tokens = to.0 * to.1;
                     let mut grid = vec![0f32; new_tokens * dim];
                     for c in 0..dim {
-                        let plane: Vec<f32> = (0..h * w)
-                            .map(|t| data[(prefix + t) * dim + c])
-                            .collect();
+                        let plane: Vec<f32> =
+                            (0..h * w).map(|t| data[(prefix + t) * dim + c]).collect();
                         for (t, v) in resample_plane(&plane, *from, *to).into_iter().enumerate() {
                             grid[t * dim + c] = v;
                         }
@@ -196,7 +195,11 @@ fn in_channels(data: &[f32], stored: &[usize], from: usize, to: usize) -> Vec<f3
             let scale = from as f32 / to as f32;
             for c in 0..to {
                 let src = c % from;
-                out.extend(filter[src * kernel..(src + 1) * kernel].iter().map(|v| v * scale));
+                out.extend(
+                    filter[src * kernel..(src + 1) * kernel]
+                        .iter()
+                        .map(|v| v * scale),
+                );
             }
         }
     }

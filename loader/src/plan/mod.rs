@@ -192,7 +192,10 @@ fn mismatch(
             policy.name()
         )),
         _ if !dtype.is_float() || !DType::from_burn(target.dtype).is_some_and(DType::is_float) => {
-            fail(format!("{} needs float tensors, found {dtype}", policy.name()))
+            fail(format!(
+                "{} needs float tensors, found {dtype}",
+                policy.name()
+            ))
         }
         _ => match Adaptation::plan(policy, &model, stored) {
             Ok(adaptation) => Ok(Adapt {

@@ -1,7 +1,7 @@
 //! `LoadReport`: what a load did, as a value — text for people, JSON for machines, tracing
 //! lines in the shape of essmc2's log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -134,6 +134,7 @@ impl LoadReport {
         dry_run: bool,
         steps: Vec<ViewStep>,
         plan: &Plan,
+        alignment: Option<String>,
     ) -> Self {
         let mut report = Self {
             model,
@@ -235,7 +236,9 @@ impl LoadReport {
                 total,
             })
             .collect();
-        report.hints.extend(hints(plan));
+        let aligned = alignment.is_some();
+        report.hints.extend(alignment);
+        report.hints.extend(hints(plan, aligned));
         report
     }
 
@@ -462,53 +465,115 @@ fn group_casts(casts: &[Cast]) -> Vec<(String, Vec<String>)> {
     groups
 }
 
-/// "Did you mean" hints: a missing key that an unexpected key ends with suggests a prefix to
-/// strip (`sub_level`); one that shares its shape and most of its name suggests a rename.
-fn hints(plan: &Plan) -> Vec<String> {
+/// "Did you mean" hints: groups of missing and unexpected keys that agree in tokens and
+/// shapes whatever the case, depth or arrangement of their names (`conv1_bn.*` ↔
+/// `conv1_BN.*`, `lstm.layers.0.weight_ih` ↔ `lstm.weight_ih_l0`); then, for the rest, an
+/// unexpected key sharing a missing one's shape and most of its name (unless a prefix
+/// rewrite was already suggested).
+fn hints(plan: &Plan, aligned: bool) -> Vec<String> {
     let mut out = Vec::new();
-    let missing: Vec<_> = plan
+    let missing: Vec<(&str, Vec<usize>)> = plan
         .items
         .iter()
         .filter(|i| matches!(i.action, Action::Missing))
+        .map(|i| (i.target.key.as_str(), i.target.checkpoint_shape()))
         .collect();
     if missing.is_empty() || plan.unexpected.is_empty() {
         return out;
     }
-    // A common prefix in front of the model's keys.
-    let mut prefixes: BTreeMap<&str, usize> = BTreeMap::new();
-    for item in &missing {
-        for (key, _) in &plan.unexpected {
-            if let Some(prefix) = key.strip_suffix(item.target.key.as_str())
-                && let Some(prefix) = prefix.strip_suffix('.')
-            {
-                *prefixes.entry(prefix).or_insert(0) += 1;
-            }
+    // Unexpected keys by (tokens, shape); a token set shared by two keys pairs nothing.
+    let mut by_tokens: HashMap<(Vec<String>, &[usize]), Option<&str>> = HashMap::new();
+    for (key, shape) in &plan.unexpected {
+        by_tokens
+            .entry((tokens(key), shape.as_slice()))
+            .and_modify(|slot| *slot = None)
+            .or_insert(Some(key.as_str()));
+    }
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for (key, shape) in &missing {
+        if let Some(Some(found)) = by_tokens.get(&(tokens(key), shape.as_slice())) {
+            pairs.push((key, found));
         }
     }
-    if let Some((prefix, n)) = prefixes.iter().max_by_key(|(_, n)| **n) {
-        out.push(format!(
-            "{n} missing keys exist under `{prefix}.` in the checkpoint: try sub_level \"{prefix}\""
-        ));
+    // Group by the two parents: a group whose leaves agree is one rename of a path.
+    let mut groups: Vec<((&str, &str), Vec<(&str, &str)>)> = Vec::new();
+    for (model, stored) in &pairs {
+        let parents = (parent(model), parent(stored));
+        match groups.iter_mut().find(|(p, _)| *p == parents) {
+            Some((_, list)) => list.push((model, stored)),
+            None => groups.push((parents, vec![(model, stored)])),
+        }
+    }
+    for ((model_parent, stored_parent), list) in &groups {
+        let same_leaves = list.iter().all(|(m, c)| leaf(m) == leaf(c));
+        if same_leaves && !model_parent.is_empty() && !stored_parent.is_empty() {
+            out.push(format!(
+                "model `{model_parent}.*` ↔ checkpoint `{stored_parent}.*`: {} tensors agree in name and shape; remap `^{}` → `{model_parent}.`",
+                list.len(),
+                regex::escape(&format!("{stored_parent}."))
+            ));
+        } else {
+            let shown: Vec<String> = list
+                .iter()
+                .take(3)
+                .map(|(m, c)| format!("`{m}` ↔ checkpoint `{c}`"))
+                .collect();
+            let more = match list.len() {
+                n if n > 3 => format!(" and {} more", n - 3),
+                _ => String::new(),
+            };
+            out.push(format!(
+                "same tensors under other names (model ↔ checkpoint, equal shapes): {}{more}; remap them",
+                shown.join(", ")
+            ));
+        }
+    }
+    if aligned {
+        // A prefix rewrite explains the rest better than key-by-key guesses.
         return out;
     }
+    let paired: HashSet<&str> = pairs.iter().map(|(m, _)| *m).collect();
     // Near names with the same shape.
-    for item in missing.iter().take(10) {
-        let want = item.target.checkpoint_shape();
+    for (key, want) in missing.iter().filter(|(k, _)| !paired.contains(k)).take(10) {
         let best = plan
             .unexpected
             .iter()
-            .filter(|(_, shape)| *shape == want)
-            .map(|(key, _)| (similarity(key, &item.target.key), key))
+            .filter(|(_, shape)| shape == want)
+            .map(|(stored, _)| (similarity(stored, key), stored))
             .filter(|(score, _)| *score >= 2)
             .max_by_key(|(score, _)| *score);
-        if let Some((_, key)) = best {
+        if let Some((_, stored)) = best {
             out.push(format!(
-                "`{}` is missing; the checkpoint has `{key}` with the same shape (rename or remap?)",
-                item.target.key
+                "`{key}` is missing; the checkpoint has `{stored}` with the same shape (rename or remap?)"
             ));
         }
     }
     out
+}
+
+/// A key's name tokens, order and case aside: split at `.` and `_`, lowercased, `l0` (a
+/// PyTorch RNN layer suffix) read as `0`, the container word `layers` dropped; sorted.
+fn tokens(key: &str) -> Vec<String> {
+    let mut out: Vec<String> = key
+        .split(['.', '_'])
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .filter(|t| t != "layers")
+        .map(|t| match t.strip_prefix('l') {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n.to_string(),
+            _ => t,
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn parent(key: &str) -> &str {
+    key.rsplit_once('.').map_or("", |(p, _)| p)
+}
+
+fn leaf(key: &str) -> &str {
+    key.rsplit_once('.').map_or(key, |(_, l)| l)
 }
 
 /// Folded keys, or for long lists a count per top-level name (the JSON keeps every key).

@@ -5,6 +5,8 @@
 //! steps apply `sub_level` and regex remaps. Every step is recorded for the report, and every
 //! tensor a step drops is kept as "ignored" with the reason, never silently lost.
 
+mod align;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use regex::Regex;
@@ -12,7 +14,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::{Checkpoint, TensorEntry};
-use crate::spec::{Pretrain, ViewOptions};
+use crate::spec::{Align, Pretrain, ViewOptions};
+pub(crate) use align::Rewrite;
 
 /// Containers that hold the weights, in the order they are preferred.
 const CONTAINERS: &[&str] = &[
@@ -78,6 +81,19 @@ pub enum ViewStep {
         /// How many were outside it.
         dropped: usize,
     },
+    /// Rewrote the leading path of keys to agree with the model (`align: auto`).
+    Aligned {
+        /// The checkpoint's leading path (empty: a prefix was added).
+        from: String,
+        /// The model's (empty: the prefix was stripped).
+        to: String,
+        /// How many keys changed.
+        keys: usize,
+        /// Model tensors agreeing in name and shape after the rewrite.
+        agree: usize,
+        /// ... and before it.
+        before: usize,
+    },
     /// Renamed keys with a regular expression.
     Remapped {
         /// The pattern.
@@ -114,6 +130,23 @@ impl std::fmt::Display for ViewStep {
                 f,
                 "sub_level `{prefix}`: kept {kept} keys, ignored {dropped} outside it"
             ),
+            ViewStep::Aligned {
+                from,
+                to,
+                keys,
+                agree,
+                before,
+            } => {
+                let what = match (from.is_empty(), to.is_empty()) {
+                    (false, true) => format!("stripped `{from}.`"),
+                    (true, _) => format!("added `{to}.`"),
+                    (false, false) => format!("rewrote `{from}.` to `{to}.`"),
+                };
+                write!(
+                    f,
+                    "aligned: {what} on {keys} keys ({before} → {agree} model tensors agree)"
+                )
+            }
             ViewStep::Remapped { from, to, keys } => {
                 write!(f, "remapped `{from}` → `{to}` on {keys} keys")
             }
@@ -135,15 +168,22 @@ pub(crate) struct View {
     pub steps: Vec<ViewStep>,
     /// Stored keys the view dropped, with why.
     pub dropped: Vec<(String, String)>,
+    /// The leading-path rewrite that would make more keys agree with the model, when
+    /// alignment is off (a hint).
+    pub alignment: Option<Rewrite>,
 }
 
 impl View {
     /// Apply the view `options` to `checkpoint`. `model_roots` are the first segments of the
     /// model's own keys: a container or wrapper name that the model itself uses is left alone.
+    ///
+    /// `model` (the model's keys with their shapes in the checkpoint's layout; empty when
+    /// there is no model) drives alignment: applied with `align: auto`, else kept as a hint.
     pub fn build(
         checkpoint: &Checkpoint,
         options: &ViewOptions,
         model_roots: &HashSet<String>,
+        model: &[(&str, Vec<usize>)],
     ) -> Result<Self> {
         let mut view = View {
             entries: checkpoint
@@ -156,6 +196,7 @@ impl View {
                 .collect(),
             steps: Vec::new(),
             dropped: Vec::new(),
+            alignment: None,
         };
         if options.unwrap {
             view.unwrap_containers(options.ema, model_roots);
@@ -177,6 +218,9 @@ impl View {
         }
         for remap in &options.remap {
             view.remap(&remap.from, &remap.to)?;
+        }
+        if !model.is_empty() {
+            view.align(model, options.align);
         }
         view.check_collisions(checkpoint)?;
         Ok(view)
@@ -332,6 +376,35 @@ impl View {
         Ok(())
     }
 
+    fn align(&mut self, model: &[(&str, Vec<usize>)], align: Align) {
+        let keys: Vec<(&str, &[usize])> = self
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.entry.shape()))
+            .collect();
+        let Some(rewrite) = align::best_rewrite(&keys, model) else {
+            return;
+        };
+        if align == Align::Off {
+            self.alignment = Some(rewrite);
+            return;
+        }
+        let mut changed = 0;
+        for e in &mut self.entries {
+            if let Some(new) = rewrite.apply(&e.key) {
+                e.key = new;
+                changed += 1;
+            }
+        }
+        self.steps.push(ViewStep::Aligned {
+            from: rewrite.from,
+            to: rewrite.to,
+            keys: changed,
+            agree: rewrite.agree,
+            before: rewrite.before,
+        });
+    }
+
     fn check_collisions(&self, checkpoint: &Checkpoint) -> Result<()> {
         let mut seen: HashMap<&str, &str> = HashMap::new();
         for e in &self.entries {
@@ -360,7 +433,7 @@ impl CheckpointView {
     /// names are not `state_dict`, `model`, `module`...).
     pub fn new(checkpoint: &Checkpoint, spec: &Pretrain) -> Result<Self> {
         Ok(Self {
-            view: View::build(checkpoint, spec.view(), &HashSet::new())?,
+            view: View::build(checkpoint, spec.view(), &HashSet::new(), &[])?,
         })
     }
 
@@ -404,7 +477,8 @@ mod tests {
     #[test]
     fn nested_containers_and_wrappers_unwrap_in_turn() {
         let ckpt = checkpoint(&["state_dict.model.module.a.w", "state_dict.model.module.b.w"]);
-        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["a", "b"])).unwrap();
+        let view =
+            View::build(&ckpt, Pretrain::from("x").view(), &roots(&["a", "b"]), &[]).unwrap();
         assert_eq!(keys(&view), ["a.w", "b.w"]);
         assert_eq!(view.steps.len(), 3);
     }
@@ -412,13 +486,14 @@ mod tests {
     #[test]
     fn ema_weights_on_request_raw_ones_by_default() {
         let ckpt = checkpoint(&["model.a.w", "model_ema.a.w", "optimizer.state.0.m"]);
-        let raw = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["a"])).unwrap();
+        let raw = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["a"]), &[]).unwrap();
         assert_eq!(keys(&raw), ["a.w"]);
         assert_eq!(raw.entries[0].entry.key(), "model.a.w");
         let ema = View::build(
             &ckpt,
             Pretrain::from("x").with_ema(true).view(),
             &roots(&["a"]),
+            &[],
         )
         .unwrap();
         assert_eq!(ema.entries[0].entry.key(), "model_ema.a.w");
@@ -433,6 +508,7 @@ mod tests {
             &ckpt,
             Pretrain::from("x").with_ema(true).view(),
             &roots(&["a"]),
+            &[],
         );
         assert!(matches!(err, Err(Error::EmaNotFound { .. })));
     }
@@ -444,11 +520,13 @@ mod tests {
             &ckpt,
             Pretrain::from("x").view(),
             &roots(&["model", "module"]),
+            &[],
         )
         .unwrap();
         assert_eq!(keys(&view), ["model.w", "module.w"]);
         let ckpt = checkpoint(&["module.w"]);
-        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["module"])).unwrap();
+        let view =
+            View::build(&ckpt, Pretrain::from("x").view(), &roots(&["module"]), &[]).unwrap();
         assert_eq!(keys(&view), ["module.w"]);
         assert!(view.steps.is_empty());
     }
@@ -456,14 +534,20 @@ mod tests {
     #[test]
     fn a_plain_state_dict_is_left_alone() {
         let ckpt = checkpoint(&["model.w", "fc.w"]);
-        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["fc"])).unwrap();
+        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["fc"]), &[]).unwrap();
         assert_eq!(keys(&view), ["model.w", "fc.w"]);
     }
 
     #[test]
     fn compiled_submodules_lose_inner_orig_mod() {
         let ckpt = checkpoint(&["backbone._orig_mod.conv.w", "head.fc.w"]);
-        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["backbone"])).unwrap();
+        let view = View::build(
+            &ckpt,
+            Pretrain::from("x").view(),
+            &roots(&["backbone"]),
+            &[],
+        )
+        .unwrap();
         assert_eq!(keys(&view), ["backbone.conv.w", "head.fc.w"]);
     }
 
@@ -471,7 +555,7 @@ mod tests {
     fn remaps_that_collide_are_refused() {
         let ckpt = checkpoint(&["a.w", "b.w"]);
         let spec = Pretrain::from("x").with_remap("^(a|b)", "c");
-        let err = View::build(&ckpt, spec.view(), &roots(&["c"])).unwrap_err();
+        let err = View::build(&ckpt, spec.view(), &roots(&["c"]), &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "keys `a.w` and `b.w` of mem.pth both become `c.w` after remapping"

@@ -8,6 +8,7 @@ mod bad_input;
 mod derive;
 mod every_layer;
 mod formats;
+mod hints;
 mod layers;
 mod models;
 mod packed;

@@ -41,8 +41,7 @@ fn close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>) {
 #[test]
 fn adapt_in_channels_matches_timm_for_three_channel_sources_and_any_other_count() {
     let device = Device::flex();
-    let spec = source()
-        .on_mismatch(r"^stem4?\.weight$", Policy::AdaptInChannels);
+    let spec = source().on_mismatch(r"^stem4?\.weight$", Policy::AdaptInChannels);
     for (c3, c4) in [(1, 6), (2, 1), (5, 6)] {
         let (model, report) = stem(c3, c4, &device).load_pretrained(&spec).unwrap();
         close(
@@ -55,7 +54,9 @@ fn adapt_in_channels_matches_timm_for_three_channel_sources_and_any_other_count(
         );
         let text = report.to_string();
         assert!(
-            text.contains(&format!("adapted stem.weight: adapted 3 → {c3} input channels")),
+            text.contains(&format!(
+                "adapted stem.weight: adapted 3 → {c3} input channels"
+            )),
             "{text}"
         );
         assert_eq!(report.adapted().len(), 2);
@@ -111,10 +112,8 @@ fn select_rows_keeps_the_named_classes_in_order_from_code_or_a_file() {
     let file = dir.path().join("classes.txt");
     std::fs::write(&file, "# the classes we keep\n7\n2, 5\n").unwrap();
     let from_code = source().on_mismatch("^head\\.", Policy::select_rows([7, 2, 5]));
-    let from_file = source().on_mismatch(
-        "^head\\.",
-        Policy::select_rows_from(file.to_string_lossy()),
-    );
+    let from_file =
+        source().on_mismatch("^head\\.", Policy::select_rows_from(file.to_string_lossy()));
     for spec in [from_code, from_file] {
         let model = Head {
             head: LinearConfig::new(16, 3).init(&device),
@@ -151,7 +150,10 @@ fn keep_and_error_policies_decide_a_mismatch() {
         unmet[0].contains("`head.weight`: model [3, 16] vs. checkpoint [10, 16]"),
         "{unmet:?}"
     );
-    assert!(report.to_string().contains("failed: `head.weight`"), "{report}");
+    assert!(
+        report.to_string().contains("failed: `head.weight`"),
+        "{report}"
+    );
     // Kept explicitly: the mismatch is reported with its rule, and the load succeeds.
     let (kept, report) = model()
         .load_pretrained(

@@ -167,13 +167,17 @@ fn missing_sub_level_prefix_gets_a_hint() {
     };
     assert_eq!(
         unmet,
-        ["nothing loaded: none of the model's 30 tensors is in the checkpoint under its name and shape"]
+        [
+            "nothing loaded: none of the model's 30 tensors is in the checkpoint under its name and shape"
+        ]
     );
     assert_eq!(report.loaded().len(), 0);
     assert_eq!(report.missing().len(), 30);
     assert_eq!(
         report.hints(),
-        ["30 missing keys exist under `backbone.` in the checkpoint: try sub_level \"backbone\""]
+        [
+            "stripping `backbone.` from checkpoint keys makes 30 of 30 model tensors agree in name and shape (now 0): set sub_level \"backbone\" or align: auto"
+        ]
     );
 }
 
