@@ -437,3 +437,36 @@ fn demo_tells_the_seed_story() {
         "{text}"
     );
 }
+
+/// A config's `pretrain` carries its own expectations; `check` (a plan) and `load` both exit
+/// 3 when one is unmet, with the error and the plan's report on stderr.
+#[test]
+fn config_expectations_gate_check_and_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("resnet/classifier200.json")).unwrap(),
+    )
+    .unwrap();
+    config["pretrain"] = serde_json::json!({
+        "path": fixture("resnet/classifier_dp.pth"),
+        "expect": {"strict": true}
+    });
+    let path = dir.path().join("strict.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    for command in ["check", "load"] {
+        let out = run(&[command, path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(3), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("did not meet expectations"), "{err}");
+        assert!(
+            err.contains("strict: not loaded head.fc.{weight,bias}"),
+            "{err}"
+        );
+        assert!(err.contains("loaded 100/102 tensors (98 %)"), "{err}");
+    }
+    // Allowing the head's keys to stay unloaded meets it.
+    config["pretrain"]["expect"]["allow_missing"] = serde_json::json!(["^head\\."]);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = run(&["check", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

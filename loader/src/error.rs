@@ -53,7 +53,7 @@ pub enum Error {
     },
     /// A TorchScript archive (`torch.jit.save`), which holds code, not a state dict.
     #[error(
-        "checkpoint {} is a TorchScript archive (torch.jit.save); save the weights with torch.save(model.state_dict(), ...) instead",
+        "checkpoint {} is a TorchScript archive (torch.jit.save), which holds code: in Python, torch.save(torch.jit.load(path).state_dict(), \"weights.pth\") writes its weights as a state dict to load instead",
         path.display()
     )]
     TorchScript {

@@ -129,6 +129,13 @@ fn describe(head: &[u8]) -> String {
     if trimmed.starts_with("version https://git-lfs") {
         return "a Git LFS pointer, not the file it points to (run `git lfs pull`)".into();
     }
+    // An ONNX ModelProto opens with ir_version (field 1), then producer_name, opset or graph.
+    if let [0x08, version, next, ..] = head
+        && (1..=32).contains(version)
+        && matches!(next, 0x12 | 0x1a | 0x22 | 0x2a | 0x32 | 0x3a | 0x42)
+    {
+        return "an ONNX model (a graph, not a state dict): burn-import reads ONNX and generates the burn model with its weights; or export the PyTorch model's state_dict with torch.save".into();
+    }
     if head.first() == Some(&0x80) {
         return "a Python pickle that is not a torch.save checkpoint (no tensor storage)".into();
     }

@@ -159,6 +159,8 @@ impl std::fmt::Display for ViewStep {
 pub(crate) struct ViewEntry {
     pub key: String,
     pub entry: TensorEntry,
+    /// The key before remaps and alignment (after unwrapping and `sub_level`), for messages.
+    pub before_rename: Option<String>,
 }
 
 /// The checkpoint after the view's steps.
@@ -192,6 +194,7 @@ impl View {
                 .map(|e| ViewEntry {
                     key: e.key().to_string(),
                     entry: e.clone(),
+                    before_rename: None,
                 })
                 .collect(),
             steps: Vec::new(),
@@ -360,11 +363,18 @@ impl View {
             pattern: from.to_string(),
             source,
         })?;
+        check_replacement(&re, to).map_err(|detail| Error::InvalidReplacement {
+            pattern: from.to_string(),
+            replacement: to.to_string(),
+            detail,
+        })?;
         let mut changed = 0;
         for e in &mut self.entries {
             let new = re.replace_all(&e.key, to);
             if new != e.key {
-                e.key = new.into_owned();
+                let new = new.into_owned();
+                let old = std::mem::replace(&mut e.key, new);
+                e.before_rename.get_or_insert(old);
                 changed += 1;
             }
         }
@@ -392,7 +402,8 @@ impl View {
         let mut changed = 0;
         for e in &mut self.entries {
             if let Some(new) = rewrite.apply(&e.key) {
-                e.key = new;
+                let old = std::mem::replace(&mut e.key, new);
+                e.before_rename.get_or_insert(old);
                 changed += 1;
             }
         }
@@ -408,17 +419,76 @@ impl View {
     fn check_collisions(&self, checkpoint: &Checkpoint) -> Result<()> {
         let mut seen: HashMap<&str, &str> = HashMap::new();
         for e in &self.entries {
-            if let Some(first) = seen.insert(&e.key, e.entry.key()) {
+            let shown = e.before_rename.as_deref().unwrap_or(e.entry.key());
+            if let Some(first) = seen.insert(&e.key, shown) {
                 return Err(Error::KeyCollision {
                     path: checkpoint.path().to_path_buf(),
                     key: e.key.clone(),
                     first: first.to_string(),
-                    second: e.entry.key().to_string(),
+                    second: shown.to_string(),
                 });
             }
         }
         Ok(())
     }
+}
+
+/// Every `$name` / `${name}` of a replacement names a group of `re`. The regex crate reads
+/// `$1_` as the group named `1_` (and replaces it with nothing), a common slip for `${1}_`.
+fn check_replacement(re: &Regex, to: &str) -> std::result::Result<(), String> {
+    let names: HashSet<&str> = re.capture_names().flatten().collect();
+    let bytes = to.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        if bytes.get(i + 1) == Some(&b'$') {
+            i += 2;
+            continue;
+        }
+        let (name, braced, end) = if bytes.get(i + 1) == Some(&b'{') {
+            match to[i + 2..].find('}') {
+                Some(close) => (&to[i + 2..i + 2 + close], true, i + 3 + close),
+                None => return Ok(()),
+            }
+        } else {
+            let len = to[i + 1..]
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .count();
+            (&to[i + 1..i + 1 + len], false, i + 1 + len)
+        };
+        i = end;
+        if name.is_empty() {
+            continue;
+        }
+        let known = match name.parse::<usize>() {
+            Ok(n) => n < re.captures_len(),
+            Err(_) => names.contains(name),
+        };
+        if known {
+            continue;
+        }
+        let digits: String = name
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .map(char::from)
+            .collect();
+        let fix = if !braced && !digits.is_empty() {
+            format!(
+                "; the regex crate reads `${name}` as one name: write `${{{digits}}}{}`",
+                &name[digits.len()..]
+            )
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "the replacement refers to group `{name}`, which the pattern does not have{fix} (e.g. `^(\\w+)\\.(\\w+)$` → `${{1}}_${{2}}`)"
+        ));
+    }
+    Ok(())
 }
 
 /// The checkpoint seen through a spec's view: containers unwrapped, prefixes stripped,
@@ -549,6 +619,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(keys(&view), ["backbone.conv.w", "head.fc.w"]);
+    }
+
+    #[test]
+    fn replacements_naming_no_group_are_refused_with_the_braced_form() {
+        let ckpt = checkpoint(&["a.w"]);
+        let spec = Pretrain::from("x").with_remap(r"^(\w+)\.(\w+)$", "$1_$2");
+        let err = View::build(&ckpt, spec.view(), &roots(&["a_w"]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refers to group `1_`"), "{err}");
+        assert!(err.contains("write `${1}_`"), "{err}");
+        let spec = Pretrain::from("x").with_remap(r"^(\w+)\.(?<leaf>\w+)$", "${1}_$leaf$$");
+        let view = View::build(&ckpt, spec.view(), &roots(&["a_w"]), &[]).unwrap();
+        assert_eq!(keys(&view), ["a_w$"]);
+    }
+
+    #[test]
+    fn collisions_name_the_keys_as_remaps_saw_them() {
+        let ckpt = checkpoint(&["model_state.a.w", "model_state.b.w"]);
+        let spec = Pretrain::from("x").with_remap("^(a|b)", "c");
+        let err = View::build(&ckpt, spec.view(), &roots(&["c"]), &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "keys `a.w` and `b.w` of mem.pth both become `c.w` after remapping"
+        );
     }
 
     #[test]

@@ -73,7 +73,19 @@ fn html_page_saved_as_pth() {
 fn torchscript_archive() {
     let (err, msg) = load_err(&fixture("bad/torchscript.pt"));
     assert!(matches!(err, Error::TorchScript { .. }), "{err:?}");
-    assert!(msg.contains("torch.save(model.state_dict()"), "{msg}");
+    assert!(
+        msg.contains("torch.save(torch.jit.load(path).state_dict(), \"weights.pth\")"),
+        "{msg}"
+    );
+}
+
+/// An ONNX export (torch.onnx.export) is named as such, with where ONNX is read in burn.
+#[test]
+fn onnx_model() {
+    let (err, msg) = load_err(&fixture("bad/linear.onnx"));
+    assert!(matches!(err, Error::UnknownFormat { .. }), "{err:?}");
+    assert!(msg.contains("an ONNX model"), "{msg}");
+    assert!(msg.contains("burn-import reads ONNX"), "{msg}");
 }
 
 #[test]
