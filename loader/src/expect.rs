@@ -22,7 +22,7 @@ use crate::report::LoadReport;
 ///
 /// In a config's `pretrain` map: `"expect": {"coverage": 0.9, "subtrees": {"backbone": 1.0},
 /// "strict": false, "allow_missing": ["^head\\."]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Expect {
@@ -50,20 +50,6 @@ pub struct Expect {
     /// Accept a load that loads no tensor at all (off by default).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_empty: bool,
-}
-
-impl Default for Expect {
-    fn default() -> Self {
-        Self {
-            coverage: None,
-            subtrees: BTreeMap::new(),
-            strict: false,
-            allow_missing: Vec::new(),
-            allow_unexpected: Vec::new(),
-            allow_partial: false,
-            allow_empty: false,
-        }
-    }
 }
 
 impl Expect {

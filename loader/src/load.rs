@@ -164,8 +164,8 @@ impl Prepared {
             dry_run,
             self.view.steps.clone(),
             &self.plan,
-            self.view.alignment.as_ref().map(|r| r.hint()),
         )
+        .with_hints(&self.plan, self.view.alignment.as_ref().map(|r| r.hint()))
         .with_shards(self.checkpoint.shards().len())
     }
 }

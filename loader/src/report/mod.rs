@@ -134,7 +134,6 @@ impl LoadReport {
         dry_run: bool,
         steps: Vec<ViewStep>,
         plan: &Plan,
-        alignment: Option<String>,
     ) -> Self {
         let mut report = Self {
             model,
@@ -236,10 +235,15 @@ impl LoadReport {
                 total,
             })
             .collect();
-        let aligned = alignment.is_some();
-        report.hints.extend(alignment);
-        report.hints.extend(hints(plan, aligned));
         report
+    }
+
+    /// Add the "did you mean" hints: `alignment` (a prefix rewrite) first, then key pairs.
+    pub(crate) fn with_hints(mut self, plan: &Plan, alignment: Option<String>) -> Self {
+        let aligned = alignment.is_some();
+        self.hints.extend(alignment);
+        self.hints.extend(hints(plan, aligned));
+        self
     }
 
     /// The model's type name.
@@ -496,7 +500,7 @@ fn hints(plan: &Plan, aligned: bool) -> Vec<String> {
         }
     }
     // Group by the two parents: a group whose leaves agree is one rename of a path.
-    let mut groups: Vec<((&str, &str), Vec<(&str, &str)>)> = Vec::new();
+    let mut groups: Vec<PairGroup> = Vec::new();
     for (model, stored) in &pairs {
         let parents = (parent(model), parent(stored));
         match groups.iter_mut().find(|(p, _)| *p == parents) {
@@ -550,6 +554,9 @@ fn hints(plan: &Plan, aligned: bool) -> Vec<String> {
     }
     out
 }
+
+/// Pairs of (model key, checkpoint key) under one (model parent, checkpoint parent).
+type PairGroup<'a> = ((&'a str, &'a str), Vec<(&'a str, &'a str)>);
 
 /// A key's name tokens, order and case aside: split at `.` and `_`, lowercased, `l0` (a
 /// PyTorch RNN layer suffix) read as `0`, the container word `layers` dropped; sorted.

@@ -106,6 +106,14 @@ fn a_name_that_differs_in_case_is_paired_and_the_suggested_remap_loads_it() {
         ),
         0.0
     );
+    // The README's "Port a PyTorch model": the same output as PyTorch's (eval mode; a
+    // non-autodiff device runs BatchNorm on its running statistics).
+    let io = "hints/case_io.safetensors";
+    let ours = model
+        .conv1_bn
+        .forward(model.conv1.forward(saved_tensor::<4>(io, "input", &device)));
+    let err = relative_error(ours, saved_tensor(io, "output", &device));
+    assert!(err < 1e-5, "relative error {err:e}");
 }
 
 /// A stack of LSTM layers one level deeper than PyTorch's `nn.LSTM(num_layers=2)`.
