@@ -470,3 +470,27 @@ fn config_expectations_gate_check_and_load() {
     let out = run(&["check", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A load that loads nothing (a checkpoint of another model) exits 3 by default.
+#[test]
+fn a_load_of_nothing_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("resnet/classifier200.json")).unwrap(),
+    )
+    .unwrap();
+    let elsewhere = fixture("resnet/classifier200.json")
+        .parent()
+        .unwrap()
+        .join("../hints/case.pth");
+    config["pretrain"] = serde_json::json!(elsewhere);
+    let path = dir.path().join("other.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = run(&["load", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing loaded: none of the model's 102 tensors"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -418,7 +418,7 @@ impl LoadReport {
             tracing::info!("view: {step}");
         }
         for a in &self.adapted {
-            tracing::info!("adapted {}: {}", a.key, a.how);
+            tracing::info!("{}: {}", a.key, a.how);
         }
         for (pair, keys) in group_casts(&self.cast) {
             tracing::info!("cast {pair}: {}", fold_keys(&keys).join(", "));
@@ -636,8 +636,11 @@ impl fmt::Display for LoadReport {
             .map(|c| format!("{} {}/{}", c.subtree, c.loaded, c.total))
             .collect();
         writeln!(f, "  {}: {}", self.summary(), per_subtree.join(", "))?;
-        for a in &self.adapted {
-            writeln!(f, "  adapted {}: {}", a.key, a.how)?;
+        if !self.adapted.is_empty() {
+            writeln!(f, "  adapted by mismatch rules:")?;
+            for a in &self.adapted {
+                writeln!(f, "    {}: {}", a.key, a.how)?;
+            }
         }
         for (pair, keys) in group_casts(&self.cast) {
             writeln!(f, "  cast {pair}: {}", fold_keys(&keys).join(", "))?;
@@ -692,5 +695,46 @@ impl fmt::Display for LoadReport {
             writeln!(f, "  hint: {hint}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_ignore_case_order_depth_and_rnn_layer_suffixes() {
+        assert_eq!(tokens("conv1_bn.weight"), tokens("conv1_BN.weight"));
+        assert_eq!(
+            tokens("lstm.layers.0.weight_ih"),
+            tokens("lstm.weight_ih_l0")
+        );
+        assert_ne!(
+            tokens("lstm.layers.0.weight_ih"),
+            tokens("lstm.weight_ih_l1")
+        );
+        assert_ne!(tokens("conv1.weight"), tokens("conv2.weight"));
+    }
+
+    #[test]
+    fn small_groups_are_named_not_counted() {
+        let mut keys: Vec<String> = (0..12)
+            .map(|i| format!("blocks.{i}.attn.qkv.weight"))
+            .collect();
+        keys.extend((0..12).map(|i| format!("blocks.{i}.mlp.fc{i}x.bias")));
+        keys.push("embeddings.position_ids".into());
+        let text = summarize(&keys);
+        assert!(text.contains("embeddings.position_ids"), "{text}");
+        assert!(!text.contains("embeddings.* (1)"), "{text}");
+        assert!(text.contains("blocks.* (24)"), "{text}");
+    }
+
+    #[test]
+    fn percentages_show_100_and_0_only_when_exact() {
+        assert_eq!(crate::expect::percent(30, 32), "94 %");
+        assert_eq!(crate::expect::percent(999, 1000), "99 %");
+        assert_eq!(crate::expect::percent(1, 1000), "1 %");
+        assert_eq!(crate::expect::percent(0, 3), "0 %");
+        assert_eq!(crate::expect::percent(3, 3), "100 %");
     }
 }

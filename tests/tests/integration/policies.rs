@@ -55,7 +55,7 @@ fn adapt_in_channels_matches_timm_for_three_channel_sources_and_any_other_count(
         let text = report.to_string();
         assert!(
             text.contains(&format!(
-                "adapted stem.weight: adapted 3 → {c3} input channels"
+                "\n    stem.weight: adapted 3 → {c3} input channels\n"
             )),
             "{text}"
         );
@@ -219,5 +219,28 @@ fn a_half_loaded_layer_fails_by_default_and_names_the_layer() {
     close(
         loaded.head.bias.unwrap().val(),
         saved_tensor("policies/policies.pth", "head.bias", &device),
+    );
+}
+
+/// A BatchNorm whose running statistics are not in the checkpoint (here renamed away) is half
+/// loaded: an error naming each such layer.
+#[test]
+fn a_batchnorm_without_its_running_statistics_is_half_loaded() {
+    let device = Device::flex();
+    let spec = Pretrain::from(fixture("dataparallel/classifier_dp.pth"))
+        .with_remap("running_(mean|var)$", "moving_$1");
+    let err = burn_pretrain_tests::Classifier::new(5, &device)
+        .load_pretrained(spec)
+        .unwrap_err();
+    let Error::Unmet { unmet, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(unmet.len(), 6, "{unmet:#?}");
+    assert!(
+        unmet[0].starts_with(
+            "layer `backbone.bn1` half loaded: loaded backbone.bn1.weight, backbone.bn1.bias; not backbone.bn1.running_mean (missing), backbone.bn1.running_var (missing)"
+        ),
+        "{}",
+        unmet[0]
     );
 }

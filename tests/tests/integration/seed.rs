@@ -224,3 +224,60 @@ fn with_pretrain_returns_the_loaded_model() {
         32
     );
 }
+
+/// `with_pretrain` logs the report in its own words; less than every tensor is a warning that
+/// says how much loaded.
+#[test]
+fn with_pretrain_warns_below_full_coverage() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let device = Device::flex();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        Classifier::new(7, &device)
+            .with_pretrain(fixture(DP))
+            .unwrap();
+        Classifier::new(5, &device)
+            .with_pretrain(fixture(DP))
+            .unwrap();
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("pretrained model"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains("WARN"), "{log}");
+    assert!(
+        lines[0].contains("Loaded pretrained model [Classifier] from "),
+        "{log}"
+    );
+    assert!(
+        lines[0].ends_with("(PyTorch zip): loaded 30/32 tensors (94 %)"),
+        "{log}"
+    );
+    assert!(lines[1].contains("INFO"), "{log}");
+    assert!(lines[1].ends_with("loaded 32/32 tensors (100 %)"), "{log}");
+    assert!(
+        log.contains("shape mismatch, model keeps its values:\n  head.fc.weight: model [7, 8] vs. checkpoint [5, 8]"),
+        "{log}"
+    );
+}
