@@ -108,6 +108,20 @@ impl Location {
                     _ => StoreScheme::Azure,
                 };
                 let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+                let credentials = match store {
+                    StoreScheme::S3 => {
+                        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE's web identity, the instance role)"
+                    }
+                    StoreScheme::Gcs => "GOOGLE_SERVICE_ACCOUNT / GOOGLE_APPLICATION_CREDENTIALS",
+                    StoreScheme::Azure => {
+                        "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_KEY"
+                    }
+                };
+                if rest.contains('@') || rest.contains(['?', '#']) {
+                    return Err(invalid(&format!(
+                        "credentials, tokens or queries in an {scheme}:// location are not used (and not shown); give them in the environment: {credentials}"
+                    )));
+                }
                 if bucket.is_empty() {
                     return Err(invalid("no bucket"));
                 }
@@ -121,6 +135,11 @@ impl Location {
                 })
             }
             "hf" => {
+                if rest.contains(['?', '#']) {
+                    return Err(invalid(
+                        "tokens or queries in an hf:// location are not used (and not shown); set HF_TOKEN in the environment",
+                    ));
+                }
                 let mut parts = rest.splitn(3, '/');
                 let (Some(org), Some(repo), Some(file)) =
                     (parts.next(), parts.next(), parts.next())
@@ -260,24 +279,37 @@ impl fmt::Display for Location {
     }
 }
 
-/// A URI with what may be secret removed: userinfo becomes `***@`, a query string `?***`.
+/// A URI with what may be secret removed: userinfo becomes `***@`, a query string `?***`, a
+/// fragment `#***`. The one redaction behind every `Display`, error and log line of a location.
+///
+/// Userinfo is taken up to the last `@` before any `?` or `#`, even past a `/`: a password
+/// with an unencoded `/` (`https://u:pa/ss@host/x`) is still hidden (`hf://org/repo@rev/...`
+/// uses `@` for a revision and has no userinfo).
 pub fn redact(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return uri.to_string();
     };
-    let (authority, tail) = match rest.find(['/', '?', '#']) {
+    let (before, secret_tail) = match rest.find(['?', '#']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_string(),
+    let before = if scheme.eq_ignore_ascii_case("hf") {
+        before.to_string()
+    } else {
+        match before.rsplit_once('@') {
+            Some((_, after)) => format!("***@{after}"),
+            None => before.to_string(),
+        }
     };
-    let tail = match tail.split_once('?') {
-        Some((path, _)) => format!("{path}?***"),
-        None => tail.to_string(),
+    let tail = match secret_tail.chars().next() {
+        Some('?') => match secret_tail.find('#') {
+            Some(_) => "?***#***",
+            None => "?***",
+        },
+        Some(_) => "#***",
+        None => "",
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{before}{tail}")
 }
 
 /// A checkpoint made local.
@@ -557,5 +589,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2") && !err.contains("sig=1"), "{err}");
+    }
+
+    /// Every scheme, every place a secret can sit: userinfo, query, fragment, a password with
+    /// an unencoded `/`; shown locations and errors (with their causes) never carry them.
+    #[test]
+    fn secrets_never_show_for_any_scheme() {
+        let secret = "hunter2";
+        let cases = [
+            "http://user:hunter2@host/x.pth",
+            "https://host/x.pth?token=hunter2",
+            "https://host/x.pth#access_token=hunter2",
+            "https://host/x.pth?a=1#access_token=hunter2",
+            "https://user:pa/hunter2@host/x.pth",
+            "s3://user:hunter2@bucket/x.pth",
+            "s3://bucket/x.pth?X-Amz-Signature=hunter2",
+            "gs://bucket/x.pth#hunter2",
+            "az://container/x.pth?sv=2022&sig=hunter2",
+            "az://account:hunter2@container/x.pth",
+            "file://user:hunter2@/x.pth",
+            "hf://org/repo/x.pth?token=hunter2",
+            "ftp://user:hunter2@host/x",
+        ];
+        for uri in cases {
+            let redacted = redact(uri);
+            assert!(!redacted.contains(secret), "{uri} → {redacted}");
+            let shown = match Location::parse(uri) {
+                Ok(loc) => loc.to_string(),
+                Err(e) => crate::error::chain(&e),
+            };
+            assert!(!shown.contains(secret), "{uri} → {shown}");
+        }
+        assert_eq!(
+            redact("https://user:pa/ss@host/x.pth?a=1#t"),
+            "https://***@host/x.pth?***#***"
+        );
+        assert_eq!(redact("hf://org/repo@v1/x.pth"), "hf://org/repo@v1/x.pth");
+        let err = crate::error::chain(&Location::parse("s3://k:hunter2@b/x.pth").unwrap_err());
+        assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
     }
 }
