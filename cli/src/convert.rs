@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
+use burn_pretrain::error::Cause;
+
 use burn_pretrain::view::CheckpointView;
 use burn_pretrain::{Pretrain, open_checkpoint};
 
@@ -63,21 +65,14 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         "nothing to write: the view of {} is empty",
         args.source
     );
-    let dir = args
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
     let count = tensors.len();
-    if ext == "safetensors" {
-        write_safetensors(tmp.path(), &tensors)?;
-    } else {
-        write_burnpack(tmp.path(), tensors)?;
-    }
-    tmp.persist(&args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    burn_pretrain::export::write_atomic(&args.out, |tmp| {
+        if ext == "safetensors" {
+            write_safetensors(tmp, &tensors)
+        } else {
+            write_burnpack(tmp, tensors)
+        }
+    })?;
     output::print(&format!(
         "wrote {count} tensors to {}\n",
         args.out.display()
@@ -87,26 +82,10 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
 
 type Tensor = (String, Vec<usize>, burn_pretrain::format::DType, Vec<u8>);
 
-fn write_safetensors(path: &Path, tensors: &[Tensor]) -> anyhow::Result<()> {
-    use burn_pretrain::format::DType as D;
-    use safetensors::Dtype as S;
+fn write_safetensors(path: &Path, tensors: &[Tensor]) -> Result<(), Cause> {
     let mut views = Vec::with_capacity(tensors.len());
     for (key, shape, dtype, bytes) in tensors {
-        let dtype = match dtype {
-            D::F64 => S::F64,
-            D::F32 => S::F32,
-            D::F16 => S::F16,
-            D::BF16 => S::BF16,
-            D::I64 => S::I64,
-            D::I32 => S::I32,
-            D::I16 => S::I16,
-            D::I8 => S::I8,
-            D::U64 => S::U64,
-            D::U32 => S::U32,
-            D::U16 => S::U16,
-            D::U8 => S::U8,
-            D::Bool => S::BOOL,
-        };
+        let dtype = burn_pretrain::format::safetensors_dtype(*dtype);
         views.push((
             key.clone(),
             safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)?,
@@ -118,7 +97,7 @@ fn write_safetensors(path: &Path, tensors: &[Tensor]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_burnpack(path: &Path, tensors: Vec<Tensor>) -> anyhow::Result<()> {
+fn write_burnpack(path: &Path, tensors: Vec<Tensor>) -> Result<(), Cause> {
     let tensors = tensors
         .into_iter()
         .map(|(key, shape, dtype, bytes)| {
@@ -138,5 +117,5 @@ fn write_burnpack(path: &Path, tensors: Vec<Tensor>) -> anyhow::Result<()> {
         .overwrite(true)
         .auto_extension(false)
         .write_to_file(path)
-        .map_err(|e| anyhow::anyhow!("burnpack: {e}"))
+        .map_err(|e| format!("burnpack: {e}").into())
 }

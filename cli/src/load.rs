@@ -58,6 +58,22 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
                     path.display()
                 )
             })?;
+            // burn's convolutions panic on what they cannot take: refuse it here.
+            if dims.contains(&0) {
+                anyhow::bail!(
+                    "{}: shape {shape:?} has an empty dimension; images need at least one pixel",
+                    path.display()
+                );
+            }
+            if let Some(channels) = model.input_channels()
+                && dims[1] != channels
+            {
+                anyhow::bail!(
+                    "{}: {} channels, the model takes {channels} (shape {shape:?} is [batch, channels, height, width])",
+                    path.display(),
+                    dims[1]
+                );
+            }
             Tensor::from_data(TensorData::new(values, dims), &device)
         }
         None => generated(&device),

@@ -106,6 +106,14 @@ impl AnyModel {
         }
     }
 
+    /// The image channels the model takes.
+    pub fn input_channels(&self) -> Option<usize> {
+        match self {
+            AnyModel::Classifier(m) => m.backbone.input_channels(),
+            AnyModel::Backbone(m) => m.input_channels(),
+        }
+    }
+
     /// One inference forward pass: probabilities for a classifier, features for a backbone.
     pub fn forward(&self, images: Tensor<4>) -> (Vec<usize>, Vec<f32>) {
         let out = match self {

@@ -19,16 +19,19 @@ pub fn read_f32(path: &Path) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
     Ok((shape, values))
 }
 
-/// Write a float32 array.
+/// Write a float32 array, atomically (a full disk leaves no truncated file under `path`).
 pub fn write_f32(path: &Path, shape: &[usize], values: &[f32]) -> anyhow::Result<()> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(BufWriter::new(file))
-        .begin_nd()?;
-    writer.extend(values.iter().copied())?;
-    writer.finish()?;
+    burn_pretrain::export::write_atomic(path, |tmp| {
+        let file = std::fs::OpenOptions::new().write(true).open(tmp)?;
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(BufWriter::new(file))
+            .begin_nd()?;
+        writer.extend(values.iter().copied())?;
+        writer.finish()?;
+        Ok(())
+    })?;
     Ok(())
 }

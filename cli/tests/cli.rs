@@ -494,3 +494,58 @@ fn a_load_of_nothing_exits_3() {
         stderr(&out)
     );
 }
+
+/// Inputs and configs that burn would panic or abort on are refused first, with one line
+/// naming the file or field (exit 1): images of other channels or no pixels, a head over
+/// another width than its backbone gives, models bigger than the machine's memory or whose
+/// size overflows.
+#[test]
+fn hostile_inputs_and_configs_fail_cleanly() {
+    let config = fixture("resnet/classifier200.json");
+    for (input, says) in [
+        ("bad/five_channels.npy", "5 channels, the model takes 3"),
+        ("bad/empty_image.npy", "has an empty dimension"),
+    ] {
+        let out = run(&[
+            "load",
+            config.to_str().unwrap(),
+            "--input",
+            fixture(input).to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{input}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says) && err.contains(input), "{err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let mut cases = Vec::new();
+    let mut wrong_dim = base.clone();
+    wrong_dim["head"]["dim"] = serde_json::json!(32);
+    cases.push((
+        wrong_dim,
+        "ClassifierHead (dim 32) takes 32 channels, but gets 64",
+    ));
+    let mut overflow = base.clone();
+    overflow["backbone"]["base_channels"] = serde_json::json!(1u64 << 62);
+    cases.push((overflow, "the count overflows"));
+    let mut huge = base.clone();
+    huge["backbone"]["base_channels"] = serde_json::json!(100_000);
+    cases.push((huge, "more than this machine's"));
+    let mut classes = base.clone();
+    classes["head"]["num_classes"] = serde_json::json!(1_000_000_000u64);
+    cases.push((classes, "more than this machine's"));
+    for (i, (mut config, says)) in cases.into_iter().enumerate() {
+        config["pretrain"] = serde_json::json!(fixture("resnet/classifier_dp.pth"));
+        let path = dir.path().join(format!("case{i}.json"));
+        std::fs::write(&path, config.to_string()).unwrap();
+        for command in ["check", "load"] {
+            let out = run(&[command, path.to_str().unwrap()]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{command} case {i}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains(says), "{command} case {i}: {err}");
+        }
+    }
+}

@@ -93,13 +93,123 @@ pub fn save_pretrained<M: Pretrainable + Clone>(
         ("producer".to_string(), "burn-pretrain".to_string()),
     ]);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| fail(e.into()))?;
+    write_atomic(path, |file| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)?
+            .write_all(&bytes)
+            .map_err(Cause::from)
+    })?;
+    Ok(tensors.len())
+}
+
+/// Write `path` atomically: `write` fills a temporary file in the same folder (created with
+/// mode 0666 less the umask, as a plain `File::create` would be), which is then synced and
+/// renamed over `path`. On any error — `write`'s, the sync's or the rename's — the temporary
+/// file is removed and `path` is as it was; the error names `path`. Used for every file this
+/// project writes ([`save_pretrained`], the CLI's `convert` and `.npy` outputs).
+pub fn write_atomic<T>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<T, Cause>,
+) -> Result<T> {
+    let fail = |source: Cause| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.into()))?;
-    tmp.write_all(&bytes).map_err(|e| fail(e.into()))?;
-    tmp.as_file().sync_all().map_err(|e| fail(e.into()))?;
-    tmp.persist(path).map_err(|e| fail(e.error.into()))?;
-    Ok(tensors.len())
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".burn-pretrain-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder.tempfile_in(dir).map_err(|e| {
+        fail(crate::error::context(
+            "creating a temporary file beside it",
+            e,
+        ))
+    })?;
+    let value = write(tmp.path()).map_err(fail)?;
+    std::fs::File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| fail(crate::error::context("syncing it to disk", e)))?;
+    // The error owns the temporary file; dropping it here removes it.
+    tmp.persist(path)
+        .map_err(|e| fail(crate::error::context("renaming it into place", e.error)))?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod atomic_tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn written_whole_with_the_umask_a_plain_create_gets() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.bin");
+        let n = write_atomic(&out, |tmp| {
+            std::fs::write(tmp, b"abc")?;
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(std::fs::read(&out).unwrap(), b"abc");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let plain = dir.path().join("plain");
+            std::fs::File::create(&plain).unwrap();
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&out), mode(&plain));
+        }
+    }
+
+    #[test]
+    fn failures_leave_nothing_behind_and_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.bin");
+        std::fs::write(&out, b"old").unwrap();
+        // The writer fails half way: the old file stays, no temporary file is left.
+        let err = write_atomic(&out, |tmp| -> std::result::Result<(), Cause> {
+            std::fs::write(tmp, b"half")?;
+            Err("disk full".into())
+        })
+        .unwrap_err();
+        assert_eq!(
+            crate::error::chain(&err),
+            format!("cannot write {}: disk full", out.display())
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"old");
+        assert_eq!(entries(dir.path()), ["out.bin"]);
+        // The rename fails (a directory is in the way): still nothing left behind.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("keep"), b"x").unwrap();
+        let err = write_atomic(&blocked, |tmp| {
+            std::fs::write(tmp, b"new").map_err(Cause::from)
+        })
+        .unwrap_err();
+        let msg = crate::error::chain(&err);
+        assert!(
+            msg.starts_with(&format!(
+                "cannot write {}: renaming it into place",
+                blocked.display()
+            )),
+            "{msg}"
+        );
+        assert_eq!(entries(dir.path()), ["blocked", "out.bin"]);
+    }
 }

@@ -7,7 +7,7 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Features, RankError, Stage, unexpected_rank};
+use crate::features::{ChannelError, Features, RankError, Stage, StageError, unexpected_rank};
 use crate::resnet::ResNet;
 
 /// What inference applies to the logits.
@@ -32,6 +32,18 @@ impl Stage for Backbone {
     fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match self {
             Backbone::ResNet(b) => b.output_rank(input_rank),
+        }
+    }
+
+    fn input_channels(&self) -> Option<usize> {
+        match self {
+            Backbone::ResNet(b) => b.input_channels(),
+        }
+    }
+
+    fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
+        match self {
+            Backbone::ResNet(b) => b.output_channels(input),
         }
     }
 
@@ -72,10 +84,12 @@ where
         neck: N,
         head: H,
         act: Activation,
-    ) -> Result<Self, (&'static str, RankError)> {
-        let r = backbone.output_rank(4).map_err(|e| ("backbone", e))?;
-        let r = neck.output_rank(r).map_err(|e| ("neck", e))?;
-        let r = head.output_rank(r).map_err(|e| ("head", e))?;
+    ) -> Result<Self, (&'static str, StageError)> {
+        let r = backbone
+            .output_rank(4)
+            .map_err(|e| ("backbone", e.into()))?;
+        let r = neck.output_rank(r).map_err(|e| ("neck", e.into()))?;
+        let r = head.output_rank(r).map_err(|e| ("head", e.into()))?;
         if r != 2 {
             return Err((
                 "head",
@@ -84,8 +98,18 @@ where
                     takes: "a head giving [batch, classes] (rank 2)".into(),
                     got: r,
                     hint: None,
-                },
+                }
+                .into(),
             ));
+        }
+        // Channels, where the backbone fixes its input's: a head over another width than the
+        // backbone gives would fail inside the first forward pass.
+        if let Some(c) = backbone.input_channels() {
+            let c = backbone
+                .output_channels(c)
+                .map_err(|e| ("backbone", e.into()))?;
+            let c = neck.output_channels(c).map_err(|e| ("neck", e.into()))?;
+            head.output_channels(c).map_err(|e| ("head", e.into()))?;
         }
         Ok(Self {
             backbone,

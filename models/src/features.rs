@@ -17,6 +17,30 @@ pub struct RankError {
     pub hint: Option<String>,
 }
 
+/// A stage that cannot take the channels (dimension 1) of what comes before it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{stage} takes {takes} channels, but gets {got}")]
+pub struct ChannelError {
+    /// The stage's type (`ClassifierHead`).
+    pub stage: String,
+    /// The channels it takes.
+    pub takes: usize,
+    /// The channels it would get.
+    pub got: usize,
+}
+
+/// Why stages do not fit together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StageError {
+    /// Another rank.
+    #[error(transparent)]
+    Rank(#[from] RankError),
+    /// Other channels.
+    #[error(transparent)]
+    Channels(#[from] ChannelError),
+}
+
 /// A batch of features, rank 2 to 5 (`[batch, channels, ...]`).
 #[derive(Debug, Clone)]
 pub enum Features {
@@ -57,6 +81,17 @@ impl Features {
 pub trait Stage {
     /// The rank this stage gives for an input of `input_rank`, or why it cannot take it.
     fn output_rank(&self, input_rank: usize) -> Result<usize, RankError>;
+
+    /// The channels this stage takes, when it fixes them (a backbone's image channels).
+    fn input_channels(&self) -> Option<usize> {
+        None
+    }
+
+    /// The channels (dimension 1) it gives for `input` channels, or why it cannot take them.
+    /// By default a stage keeps the channels (pooling, identity).
+    fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
+        Ok(input)
+    }
 
     /// Run the stage. The rank was checked at build time by [`output_rank`](Self::output_rank).
     fn forward(&self, x: Features) -> Features;

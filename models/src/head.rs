@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Features, RankError, Stage, unexpected_rank};
+use crate::features::{ChannelError, Features, RankError, Stage, unexpected_rank};
 use crate::resnet::InvalidField;
 
 /// Configuration of [`ClassifierHead`].
@@ -42,6 +42,15 @@ impl ClassifierHeadConfig {
                 });
             }
         }
+        crate::limits::check_values(
+            self.dim
+                .checked_add(1)
+                .and_then(|d| crate::limits::product(&[d, self.num_classes])),
+        )
+        .map_err(|message| InvalidField {
+            field: "num_classes",
+            message: format!("a head of {} × {}: {message}", self.dim, self.num_classes),
+        })?;
         if !(0.0..1.0).contains(&self.dropout_rate) {
             return Err(InvalidField {
                 field: "dropout_rate",
@@ -77,6 +86,19 @@ impl Stage for ClassifierHead {
         }
     }
 
+    fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
+        // burn's Linear weight is [d_input, d_output].
+        let shape = self.fc.weight.lazy_shape().to_vec();
+        if shape[0] != input {
+            return Err(ChannelError {
+                stage: format!("ClassifierHead (dim {})", shape[0]),
+                takes: shape[0],
+                got: input,
+            });
+        }
+        Ok(shape[1])
+    }
+
     fn forward(&self, x: Features) -> Features {
         match x {
             Features::D2(x) => Features::D2(self.fc.forward(self.dropout.forward(x))),
@@ -96,6 +118,12 @@ impl Stage for Head {
     fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
         match self {
             Head::ClassifierHead(h) => h.output_rank(input_rank),
+        }
+    }
+
+    fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
+        match self {
+            Head::ClassifierHead(h) => h.output_channels(input),
         }
     }
 

@@ -23,12 +23,13 @@
 mod classifier;
 mod features;
 mod head;
+pub mod limits;
 mod neck;
 mod registry;
 mod resnet;
 
 pub use classifier::{Activation, Backbone, Classifier};
-pub use features::{Features, RankError, Stage};
+pub use features::{ChannelError, Features, RankError, Stage, StageError};
 pub use head::{ClassifierHead, ClassifierHeadConfig, Head};
 pub use neck::{GlobalAveragePooling, GlobalAveragePoolingConfig, Identity, Neck};
 pub use registry::{

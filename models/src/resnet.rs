@@ -13,7 +13,7 @@ use burn::tensor::activation::relu;
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Features, RankError, Stage, unexpected_rank};
+use crate::features::{ChannelError, Features, RankError, Stage, unexpected_rank};
 
 /// The depths torchvision defines, with their block type and blocks per stage.
 const DEPTHS: [(usize, bool, [usize; 4]); 5] = [
@@ -177,7 +177,75 @@ impl ResNetConfig {
                 ),
             });
         }
+        if bottleneck && self.width_per_group * self.groups < 64 {
+            return Err(InvalidField {
+                field: "width_per_group",
+                message: format!(
+                    "width_per_group × groups = {} leaves the first stage's bottleneck without channels; it must be at least 64",
+                    self.width_per_group * self.groups
+                ),
+            });
+        }
+        crate::limits::check_values(self.parameter_count(bottleneck, &blocks)).map_err(
+            |message| InvalidField {
+                field: "base_channels",
+                message: format!(
+                    "ResNet-{} with base_channels {}: {message}",
+                    self.depth, self.base_channels
+                ),
+            },
+        )?;
         Ok((bottleneck, blocks))
+    }
+
+    /// Parameter and buffer values of the network `init` builds, counted without overflow
+    /// (`None` if the count overflows).
+    fn parameter_count(&self, bottleneck: bool, blocks: &[usize; 4]) -> Option<u128> {
+        use crate::limits::product as p;
+        let base = self.base_channels;
+        // A BatchNorm: weight, bias, running mean and variance.
+        let bn = |c: usize| p(&[4, c]);
+        let mut total = p(&[self.in_channels, base, 49])?.checked_add(bn(base)?)?;
+        let mut inplanes = base;
+        for (i, &n) in blocks.iter().enumerate() {
+            let planes = base.checked_shl(i as u32).filter(|v| v >> i == base)?;
+            for b in 0..n {
+                let stride = if i > 0 && b == 0 { 2 } else { 1 };
+                let (block, out) = if bottleneck {
+                    let width = planes.checked_mul(self.width_per_group)? / 64 * self.groups;
+                    let out = planes.checked_mul(4)?;
+                    let sum = [
+                        p(&[inplanes, width])?,
+                        bn(width)?,
+                        p(&[width, width / self.groups, 9])?,
+                        bn(width)?,
+                        p(&[width, out])?,
+                        bn(out)?,
+                    ]
+                    .iter()
+                    .try_fold(0u128, |a, v| a.checked_add(*v))?;
+                    (sum, out)
+                } else {
+                    let sum = [
+                        p(&[inplanes, planes, 9])?,
+                        bn(planes)?,
+                        p(&[planes, planes, 9])?,
+                        bn(planes)?,
+                    ]
+                    .iter()
+                    .try_fold(0u128, |a, v| a.checked_add(*v))?;
+                    (sum, planes)
+                };
+                let downsample = if stride != 1 || inplanes != out {
+                    p(&[inplanes, out])?.checked_add(bn(out)?)?
+                } else {
+                    0
+                };
+                total = total.checked_add(block)?.checked_add(downsample)?;
+                inplanes = out;
+            }
+        }
+        Some(total)
     }
 
     /// Channels of the output features.
@@ -425,10 +493,73 @@ impl Stage for ResNet {
         }
     }
 
+    fn input_channels(&self) -> Option<usize> {
+        self.conv1.weight.lazy_shape().to_vec().get(1).copied()
+    }
+
+    fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
+        let takes = self.input_channels().unwrap_or(input);
+        if input != takes {
+            return Err(ChannelError {
+                stage: "ResNet".into(),
+                takes,
+                got: input,
+            });
+        }
+        let last = [&self.layer4, &self.layer3, &self.layer2, &self.layer1]
+            .into_iter()
+            .find_map(|stage| stage.last());
+        Ok(match last {
+            Some(Block::Basic(b)) => b.bn2.gamma.lazy_shape().to_vec()[0],
+            Some(Block::Bottleneck(b)) => b.bn3.gamma.lazy_shape().to_vec()[0],
+            None => self.bn1.gamma.lazy_shape().to_vec()[0],
+        })
+    }
+
     fn forward(&self, x: Features) -> Features {
         match x {
             Features::D4(x) => Features::D4(ResNet::forward(self, x)),
             other => unexpected_rank("ResNet", other.rank()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// torchvision's parameter counts without `fc` (11,689,512 − 513,000 and 25,557,032 −
+    /// 2,049,000), plus each BatchNorm's running mean and variance.
+    #[test]
+    fn parameter_counts_match_torchvision() {
+        for (depth, params, bn_channels) in
+            [(18, 11_176_512u128, 4_800u128), (50, 23_508_032, 26_560)]
+        {
+            let c = ResNetConfig::new(depth);
+            let (bottleneck, blocks) = c.validate().unwrap();
+            assert_eq!(
+                c.parameter_count(bottleneck, &blocks),
+                Some(params + 2 * bn_channels),
+                "ResNet-{depth}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_configs_are_refused_before_allocating() {
+        let mut c = ResNetConfig::new(50);
+        c.base_channels = 1 << 62;
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.field, "base_channels");
+        assert!(err.message.contains("overflows"), "{}", err.message);
+        if crate::limits::machine_memory().is_some() {
+            c.base_channels = 100_000;
+            let err = c.validate().unwrap_err();
+            assert!(
+                err.message.contains("more than this machine's"),
+                "{}",
+                err.message
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ mod sniff;
 
 pub use checkpoint::{Checkpoint, TensorEntry, natural_cmp};
 pub(crate) use checkpoint::{Opened, Span};
-pub(crate) use safetensors::safetensors_dtype;
+pub use safetensors::safetensors_dtype;
 
 use std::fmt;
 

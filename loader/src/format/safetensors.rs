@@ -100,7 +100,7 @@ fn dtype(dtype: safetensors::Dtype) -> Option<DType> {
 }
 
 /// The safetensors dtype of one of ours (every one has a twin).
-pub(crate) fn safetensors_dtype(dtype: DType) -> safetensors::Dtype {
+pub fn safetensors_dtype(dtype: DType) -> safetensors::Dtype {
     use safetensors::Dtype as S;
     match dtype {
         DType::F64 => S::F64,
