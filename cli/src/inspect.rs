@@ -90,12 +90,14 @@ fn to_text(
     }
     // Fold keys that share shape and dtype; list the patterns in natural key order.
     let mut groups: Vec<(Signature, Vec<&str>)> = Vec::new();
+    let mut slot: std::collections::HashMap<Signature, usize> = Default::default();
     for (k, e) in tensors {
         let sig = (e.shape().to_vec(), e.dtype());
-        match groups.iter_mut().find(|(s, _)| *s == sig) {
-            Some((_, keys)) => keys.push(k),
-            None => groups.push((sig, vec![k])),
-        }
+        let i = *slot.entry(sig.clone()).or_insert_with(|| {
+            groups.push((sig, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(k);
     }
     let mut lines: Vec<(String, String)> = Vec::new();
     for ((shape, dtype), keys) in &groups {

@@ -549,3 +549,36 @@ fn hostile_inputs_and_configs_fail_cleanly() {
         }
     }
 }
+
+/// `inspect` of 100,000 tensors of distinct shapes (zero-sized, so the file is small) was
+/// quadratic in grouping by shape; it lists every one.
+#[test]
+fn inspect_of_a_hundred_thousand_distinct_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut header = String::from("{");
+    for i in 0..100_000 {
+        if i > 0 {
+            header.push(',');
+        }
+        header.push_str(&format!(
+            r#""t{i}": {{"dtype": "F32", "shape": [{i}, 0], "data_offsets": [0, 0]}}"#
+        ));
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    let path = dir.path().join("shapes.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let out = run(&["inspect", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 100_002, "{}", &text[..300]);
+    assert!(
+        text.ends_with("100000 tensors, 0 parameters, f32 0 bytes\n"),
+        "{}",
+        &text[text.len() - 200..]
+    );
+}

@@ -250,3 +250,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Write a safetensors file of F32 tensors filled with zeros, given `(key, shape)`, by hand
+/// (the format is a length, a JSON header and the bytes): for generated hostile inputs too
+/// large to commit, such as 100,000 keys.
+pub fn write_zero_safetensors(path: &std::path::Path, tensors: &[(String, Vec<usize>)]) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (key, shape) in tensors {
+        let len = shape.iter().product::<usize>() * 4;
+        header.insert(
+            key.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
+        );
+        offset += len;
+    }
+    let mut text = serde_json::Value::Object(header).to_string();
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.resize(bytes.len() + offset, 0);
+    std::fs::write(path, bytes).unwrap();
+}

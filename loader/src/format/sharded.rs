@@ -12,7 +12,7 @@
 //! Hub repo folder) and opened like any other checkpoint; the result is one [`Checkpoint`]
 //! whose tensors keep the index's (state dict) order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -166,15 +166,20 @@ pub(crate) fn merge(
         }
     }
     let mut entries = Vec::with_capacity(found.len());
+    // Keys already taken: a key the weight_map repeats is looked up once (not by a scan).
+    let mut taken: HashSet<&str> = HashSet::with_capacity(found.len());
     for (key, shard) in &index.weight_map {
         match found.remove(key) {
-            Some((name, entry)) if name == shard => entries.push(entry),
+            Some((name, entry)) if name == shard => {
+                taken.insert(key);
+                entries.push(entry);
+            }
             Some((name, _)) => {
                 return Err(fail(
                     format!("the index puts `{key}` in `{shard}`, but it is in `{name}`").into(),
                 ));
             }
-            None if entries.iter().any(|e: &TensorEntry| e.key() == key) => {}
+            None if taken.contains(key.as_str()) => {}
             None => {
                 return Err(fail(
                     format!("the index puts `{key}` in `{shard}`, which does not hold it").into(),

@@ -457,16 +457,16 @@ fn mismatch_line(m: &Mismatch) -> String {
     )
 }
 
-fn group_casts(casts: &[Cast]) -> Vec<(String, Vec<String>)> {
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for c in casts {
-        let pair = format!("{} → {}", c.from, c.to);
-        match groups.iter_mut().find(|(p, _)| *p == pair) {
-            Some((_, keys)) => keys.push(c.key.clone()),
-            None => groups.push((pair, vec![c.key.clone()])),
-        }
-    }
-    groups
+fn group_casts(casts: &[Cast]) -> Vec<(String, Vec<&str>)> {
+    group_by(casts, |c| (c.from, c.to))
+        .into_iter()
+        .map(|((from, to), list)| {
+            (
+                format!("{from} → {to}"),
+                list.iter().map(|c| c.key.as_str()).collect(),
+            )
+        })
+        .collect()
 }
 
 /// "Did you mean" hints: groups of missing and unexpected keys that agree in tokens and
@@ -500,14 +500,9 @@ fn hints(plan: &Plan, aligned: bool) -> Vec<String> {
         }
     }
     // Group by the two parents: a group whose leaves agree is one rename of a path.
-    let mut groups: Vec<PairGroup> = Vec::new();
-    for (model, stored) in &pairs {
-        let parents = (parent(model), parent(stored));
-        match groups.iter_mut().find(|(p, _)| *p == parents) {
-            Some((_, list)) => list.push((model, stored)),
-            None => groups.push((parents, vec![(model, stored)])),
-        }
-    }
+    let groups: Vec<PairGroup> = group_by(pairs.iter().copied(), |(model, stored)| {
+        (parent(model), parent(stored))
+    });
     for ((model_parent, stored_parent), list) in &groups {
         let same_leaves = list.iter().all(|(m, c)| leaf(m) == leaf(c));
         if same_leaves && !model_parent.is_empty() && !stored_parent.is_empty() {
@@ -555,6 +550,25 @@ fn hints(plan: &Plan, aligned: bool) -> Vec<String> {
     out
 }
 
+/// `items` grouped by `key`, groups in order of first appearance, items in order (one hash
+/// lookup each: lists of 100k keys stay linear).
+fn group_by<T, K: std::hash::Hash + Eq + Copy>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<(K, Vec<T>)> {
+    let mut groups: Vec<(K, Vec<T>)> = Vec::new();
+    let mut slot: HashMap<K, usize> = HashMap::new();
+    for item in items {
+        let k = key(&item);
+        let i = *slot.entry(k).or_insert_with(|| {
+            groups.push((k, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(item);
+    }
+    groups
+}
+
 /// Pairs of (model key, checkpoint key) under one (model parent, checkpoint parent).
 type PairGroup<'a> = ((&'a str, &'a str), Vec<(&'a str, &'a str)>);
 
@@ -591,15 +605,9 @@ fn summarize<S: AsRef<str>>(keys: &[S]) -> String {
         return folded.join(", ");
     }
     // Per top-level name; a group of up to three keys is named, not counted.
-    let mut roots: Vec<(&str, Vec<&str>)> = Vec::new();
-    for key in keys {
-        let key = key.as_ref();
-        let root = key.split('.').next().unwrap_or_default();
-        match roots.iter_mut().find(|(r, _)| *r == root) {
-            Some((_, group)) => group.push(key),
-            None => roots.push((root, vec![key])),
-        }
-    }
+    let roots = group_by(keys.iter().map(AsRef::as_ref), |key| {
+        key.split('.').next().unwrap_or_default()
+    });
     let parts: Vec<String> = roots
         .iter()
         .map(|(r, group)| match group.len() {
@@ -678,14 +686,8 @@ impl fmt::Display for LoadReport {
                 summarize(&self.unexpected)
             )?;
         }
-        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
-        for i in &self.ignored {
-            match reasons.iter_mut().find(|(r, _)| *r == i.reason) {
-                Some((_, keys)) => keys.push(&i.key),
-                None => reasons.push((&i.reason, vec![&i.key])),
-            }
-        }
-        for (reason, keys) in reasons {
+        for (reason, ignored) in group_by(&self.ignored, |i| i.reason.as_str()) {
+            let keys: Vec<&str> = ignored.iter().map(|i| i.key.as_str()).collect();
             writeln!(f, "  ignored ({reason}): {}", summarize(&keys))?;
         }
         for failure in &self.failures {

@@ -190,3 +190,50 @@ fn bool_bytes_other_than_0_and_1_are_an_error() {
     assert!(msg.contains("holds byte 0x07 at element 1"), "{msg}");
     assert_eq!(net.fc.bias.as_ref().unwrap().val().into_data(), before);
 }
+
+/// Inputs that were quadratic (seconds to minutes at 100,000 keys), generated here at the size
+/// that showed it: a shard index repeating one key 100,000 times, and a checkpoint of 100,000
+/// top-level names planned against a model. Both finish (linear work) with the right answer.
+#[test]
+fn a_hundred_thousand_keys_stay_linear() {
+    use burn_pretrain::{Checkpoint, Pretrain};
+    use burn_pretrain_tests::write_zero_safetensors;
+
+    let dir = tempfile::tempdir().unwrap();
+    write_zero_safetensors(
+        &dir.path().join("shard.safetensors"),
+        &[("a".to_string(), vec![2])],
+    );
+    let mut index = String::from(r#"{"weight_map": {"#);
+    for i in 0..100_000 {
+        if i > 0 {
+            index.push(',');
+        }
+        index.push_str(r#""a": "shard.safetensors""#);
+    }
+    index.push_str("}}");
+    let index_path = dir.path().join("model.safetensors.index.json");
+    std::fs::write(&index_path, index).unwrap();
+    let ckpt = Checkpoint::open(&index_path).unwrap();
+    assert_eq!(ckpt.entries().len(), 1);
+
+    let many: Vec<(String, Vec<usize>)> = (0..100_000)
+        .map(|i| (format!("name{i}.weight"), vec![0]))
+        .collect();
+    let path = dir.path().join("many.safetensors");
+    write_zero_safetensors(&path, &many);
+    let device = Device::flex();
+    let err = Backbone::new(&device)
+        .plan_pretrained(Pretrain::from(&path))
+        .unwrap_err();
+    let Error::Unmet { report, .. } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(report.unexpected().len(), 100_000);
+    let text = report.to_string();
+    assert!(
+        text.contains("unexpected in checkpoint: 100000 keys: "),
+        "{}",
+        &text[..500]
+    );
+}
