@@ -582,3 +582,63 @@ fn inspect_of_a_hundred_thousand_distinct_shapes() {
         &text[text.len() - 200..]
     );
 }
+
+/// Messages that named the wrong thing: an empty `pretrain` (was "<dir>/ is a directory"), a
+/// config of unknown extension (was "is not valid a config"), a safetensors file with bytes
+/// after its tensors (was "(truncated?)"), a key with a NUL byte (was printed raw).
+#[test]
+fn messages_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("resnet/classifier200.json")).unwrap(),
+    )
+    .unwrap();
+    config["pretrain"] = serde_json::json!("");
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, config.to_string()).unwrap();
+    let out = run(&["check", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid checkpoint location ``: empty path"),
+        "{err}"
+    );
+
+    let txt = dir.path().join("config.txt");
+    std::fs::write(&txt, "{}").unwrap();
+    let err = stderr(&run(&["check", txt.to_str().unwrap()]));
+    assert!(
+        err.contains("is not valid JSON, YAML or TOML: unknown extension `.txt`"),
+        "{err}"
+    );
+
+    let mut header = br#"{"a\u0000b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.to_vec();
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    let end = bytes.len() + 8;
+    bytes.extend_from_slice(&[0; 8]);
+    let exact = dir.path().join("nul.safetensors");
+    std::fs::write(&exact, &bytes).unwrap();
+    let out = run(&["inspect", exact.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a\\u{0}b  [2] f32"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!out.stdout.contains(&0), "a raw NUL was printed");
+    bytes.extend_from_slice(&[0; 16]);
+    let trailing = dir.path().join("trailing.safetensors");
+    std::fs::write(&trailing, &bytes).unwrap();
+    let err = stderr(&run(&["inspect", trailing.to_str().unwrap()]));
+    assert!(
+        err.contains(&format!(
+            "the header's tensors end at byte {end} but the file has {} bytes: 16 bytes that no tensor holds follow them",
+            end + 16
+        )),
+        "{err}"
+    );
+}

@@ -445,7 +445,9 @@ pub fn read_config_file(path: &Path) -> Result<Value, ConfigError> {
 /// Make every relative local `pretrain` path (string or `path` field) relative to `dir`.
 fn resolve_pretrain_paths(value: &mut Value, dir: &Path) {
     let resolve = |p: &mut Value| {
+        // An empty path stays empty, to be refused as such (not read as the config's folder).
         if let Value::String(s) = p
+            && !s.is_empty()
             && !s.contains("://")
             && Path::new(s.as_str()).is_relative()
         {
@@ -526,8 +528,15 @@ pub fn read_config(path: &Path) -> Result<Value, ConfigError> {
         _ => {
             return Err(ConfigError::Parse {
                 file: shown,
-                format: "a config",
-                source: "unknown extension; use .json, .yaml, .yml or .toml".into(),
+                format: "JSON, YAML or TOML",
+                source: format!(
+                    "unknown extension{}; use .json, .yaml, .yml or .toml",
+                    match path.extension() {
+                        Some(e) => format!(" `.{}`", e.to_string_lossy()),
+                        None => " (none)".into(),
+                    }
+                )
+                .into(),
             });
         }
     };

@@ -45,12 +45,33 @@ pub(super) fn open_source(
     let metadata: Metadata =
         serde_json::from_slice(&header).map_err(|e| corrupt(context("header", e)))?;
     let data_start = 8 + header_len;
-    let expected = data_start + metadata.data_len() as u64;
-    if expected != file_len {
-        return Err(corrupt(
-            format!("tensors need {expected} bytes but the file has {file_len} (truncated?)")
+    let expected = u64::try_from(metadata.data_len())
+        .ok()
+        .and_then(|len| data_start.checked_add(len));
+    match expected {
+        None => {
+            return Err(corrupt(
+                "the header's tensors need more than 2^64 bytes".into(),
+            ));
+        }
+        Some(expected) if expected > file_len => {
+            return Err(corrupt(
+                format!(
+                    "the header's tensors end at byte {expected} but the file has {file_len} bytes (truncated?)"
+                )
                 .into(),
-        ));
+            ));
+        }
+        Some(expected) if expected < file_len => {
+            return Err(corrupt(
+                format!(
+                    "the header's tensors end at byte {expected} but the file has {file_len} bytes: {} bytes that no tensor holds follow them",
+                    file_len - expected
+                )
+                .into(),
+            ));
+        }
+        Some(_) => {}
     }
     // burn-store writes its own name into the metadata; such files follow burn's naming.
     let convention = match metadata.metadata() {

@@ -16,7 +16,24 @@ pub fn fold_keys<S: AsRef<str>>(keys: &[S]) -> Vec<String> {
     for pos in (0..depth).rev() {
         items = fold_numeric_at(items, pos);
     }
-    fold_leaves(items)
+    fold_leaves(items).into_iter().map(printable).collect()
+}
+
+/// A key as it can be printed: control characters (a NUL, an escape sequence, a newline that
+/// would forge a line of output) shown escaped (`\u{0}`, `\n`).
+pub fn printable(key: String) -> String {
+    if !key.chars().any(char::is_control) {
+        return key;
+    }
+    key.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn fold_numeric_at(items: Vec<Vec<String>>, pos: usize) -> Vec<Vec<String>> {
@@ -154,6 +171,14 @@ mod tests {
             }
         }
         assert_eq!(fold_keys(&keys), ["blocks.{0,1}.{0..2}.bn.running_mean"]);
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            fold_keys(&["a\0b.weight", "c\x1b[2J.bias", "fake\nline"]),
+            ["a\\u{0}b.weight", "c\\u{1b}[2J.bias", "fake\\nline"]
+        );
     }
 
     #[test]

@@ -453,7 +453,9 @@ fn mismatch_line(m: &Mismatch) -> String {
     };
     format!(
         "{}: model {:?} vs. checkpoint {:?}{rule}",
-        m.key, m.model_shape, m.checkpoint_shape
+        fold::printable(m.key.clone()),
+        m.model_shape,
+        m.checkpoint_shape
     )
 }
 
@@ -647,7 +649,7 @@ impl fmt::Display for LoadReport {
         if !self.adapted.is_empty() {
             writeln!(f, "  adapted by mismatch rules:")?;
             for a in &self.adapted {
-                writeln!(f, "    {}: {}", a.key, a.how)?;
+                writeln!(f, "    {}: {}", fold::printable(a.key.clone()), a.how)?;
             }
         }
         for (pair, keys) in group_casts(&self.cast) {
@@ -659,7 +661,7 @@ impl fmt::Display for LoadReport {
                 writeln!(
                     f,
                     "    {} {:?} → {} parts ({})",
-                    s.key,
+                    fold::printable(s.key.clone()),
                     s.checkpoint_shape,
                     s.parts.len(),
                     s.parts.join(", ")
