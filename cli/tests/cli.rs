@@ -565,7 +565,7 @@ fn inspect_of_a_hundred_thousand_distinct_shapes() {
         ));
     }
     header.push('}');
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
@@ -613,7 +613,7 @@ fn messages_name_what_is_wrong() {
     );
 
     let mut header = br#"{"a\u0000b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.to_vec();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
