@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use burn_pretrain::error::Cause;
 
+use burn_pretrain::format::TensorEntry;
 use burn_pretrain::view::CheckpointView;
 use burn_pretrain::{Pretrain, open_checkpoint};
 
@@ -45,32 +46,26 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let mut tensors = Vec::new();
-    for (key, entry) in view.entries() {
-        if keep.as_ref().is_some_and(|k| !k.iter().any(|x| x == key)) {
-            continue;
-        }
-        let bytes = entry
-            .read()
-            .with_context(|| format!("reading `{}` from {}", entry.key(), args.source))?;
-        tensors.push((
-            key.to_string(),
-            entry.shape().to_vec(),
-            entry.dtype(),
-            bytes,
-        ));
-    }
+    let tensors: Vec<(String, TensorEntry)> = view
+        .entries()
+        .filter(|(key, _)| keep.as_ref().is_none_or(|k| k.iter().any(|x| x == key)))
+        .map(|(key, entry)| (key.to_string(), entry.clone()))
+        .collect();
     anyhow::ensure!(
         !tensors.is_empty(),
         "nothing to write: the view of {} is empty",
         args.source
     );
+    if ext == "bpk" {
+        fits_burnpack(&tensors).with_context(|| format!("{}", args.out.display()))?;
+    }
     let count = tensors.len();
+    // One tensor in memory at a time: each is read when the writer reaches it.
     burn_pretrain::export::write_atomic(&args.out, |tmp| {
         if ext == "safetensors" {
-            write_safetensors(tmp, &tensors)
+            write_safetensors(tmp, &tensors, &args.source)
         } else {
-            write_burnpack(tmp, tensors)
+            write_burnpack(tmp, &tensors, &args.source)
         }
     })?;
     output::print(&format!(
@@ -80,33 +75,112 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-type Tensor = (String, Vec<usize>, burn_pretrain::format::DType, Vec<u8>);
+/// The bytes of `entry`, or an error naming the tensor and the source.
+fn read(entry: &TensorEntry, source: &str) -> Result<Vec<u8>, Cause> {
+    entry
+        .read()
+        .map_err(|e| format!("reading `{}` from {source}: {e}", entry.key()).into())
+}
 
-fn write_safetensors(path: &Path, tensors: &[Tensor]) -> Result<(), Cause> {
-    let mut views = Vec::with_capacity(tensors.len());
-    for (key, shape, dtype, bytes) in tensors {
-        let dtype = burn_pretrain::format::safetensors_dtype(*dtype);
-        views.push((
-            key.clone(),
-            safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)?,
-        ));
+/// What burn-pack's reader refuses (more than `MAX_TENSOR_COUNT` tensors, one larger than
+/// `MAX_TENSOR_SIZE`) is refused before writing, not written and then unreadable.
+fn fits_burnpack(tensors: &[(String, TensorEntry)]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        tensors.len() <= burn_pack::MAX_TENSOR_COUNT,
+        "a burnpack holds at most {} tensors (burn-pack's reader refuses more), this view has {}; write .safetensors instead",
+        burn_pack::MAX_TENSOR_COUNT,
+        tensors.len()
+    );
+    for (key, entry) in tensors {
+        let bytes = entry.num_elements() * entry.dtype().size();
+        anyhow::ensure!(
+            bytes <= burn_pack::MAX_TENSOR_SIZE,
+            "`{key}` has {bytes} bytes; a burnpack tensor holds at most {} (burn-pack's reader refuses more); write .safetensors instead",
+            burn_pack::MAX_TENSOR_SIZE
+        );
     }
-    let metadata =
-        std::collections::HashMap::from([("producer".to_string(), "burn-pretrain".to_string())]);
-    safetensors::serialize_to_file(views, Some(metadata), path)?;
     Ok(())
 }
 
-fn write_burnpack(path: &Path, tensors: Vec<Tensor>) -> Result<(), Cause> {
+/// A stored tensor as a safetensors view whose bytes are read when serialised. `View::data`
+/// cannot fail, so a failed read is kept in `failed` (and zeros of the right length written,
+/// in a temporary file that the error then discards).
+struct Lazy<'a> {
+    entry: &'a TensorEntry,
+    source: &'a str,
+    failed: &'a std::sync::Mutex<Option<Cause>>,
+}
+
+impl safetensors::View for Lazy<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        burn_pretrain::format::safetensors_dtype(self.entry.dtype())
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.entry.shape()
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        match read(self.entry, self.source) {
+            Ok(bytes) => bytes.into(),
+            Err(e) => {
+                let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                failed.get_or_insert(e);
+                vec![0; self.data_len()].into()
+            }
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.entry.num_elements() * self.entry.dtype().size()
+    }
+}
+
+fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, TensorEntry)],
+    source: &str,
+) -> Result<(), Cause> {
+    let failed = std::sync::Mutex::new(None);
+    let views = tensors.iter().map(|(key, entry)| {
+        (
+            key.clone(),
+            Lazy {
+                entry,
+                source,
+                failed: &failed,
+            },
+        )
+    });
+    let metadata =
+        std::collections::HashMap::from([("producer".to_string(), "burn-pretrain".to_string())]);
+    safetensors::serialize_to_file(views, Some(metadata), path)?;
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn write_burnpack(
+    path: &Path,
+    tensors: &[(String, TensorEntry)],
+    source: &str,
+) -> Result<(), Cause> {
     let tensors = tensors
-        .into_iter()
-        .map(|(key, shape, dtype, bytes)| {
-            burn_pack::Tensor::new(
-                key,
-                dtype.to_burn_dtype(),
-                shape,
+        .iter()
+        .map(|(key, entry)| {
+            let (entry, source) = (entry.clone(), source.to_string());
+            burn_pack::Tensor::deferred(
+                key.clone(),
+                entry.dtype().to_burn_dtype(),
+                entry.shape().to_vec(),
                 None,
-                burn_pack::Bytes::from_bytes_vec(bytes),
+                entry.num_elements() * entry.dtype().size(),
+                move || {
+                    read(&entry, &source)
+                        .map(burn_pack::Bytes::from_bytes_vec)
+                        .map_err(|e| burn_pack::Error::IoError(burn_pretrain::error::chain(&*e)))
+                },
             )
         })
         .collect();

@@ -642,3 +642,62 @@ fn messages_name_what_is_wrong() {
         "{err}"
     );
 }
+
+/// `convert` reads one tensor at a time and checks what it reads: a bool tensor whose bytes
+/// are not 0/1 is an error naming the key (was copied through), and a burnpack of more tensors
+/// than burn-pack's reader takes (100,001) is refused before anything is written. Neither
+/// leaves a file behind.
+#[test]
+fn convert_refuses_what_it_cannot_write_faithfully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut header = r#"{"fc.bias":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}"#.to_string();
+    while !header.len().is_multiple_of(8) {
+        header.push(' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[1, 7]);
+    let bools = dir.path().join("bools.safetensors");
+    std::fs::write(&bools, bytes).unwrap();
+    for out in ["out.safetensors", "out.bpk"] {
+        let target = dir.path().join(out);
+        let run_out = run(&["convert", bools.to_str().unwrap(), target.to_str().unwrap()]);
+        assert_eq!(run_out.status.code(), Some(1), "{}", stderr(&run_out));
+        let err = stderr(&run_out);
+        assert!(err.contains("reading `fc.bias`"), "{err}");
+        assert!(err.contains("booleans are 0 or 1"), "{err}");
+        assert!(!target.exists());
+    }
+
+    let mut header = String::from("{");
+    for i in 0..100_001 {
+        if i > 0 {
+            header.push(',');
+        }
+        header.push_str(&format!(
+            r#""t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#
+        ));
+    }
+    header.push('}');
+    while !header.len().is_multiple_of(8) {
+        header.push(' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    let many = dir.path().join("many.safetensors");
+    std::fs::write(&many, bytes).unwrap();
+    let target = dir.path().join("many.bpk");
+    let out = run(&["convert", many.to_str().unwrap(), target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("a burnpack holds at most 100000 tensors (burn-pack's reader refuses more), this view has 100001"),
+        "{err}"
+    );
+    assert!(!target.exists());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "left behind: {names:?}");
+}

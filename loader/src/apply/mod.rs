@@ -13,7 +13,7 @@ use burn::tensor::TensorData;
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
-use crate::format::{Convention, DType};
+use crate::format::Convention;
 use crate::mapping::{Layout, Mapper, Mode, Pretrainable};
 use crate::plan::{Action, Plan};
 use crate::view::View;
@@ -38,13 +38,11 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<HashMap<String, TensorDat
     let read = batch::read_many(&entries);
     let mut out = HashMap::new();
     for ((item, entry, cast, adapt), bytes) in loads.into_iter().zip(read) {
-        let bytes = bytes
-            .and_then(|bytes| valid_bools(entry.dtype(), bytes))
-            .map_err(|e| Error::TensorData {
-                path: entry.file().to_path_buf(),
-                key: entry.key().to_string(),
-                source: e,
-            })?;
+        let bytes = bytes.map_err(|e| Error::TensorData {
+            path: entry.file().to_path_buf(),
+            key: entry.key().to_string(),
+            source: e,
+        })?;
         let mut data = TensorData::from_bytes_vec(
             bytes,
             entry.shape().to_vec(),
@@ -87,20 +85,6 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<HashMap<String, TensorDat
         }
     }
     Ok(out)
-}
-
-/// A stored bool tensor holds only bytes 0 and 1 (burn's conversion panics on anything
-/// else, and a "bool" of 7 is a damaged file).
-fn valid_bools(dtype: DType, bytes: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    if dtype == DType::Bool
-        && let Some((at, byte)) = bytes.iter().enumerate().find(|(_, b)| **b > 1)
-    {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("a bool tensor holds byte {byte:#04x} at element {at}; booleans are 0 or 1"),
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Put `data` (from [`read`]) into a clone of `model` by running its mapping in apply mode.

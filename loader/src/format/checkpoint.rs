@@ -103,13 +103,24 @@ impl TensorEntry {
         self.checked((self.read)()?)
     }
 
-    /// `bytes` if they are as many as the tensor needs.
+    /// `bytes` if they are as many as the tensor needs and, for a bool tensor, each 0 or 1
+    /// (burn's conversion panics on anything else, and a "bool" of 7 is a damaged file).
     pub(crate) fn checked(&self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
         let expected = self.num_elements() * self.dtype.size();
         if bytes.len() != expected {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("expected {expected} bytes, got {}", bytes.len()),
+            ));
+        }
+        if self.dtype == DType::Bool
+            && let Some((at, byte)) = bytes.iter().enumerate().find(|(_, b)| **b > 1)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a bool tensor holds byte {byte:#04x} at element {at}; booleans are 0 or 1"
+                ),
             ));
         }
         Ok(bytes)
