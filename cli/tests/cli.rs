@@ -701,3 +701,29 @@ fn convert_refuses_what_it_cannot_write_faithfully() {
         .collect();
     assert_eq!(names.len(), 2, "left behind: {names:?}");
 }
+
+/// A YAML or TOML config nested 100,000 brackets deep (the YAML parser was quadratic on it,
+/// a minute) is refused at once, on one line, with where.
+#[test]
+fn configs_nested_too_deep_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let nested = format!("{}{}", "[".repeat(n), "]".repeat(n));
+    for (name, text, format) in [
+        ("deep.yaml", format!("type: {nested}\n"), "YAML"),
+        ("deep.toml", format!("type = {nested}\n"), "TOML"),
+        ("deep.json", format!("{{\"type\": {nested}}}"), "JSON"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = run(&["check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{}", &err[..err.len().min(300)]);
+        assert!(err.contains(&format!("is not valid {format}")), "{err}");
+        assert!(
+            err.contains("recursion limit") || err.contains("nested deeper than 128 levels"),
+            "{err}"
+        );
+    }
+}

@@ -512,10 +512,45 @@ pub fn parse_config(text: &str, format: ConfigFormat, file: &str) -> Result<Valu
     match format {
         ConfigFormat::Json => serde_json::from_str(text).map_err(|e| parse_err("JSON", e.into())),
         ConfigFormat::Yaml => {
+            flow_depth(text).map_err(|e| parse_err("YAML", e.into()))?;
             serde_yaml_ng::from_str(text).map_err(|e| parse_err("YAML", e.into()))
         }
-        ConfigFormat::Toml => toml::from_str(text).map_err(|e| parse_err("TOML", e.into())),
+        ConfigFormat::Toml => {
+            flow_depth(text).map_err(|e| parse_err("TOML", e.into()))?;
+            toml::from_str(text).map_err(|e| parse_err("TOML", e.into()))
+        }
     }
+}
+
+/// The deepest nesting of a config, as serde_json allows it.
+const MAX_DEPTH: usize = 128;
+
+/// Refuse YAML or TOML nested deeper than [`MAX_DEPTH`] brackets before the parser sees it:
+/// the YAML parser takes quadratic time on deep flow collections (a minute for 100,000
+/// levels) before its own recursion limit stops it, and TOML's error would quote the whole
+/// line. Every `[`/`{` counts, quoted or not, so no quote can hide a bomb from this check; a
+/// real config never holds 128 unclosed brackets inside its strings.
+fn flow_depth(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for (line, content) in text.lines().enumerate() {
+        for (column, c) in content.chars().enumerate() {
+            match c {
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(format!(
+                            "nested deeper than {MAX_DEPTH} levels (at line {}, column {})",
+                            line + 1,
+                            column + 1
+                        ));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Read a config file, its format chosen by extension (`.json`, `.yaml`/`.yml`, `.toml`).
