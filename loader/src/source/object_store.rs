@@ -35,6 +35,15 @@ fn store(
                 .map(str::to_string)
                 .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
             if let Some(endpoint) = endpoint {
+                // An S3-compatible endpoint has no instance metadata service: without
+                // credentials, requests go unsigned (a public bucket) instead of asking the
+                // cloud metadata address.
+                if !aws_credentials_in_env() {
+                    tracing::info!(
+                        "no AWS credentials in the environment: unsigned requests to {endpoint}"
+                    );
+                    builder = builder.with_skip_signature(true);
+                }
                 builder = builder
                     .with_allow_http(endpoint.starts_with("http://"))
                     .with_endpoint(endpoint);
@@ -60,6 +69,42 @@ fn store(
     }
 }
 
+/// Where object_store looks for AWS credentials in the environment.
+const AWS_CREDENTIALS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+fn aws_credentials_in_env() -> bool {
+    AWS_CREDENTIALS
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// A store's error, with where credentials were looked for when the environment had none:
+/// with an endpoint the requests went unsigned; without one, object_store asked the instance
+/// metadata service, which only a cloud VM answers.
+fn store_error(scheme: StoreScheme, options: &FetchOptions, e: object_store::Error) -> Cause {
+    if scheme == StoreScheme::S3 && !aws_credentials_in_env() {
+        let endpoint = options.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let then = if endpoint {
+            "so the requests to the endpoint were unsigned"
+        } else {
+            "so the instance metadata service was asked"
+        };
+        return context(
+            &format!(
+                "no AWS credentials in the environment ({}), {then}",
+                AWS_CREDENTIALS.join(", ")
+            ),
+            e,
+        );
+    }
+    e.into()
+}
+
 /// A current-thread runtime, the store and the object's path: what every operation starts with.
 fn connect(
     scheme: StoreScheme,
@@ -76,7 +121,8 @@ fn connect(
         .enable_all()
         .build()
         .map_err(|e| fail(context("async runtime", e)))?;
-    let store = store(scheme, bucket, options).map_err(|e| fail(e.into()))?;
+    let store =
+        store(scheme, bucket, options).map_err(|e| fail(store_error(scheme, options, e)))?;
     Ok((runtime, store, StorePath::from(key)))
 }
 
@@ -96,22 +142,22 @@ pub(super) fn download(
     };
     let (runtime, store, path) = connect(scheme, bucket, key, options, shown)?;
     runtime.block_on(async {
-        let options = GetOptions {
+        let get = GetOptions {
             range: (offset > 0).then_some(GetRange::Offset(offset)),
             ..GetOptions::default()
         };
-        let result = match store.get_opts(&path, options).await {
+        let result = match store.get_opts(&path, get).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(Error::NotFound {
                     uri: shown.to_string(),
                 });
             }
-            Err(e) => return Err(fail(e.into())),
+            Err(e) => return Err(fail(store_error(scheme, options, e))),
         };
         let mut stream = result.into_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| fail(e.into()))?;
+            let chunk = chunk.map_err(|e| fail(store_error(scheme, options, e)))?;
             file.write_all(&chunk)
                 .map_err(|e| fail(context("writing the cache file", e)))?;
         }
@@ -146,7 +192,7 @@ pub(super) fn open_ranged(
         Err(e) => {
             return Err(Error::Download {
                 uri: shown.to_string(),
-                source: e.into(),
+                source: store_error(scheme, options, e),
             });
         }
     };

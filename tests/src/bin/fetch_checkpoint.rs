@@ -35,7 +35,7 @@ fn main() {
     match report {
         Ok(report) => println!("{}", report.loaded().len()),
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", burn_pretrain::error::chain(&e));
             std::process::exit(1);
         }
     }

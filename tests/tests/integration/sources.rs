@@ -555,6 +555,8 @@ fn fetch_from_s3_with(
         .env("AWS_ACCESS_KEY_ID", burn_pretrain_tests::moto::KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", burn_pretrain_tests::moto::SECRET)
         .env("AWS_REGION", "us-east-1")
+        // Never the cloud metadata address, whatever the code path.
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
         .output()
         .unwrap()
 }
@@ -680,4 +682,56 @@ fn azure_blob_storage_through_azurite() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
     assert!(cache_files(ranged_cache.path()).is_empty());
+}
+
+/// An `s3://` load with an S3-compatible endpoint and no credentials in the environment sends
+/// unsigned requests to that endpoint (here moto on loopback), never asking the cloud metadata
+/// address: nothing leaves 127.0.0.1, and the error says where credentials were looked for.
+#[test]
+fn s3_without_credentials_stays_on_the_endpoint() {
+    let Some(moto) = burn_pretrain_tests::moto::MotoServer::start() else {
+        return;
+    };
+    moto.put("public", "ssl/classifier_dp.pth", dp_bytes());
+    let cache = tempfile::tempdir().unwrap();
+    let mut command = Command::new(HELPER);
+    command
+        .args([
+            "s3://public/ssl/classifier_dp.pth",
+            &cache.path().display().to_string(),
+            &moto.endpoint(),
+        ])
+        .env("AWS_REGION", "us-east-1")
+        // Were the metadata service asked, it would be here: a closed loopback port.
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9");
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_PROFILE",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command.output().unwrap();
+    // moto refuses anonymous reads of a private bucket: the 403 comes from the endpoint on
+    // loopback, and the error says where credentials were looked for.
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no AWS credentials in the environment (AWS_ACCESS_KEY_ID, "),
+        "{err}"
+    );
+    assert!(
+        err.contains("so the requests to the endpoint were unsigned"),
+        "{err}"
+    );
+    let endpoint = moto.endpoint();
+    assert!(
+        err.contains(&format!("GET {endpoint}/public/ssl/classifier_dp.pth")),
+        "{err}"
+    );
+    assert!(err.contains("403 Forbidden"), "{err}");
 }
