@@ -7,8 +7,59 @@ use std::path::Path;
 use anyhow::Context;
 use npyz::WriterBuilder;
 
+/// The longest header numpy reads by default (`max_header_size`, numpy ≥ 1.24).
+const MAX_HEADER: usize = 10_000;
+
+/// Check the header before npyz parses it: at most [`MAX_HEADER`] bytes, brackets nested at
+/// most 4 deep (a dict holding a shape tuple needs 2). npyz's header parser takes exponential
+/// time on deeply nested brackets (found by fuzzing).
+fn check_header(path: &Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    File::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .take((12 + MAX_HEADER) as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let not_npy = || anyhow::anyhow!("{} is not a .npy file", path.display());
+    if !head.starts_with(b"\x93NUMPY") || head.len() < 10 {
+        return Err(not_npy());
+    }
+    let (len, start) = match head[6] {
+        1 => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
+        _ if head.len() >= 12 => (
+            u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
+            12,
+        ),
+        _ => return Err(not_npy()),
+    };
+    anyhow::ensure!(
+        len <= MAX_HEADER,
+        "{}: a .npy header of {len} bytes; numpy writes and reads at most {MAX_HEADER}",
+        path.display()
+    );
+    let text = head.get(start..start + len).ok_or_else(not_npy)?;
+    let mut depth = 0usize;
+    for &b in text {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                anyhow::ensure!(
+                    depth <= 4,
+                    "{}: the .npy header nests brackets more than 4 deep",
+                    path.display()
+                );
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Read a float32 array: its shape and values.
 pub fn read_f32(path: &Path) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
+    check_header(path)?;
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
         .with_context(|| format!("{} is not a .npy file", path.display()))?;

@@ -505,6 +505,11 @@ fn hostile_inputs_and_configs_fail_cleanly() {
     for (input, says) in [
         ("bad/five_channels.npy", "5 channels, the model takes 3"),
         ("bad/empty_image.npy", "has an empty dimension"),
+        // Found by `fuzz/run.sh` (npy): npyz took exponential time on nested brackets.
+        (
+            "bad/nested_header.npy",
+            "the .npy header nests brackets more than 4 deep",
+        ),
     ] {
         let out = run(&[
             "load",
