@@ -1,5 +1,6 @@
 //! `pretrain demo`: the seed's three scenarios on checkpoints bundled in the binary (narrow
-//! torchvision ResNet-18s written by PyTorch, `tests/fixtures/resnet`), on the CPU.
+//! torchvision ResNet-18s written by PyTorch, kept in `cli/assets/` so the crate packages
+//! them; `tests/fixtures/resnet/` links to them), on the CPU.
 
 use burn::prelude::*;
 use burn_pretrain_models::{BACKBONES, MODELS};
@@ -8,8 +9,8 @@ use serde_json::json;
 use crate::cli::DemoArgs;
 use crate::output;
 
-const CLASSIFIER_DP: &[u8] = include_bytes!("../../tests/fixtures/resnet/classifier_dp.pth");
-const TORCHVISION: &[u8] = include_bytes!("../../tests/fixtures/resnet/resnet18_narrow.pth");
+const CLASSIFIER_DP: &[u8] = include_bytes!("../assets/classifier_dp.pth");
+const TORCHVISION: &[u8] = include_bytes!("../assets/resnet18_narrow.pth");
 
 pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let dir = tempfile::tempdir()?;
