@@ -71,19 +71,8 @@ fn build_value(
 /// Build the model of a config file with its `pretrain`s removed (fresh parameters).
 pub fn build_without_pretrain(path: &Path, device: &Device) -> anyhow::Result<AnyModel> {
     let mut config = read_config_file(path)?;
-    strip_pretrain(&mut config);
+    burn_pretrain_models::strip_pretrain(&mut config);
     Ok(build_value(&config, path, device, true)?.0)
-}
-
-fn strip_pretrain(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.remove("pretrain");
-            map.values_mut().for_each(strip_pretrain);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_pretrain),
-        _ => {}
-    }
 }
 
 impl AnyModel {

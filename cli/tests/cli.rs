@@ -35,6 +35,32 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A safetensors file from its JSON header (padded to 8 bytes here) and data: for hostile
+/// files no tool writes.
+fn safetensors_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = header.as_bytes().to_vec();
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+/// `{"t0": {...}, "t1": {...}, ...}`: `n` zero-sized F32 tensors, shapes from `shape(i)`.
+fn many_empty_tensors(n: usize, shape: impl Fn(usize) -> String) -> String {
+    let entries: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#""t{i}": {{"dtype": "F32", "shape": {}, "data_offsets": [0, 0]}}"#,
+                shape(i)
+            )
+        })
+        .collect();
+    format!("{{{}}}", entries.join(","))
+}
+
 #[test]
 fn inspect_shows_the_view_folded_with_totals() {
     let path = fixture("dataparallel/classifier_dp.pth");
@@ -366,13 +392,10 @@ fn export_writes_the_loaded_model_in_pytorch_names_and_layouts() {
 #[test]
 fn inspect_lists_a_very_long_key() {
     let key = "k".repeat(70_000);
-    let mut header = format!(r#"{{"{key}":{{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}}}"#);
-    while !header.len().is_multiple_of(8) {
-        header.push(' ');
-    }
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(&1.0f32.to_le_bytes());
+    let bytes = safetensors_bytes(
+        &format!(r#"{{"{key}":{{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}}}"#),
+        &1.0f32.to_le_bytes(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long.safetensors");
     std::fs::write(&path, bytes).unwrap();
@@ -560,21 +583,7 @@ fn hostile_inputs_and_configs_fail_cleanly() {
 #[test]
 fn inspect_of_a_hundred_thousand_distinct_shapes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut header = String::from("{");
-    for i in 0..100_000 {
-        if i > 0 {
-            header.push(',');
-        }
-        header.push_str(&format!(
-            r#""t{i}": {{"dtype": "F32", "shape": [{i}, 0], "data_offsets": [0, 0]}}"#
-        ));
-    }
-    header.push('}');
-    while !header.len().is_multiple_of(8) {
-        header.push(' ');
-    }
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(header.as_bytes());
+    let bytes = safetensors_bytes(&many_empty_tensors(100_000, |i| format!("[{i}, 0]")), &[]);
     let path = dir.path().join("shapes.safetensors");
     std::fs::write(&path, bytes).unwrap();
     let out = run(&["inspect", path.to_str().unwrap()]);
@@ -617,14 +626,11 @@ fn messages_name_what_is_wrong() {
         "{err}"
     );
 
-    let mut header = br#"{"a\u0000b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.to_vec();
-    while !header.len().is_multiple_of(8) {
-        header.push(b' ');
-    }
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(&header);
-    let end = bytes.len() + 8;
-    bytes.extend_from_slice(&[0; 8]);
+    let mut bytes = safetensors_bytes(
+        r#"{"a\u0000b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+        &[0; 8],
+    );
+    let end = bytes.len();
     let exact = dir.path().join("nul.safetensors");
     std::fs::write(&exact, &bytes).unwrap();
     let out = run(&["inspect", exact.to_str().unwrap()]);
@@ -655,13 +661,10 @@ fn messages_name_what_is_wrong() {
 #[test]
 fn convert_refuses_what_it_cannot_write_faithfully() {
     let dir = tempfile::tempdir().unwrap();
-    let mut header = r#"{"fc.bias":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}"#.to_string();
-    while !header.len().is_multiple_of(8) {
-        header.push(' ');
-    }
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(&[1, 7]);
+    let bytes = safetensors_bytes(
+        r#"{"fc.bias":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}"#,
+        &[1, 7],
+    );
     let bools = dir.path().join("bools.safetensors");
     std::fs::write(&bools, bytes).unwrap();
     for out in ["out.safetensors", "out.bpk"] {
@@ -674,21 +677,7 @@ fn convert_refuses_what_it_cannot_write_faithfully() {
         assert!(!target.exists());
     }
 
-    let mut header = String::from("{");
-    for i in 0..100_001 {
-        if i > 0 {
-            header.push(',');
-        }
-        header.push_str(&format!(
-            r#""t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#
-        ));
-    }
-    header.push('}');
-    while !header.len().is_multiple_of(8) {
-        header.push(' ');
-    }
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(header.as_bytes());
+    let bytes = safetensors_bytes(&many_empty_tensors(100_001, |_| "[0]".into()), &[]);
     let many = dir.path().join("many.safetensors");
     std::fs::write(&many, bytes).unwrap();
     let target = dir.path().join("many.bpk");

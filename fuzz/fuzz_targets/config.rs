@@ -4,19 +4,8 @@
 #![no_main]
 
 use burn::prelude::Device;
-use burn_pretrain_models::{ConfigFormat, MODELS, parse_config};
+use burn_pretrain_models::{ConfigFormat, MODELS, parse_config, strip_pretrain};
 use libfuzzer_sys::fuzz_target;
-
-fn strip_pretrain(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.remove("pretrain");
-            map.values_mut().for_each(strip_pretrain);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_pretrain),
-        _ => {}
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, rest)) = data.split_first() else {

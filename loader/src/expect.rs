@@ -4,7 +4,7 @@
 //! Expectations are checked on the plan, before any tensor is read: an unmet one is
 //! [`Error::Unmet`](crate::Error::Unmet), which carries the report, and the model is unchanged.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -181,6 +181,11 @@ fn percent_of(f: f64) -> String {
 /// `keep` policy or `allow_missing` covers does not count.
 fn half_loaded(report: &LoadReport, allowed: &dyn Fn(&str) -> bool) -> Vec<String> {
     let loaded: HashSet<&str> = report.loaded().iter().map(String::as_str).collect();
+    let mismatched: HashMap<&str, &crate::report::Mismatch> = report
+        .mismatched()
+        .iter()
+        .map(|m| (m.key.as_str(), m))
+        .collect();
     let mut layers: BTreeMap<&str, (Vec<&str>, Vec<String>)> = BTreeMap::new();
     let mut order: Vec<&str> = Vec::new();
     for key in report.model_keys() {
@@ -191,8 +196,17 @@ fn half_loaded(report: &LoadReport, allowed: &dyn Fn(&str) -> bool) -> Vec<Strin
         });
         if loaded.contains(key) {
             slot.0.push(key);
-        } else if !allowed(key) && !report.kept_by_policy(key) {
-            slot.1.push(report.why_not_loaded(key));
+            continue;
+        }
+        match mismatched.get(key) {
+            // An explicit rule kept it: not an accident.
+            Some(m) if m.rule.is_some() => {}
+            _ if allowed(key) => {}
+            Some(m) => slot.1.push(format!(
+                "{key} (model {:?} vs. checkpoint {:?})",
+                m.model_shape, m.checkpoint_shape
+            )),
+            None => slot.1.push(format!("{key} (missing)")),
         }
     }
     order

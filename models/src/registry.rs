@@ -442,6 +442,18 @@ pub fn read_config_file(path: &Path) -> Result<Value, ConfigError> {
     Ok(config)
 }
 
+/// Remove every `pretrain` entry of a config, at any level: to build the model alone.
+pub fn strip_pretrain(config: &mut Value) {
+    match config {
+        Value::Object(map) => {
+            map.remove("pretrain");
+            map.values_mut().for_each(strip_pretrain);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_pretrain),
+        _ => {}
+    }
+}
+
 /// Make every relative local `pretrain` path (string or `path` field) relative to `dir`.
 fn resolve_pretrain_paths(value: &mut Value, dir: &Path) {
     let resolve = |p: &mut Value| {

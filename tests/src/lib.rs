@@ -274,3 +274,35 @@ pub fn write_zero_safetensors(path: &std::path::Path, tensors: &[(String, Vec<us
     bytes.resize(bytes.len() + offset, 0);
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Run `f` with every tracing event up to `level` captured as text (no colours), and return
+/// its result with the log.
+pub fn capture_logs<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(level)
+        .finish();
+    let value = tracing::subscriber::with_default(subscriber, f);
+    let bytes = captured.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    (value, String::from_utf8_lossy(&bytes).into_owned())
+}

@@ -329,23 +329,6 @@ impl LoadReport {
         )
     }
 
-    pub(crate) fn kept_by_policy(&self, key: &str) -> bool {
-        self.mismatched
-            .iter()
-            .any(|m| m.key == key && m.rule.is_some())
-    }
-
-    /// `fc.weight (model [10, 20] vs. checkpoint [5, 20])` or `fc.weight (missing)`.
-    pub(crate) fn why_not_loaded(&self, key: &str) -> String {
-        match self.mismatched.iter().find(|m| m.key == key) {
-            Some(m) => format!(
-                "{key} (model {:?} vs. checkpoint {:?})",
-                m.model_shape, m.checkpoint_shape
-            ),
-            None => format!("{key} (missing)"),
-        }
-    }
-
     /// Why mismatch rules require the load to fail.
     pub fn policy_failures(&self) -> &[String] {
         &self.failures

@@ -229,29 +229,8 @@ fn with_pretrain_returns_the_loaded_model() {
 /// says how much loaded.
 #[test]
 fn with_pretrain_warns_below_full_coverage() {
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     let device = Device::flex();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), log) = burn_pretrain_tests::capture_logs(tracing::Level::INFO, || {
         Classifier::new(7, &device)
             .with_pretrain(fixture(DP))
             .unwrap();
@@ -259,7 +238,6 @@ fn with_pretrain_warns_below_full_coverage() {
             .with_pretrain(fixture(DP))
             .unwrap();
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("pretrained model"))

@@ -262,39 +262,18 @@ fn secrets_stay_out_of_reports_and_errors() {
 /// object stores.
 #[test]
 fn secrets_stay_out_of_logs_at_every_verbosity() {
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     let server = TestServer::start();
     server.route("/signed.pth", Behavior::Serve(dp_bytes()));
     let port = server.base().rsplit(':').next().unwrap().to_string();
     let cache = tempfile::tempdir().unwrap();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    let mut errors = String::new();
-    tracing::subscriber::with_default(subscriber, || {
+    let (errors, log) = burn_pretrain_tests::capture_logs(tracing::Level::TRACE, || {
         let ok = format!(
             "http://user:hunter2@127.0.0.1:{port}/signed.pth?token=s3cr3t#access_token=s3cr3t"
         );
         Backbone::new(&Device::flex())
             .with_pretrain(spec(&ok, cache.path()).with_sub_level("backbone"))
             .unwrap();
+        let mut errors = String::new();
         for bad in [
             format!("http://user:hunter2@127.0.0.1:{port}/nope.pth?sig=s3cr3t"),
             format!("https://user:pa/hunter2@127.0.0.1:{port}/x.pth"),
@@ -307,11 +286,10 @@ fn secrets_stay_out_of_logs_at_every_verbosity() {
             errors.push_str(&burn_pretrain::error::chain(&err));
             errors.push('\n');
         }
+        errors
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    // The load is logged (its source redacted), and so is the download.
+    // The load is logged, its source redacted.
     assert!(log.contains("from http://***@127.0.0.1:"), "{log}");
-    eprintln!("{log}");
     for text in [&log, &errors] {
         assert!(
             !text.contains("hunter2") && !text.contains("s3cr3t"),
