@@ -1,21 +1,54 @@
-//! The Rust side of `scripts/bench_load.py`, which writes full-size torchvision checkpoints
-//! and runs PyTorch and this side by side:
+//! The Rust side of `scripts/bench_load.py`, which writes checkpoints with PyTorch and runs
+//! PyTorch, burn-store and this crate side by side on the same files:
 //!
 //! ```text
-//! cargo run --release --example bench_load -- CHECKPOINT DEPTH REPS
+//! cargo run --release --example bench_load -- SIDE MODEL CHECKPOINT REPS
 //! ```
 //!
-//! Builds a ResNet of DEPTH with torchvision's layout and loads CHECKPOINT into it REPS times
-//! on flex (the CPU). Prints one JSON object per run (`construct_s`, `load_s`, tensors
-//! loaded) and a last one with the process's memory (`/proc/self/status`, KiB): resident set
-//! before the first run and its peak.
+//! SIDE is `ours` (`load_pretrained`), `ours-check` (`plan_pretrained`: headers only),
+//! `ours-sub` (a model of one block loaded with `sub_level` from a `linears` checkpoint) or
+//! `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's adapter for
+//! safetensors, both `allow_partial`). MODEL is `resnet18`..`resnet152` (our ResNet, built
+//! lazily: no random init) or `linears:N` (N blocks of ViT-sized Linears, `[Linears]`).
+//!
+//! Prints one JSON object per run (`construct_s`, `load_s`, tensors loaded, bytes of tensor
+//! data read) and a last one with the process's memory (`/proc/self/status`, KiB): resident
+//! set before the first run and its peak.
 
 use std::time::Instant;
 
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn_pretrain::PretrainExt;
+use burn_pretrain::{PretrainExt, Pretrainable};
 use burn_pretrain_models::ResNetConfig;
+use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
 use serde_json::json;
+
+/// One transformer block's Linears at ViT-L/16 width (1024, MLP 4096), as PyTorch names them.
+#[derive(Module, Debug, Pretrainable)]
+struct LinearBlock {
+    qkv: Linear,
+    proj: Linear,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+/// `blocks.{i}.{qkv,proj,fc1,fc2}`: the bulk of a ViT's bytes, without the attention maths.
+#[derive(Module, Debug, Pretrainable)]
+struct Linears {
+    blocks: Vec<LinearBlock>,
+}
+
+fn block(device: &Device) -> LinearBlock {
+    let linear = |i, o| LinearConfig::new(i, o).init(device);
+    LinearBlock {
+        qkv: linear(1024, 3072),
+        proj: linear(1024, 1024),
+        fc1: linear(1024, 4096),
+        fc2: linear(4096, 1024),
+    }
+}
 
 /// A `/proc/self/status` field in KiB (Linux), or 0 elsewhere.
 fn status_kib(field: &str) -> u64 {
@@ -29,36 +62,96 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Load `path` into `model` one way; (tensors loaded, bytes of tensor data read, or 0 where
+/// the side does not say).
+fn load<M>(side: &str, model: M, path: &str) -> anyhow::Result<(M, usize, u64)>
+where
+    M: Pretrainable + Module + Clone,
+{
+    Ok(match side {
+        "ours" => {
+            let (model, report) = model.load_pretrained(path)?;
+            (model, report.loaded().len(), report.bytes_read())
+        }
+        "ours-check" => {
+            let report = model.plan_pretrained(path)?;
+            (model, report.loaded().len(), report.bytes_read())
+        }
+        "burn-store" => {
+            let mut model = model;
+            let applied = if path.ends_with(".safetensors") {
+                let mut store = SafetensorsStore::from_file(path)
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .allow_partial(true)
+                    .skip_enum_variants(true);
+                model.load_from(&mut store)?.applied.len()
+            } else {
+                let mut store = PytorchStore::from_file(path)
+                    .allow_partial(true)
+                    .skip_enum_variants(true);
+                model.load_from(&mut store)?.applied.len()
+            };
+            (model, applied, 0)
+        }
+        other => anyhow::bail!("unknown side `{other}`"),
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [path, depth, reps] = args.as_slice() else {
-        anyhow::bail!("usage: bench_load CHECKPOINT DEPTH REPS");
+    let [side, model, path, reps] = args.as_slice() else {
+        anyhow::bail!("usage: bench_load SIDE MODEL CHECKPOINT REPS");
     };
-    let depth: usize = depth.parse()?;
     let reps: usize = reps.parse()?;
     let device = Device::flex();
     let baseline = status_kib("VmRSS:");
     for run in 0..reps {
         let start = Instant::now();
-        let model = ResNetConfig::new(depth).init(&device)?;
-        let built = Instant::now();
-        let (model, report) = model.load_pretrained(path.as_str())?;
-        let loaded = Instant::now();
-        // Every loaded value is a tensor in memory now; reading one back is a no-op check.
-        let _ = model.conv1.weight.val().dims();
+        let (built, loaded, bytes) = if let Some(n) = model.strip_prefix("linears:") {
+            if side == "ours-sub" {
+                // One block, from the checkpoint's last block: only its bytes are read.
+                let last = n.parse::<usize>()? - 1;
+                let model = block(&device);
+                let built = Instant::now();
+                let spec = burn_pretrain::Pretrain::from_path(path.as_str())
+                    .with_sub_level(format!("blocks.{last}"));
+                let (_, report) = model.load_pretrained(spec)?;
+                (built, report.loaded().len(), report.bytes_read())
+            } else {
+                let model = Linears {
+                    blocks: (0..n.parse()?).map(|_| block(&device)).collect(),
+                };
+                let built = Instant::now();
+                let (_, loaded, bytes) = load(side, model, path)?;
+                (built, loaded, bytes)
+            }
+        } else {
+            let depth: usize = model.trim_start_matches("resnet").parse()?;
+            let model = ResNetConfig::new(depth).init(&device)?;
+            let built = Instant::now();
+            let (_, loaded, bytes) = load(side, model, path)?;
+            (built, loaded, bytes)
+        };
+        let done = Instant::now();
         println!(
             "{}",
             json!({
                 "run": run,
                 "construct_s": (built - start).as_secs_f64(),
-                "load_s": (loaded - built).as_secs_f64(),
-                "loaded": report.loaded().len(),
+                "load_s": (done - built).as_secs_f64(),
+                "loaded": loaded,
+                "bytes_read": bytes,
             })
         );
     }
     println!(
         "{}",
-        json!({"baseline_rss_kib": baseline, "peak_rss_kib": status_kib("VmHWM:")})
+        json!({
+            "baseline_rss_kib": baseline,
+            "peak_rss_kib": status_kib("VmHWM:"),
+            "rss_anon_kib": status_kib("RssAnon:"),
+            "rss_file_kib": status_kib("RssFile:"),
+        })
     );
     Ok(())
 }

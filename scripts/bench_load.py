@@ -1,24 +1,33 @@
-"""Load speed and memory, burn-pretrain beside PyTorch, in one run:
+"""Load speed, memory and bytes read: PyTorch, burn-store and burn-pretrain side by side, in one run.
 
-    python scripts/bench_load.py [--reps 5] [resnet18 resnet50 ...]
+    python scripts/bench_load.py [--reps 5] [--large-blocks 24] [--markdown FILE]
 
-Needs torch, torchvision and safetensors. For each model, writes a full-size torchvision
-checkpoint with random weights as `torch.save` (.pth) and safetensors into a temporary
-folder, then, each in its own fresh process (so that peak memory is its own):
+Needs torch, torchvision and safetensors (fixture tools; never CI). Writes, into a temporary
+folder, with PyTorch and random weights:
 
-- PyTorch: build `torchvision.models.<name>(weights=None)`, then `torch.load(...,
-  weights_only=True)` (or `safetensors.torch.load_file`) and `load_state_dict`;
-- burn-pretrain: `cargo run --release --example bench_load`, which builds our ResNet (lazy:
-  no random init) and `load_pretrained` the same file on flex.
+- torchvision's ResNet-50 as `torch.save` (.pth) and safetensors, and in float16 (safetensors);
+- a "ViT-L/16-sized stack of Linears" (`blocks.N.{qkv,proj,fc1,fc2}`, width 1024, MLP 4096;
+  24 blocks = 1.2 GB in float32) as safetensors and .pth, to show how time and memory grow.
 
-Prints medians over --reps runs (the first run is a warm-up and is dropped) and the ratios
-ours / PyTorch: below 1 is faster or smaller. Memory is the growth of the process's peak
-resident set over its resident set before the first run (so Python's and torch's own
-footprint do not count against them).
+Then, each in its own fresh process (so peak memory is its own), loads every file REPS times:
+
+- PyTorch: build the model, `torch.load(..., weights_only=True)` or `safetensors.torch.load_file`,
+  then `load_state_dict`;
+- burn-store 0.22.1: `PytorchStore` / `SafetensorsStore` (PyTorch adapter, memmap feature on),
+  `allow_partial`, into the same burn model as ours (`examples/bench_load.rs`, flex backend);
+- burn-pretrain: `load_pretrained` (our ResNet, built lazily: no random init).
+
+Prints medians over REPS runs (a first warm-up run is dropped), the ratios ours / theirs (below
+1 is faster or smaller), peak resident-set growth over the bytes the model ends up holding, and
+bytes of tensor data read: a full load, `check` (`plan_pretrained`: headers only) and a
+`sub_level` load of one block, which reads that block's bytes only. `--markdown FILE` also
+writes the table the README shows.
 """
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -27,7 +36,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEPTH = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
 
 TORCH_WORKER = r"""
 import json, sys, time
@@ -40,25 +48,55 @@ def kib(field):
             return int(line.split()[1])
     return 0
 
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = torch.nn.Linear(1024, 3072)
+        self.proj = torch.nn.Linear(1024, 1024)
+        self.fc1 = torch.nn.Linear(1024, 4096)
+        self.fc2 = torch.nn.Linear(4096, 1024)
+
+class Linears(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(Block() for _ in range(n))
+
+def build(name):
+    if name.startswith("linears:"):
+        return Linears(int(name.split(":")[1]))
+    return getattr(torchvision.models, name)(weights=None)
+
 path, name, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+torch.set_grad_enabled(False)
 baseline = kib("VmRSS:")
 for run in range(reps):
     start = time.perf_counter()
-    model = getattr(torchvision.models, name)(weights=None)
+    model = build(name)
     built = time.perf_counter()
     state = load_file(path) if path.endswith(".safetensors") else torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     loaded = time.perf_counter()
-    print(json.dumps({"run": run, "construct_s": built - start, "load_s": loaded - built, "loaded": len(state)}), flush=True)
+    print(json.dumps({"run": run, "construct_s": built - start, "load_s": loaded - built, "loaded": len(state), "bytes_read": 0}), flush=True)
     del model, state
 print(json.dumps({"baseline_rss_kib": baseline, "peak_rss_kib": kib("VmHWM:")}))
 """
 
 
-def write_checkpoints(name, folder):
+def linears_state(blocks):
+    import torch
+
+    torch.manual_seed(0)
+    state = {}
+    for i in range(blocks):
+        for name, (fan_in, fan_out) in {"qkv": (1024, 3072), "proj": (1024, 1024), "fc1": (1024, 4096), "fc2": (4096, 1024)}.items():
+            state[f"blocks.{i}.{name}.weight"] = torch.randn(fan_out, fan_in) * 0.02
+            state[f"blocks.{i}.{name}.bias"] = torch.randn(fan_out) * 0.02
+    return state
+
+
+def resnet_state(name):
     import torch
     import torchvision
-    from safetensors.torch import save_file
 
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None).eval()
@@ -66,11 +104,35 @@ def write_checkpoints(name, folder):
         for t in model.state_dict().values():
             if t.is_floating_point():
                 t.copy_(torch.randn_like(t) * 0.05)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    pth, st = folder / f"{name}.pth", folder / f"{name}.safetensors"
-    torch.save(state, pth)
-    save_file(state, st)
-    return [pth, st]
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def write_checkpoints(folder, large_blocks):
+    """(label, model, path, bytes the burn model holds once loaded)."""
+    import torch
+    from safetensors.torch import save_file
+
+    out = []
+    state = resnet_state("resnet50")
+    # Our ResNet is the backbone: everything but `fc` and the `num_batches_tracked` counters,
+    # held as float32.
+    held = sum(v.numel() * 4 for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked"))
+    for suffix in ("pth", "safetensors"):
+        path = folder / f"resnet50.{suffix}"
+        torch.save(state, path) if suffix == "pth" else save_file(state, path)
+        out.append((f"ResNet-50 .{suffix}", "resnet50", path, held))
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    path = folder / "resnet50_f16.safetensors"
+    save_file(half, path)
+    out.append(("ResNet-50 f16 .safetensors", "resnet50", path, held))
+    state = linears_state(large_blocks)
+    held = sum(v.numel() * 4 for v in state.values())
+    gb = held / 1e9
+    for suffix in ("safetensors", "pth"):
+        path = folder / f"linears.{suffix}"
+        torch.save(state, path) if suffix == "pth" else save_file(state, path)
+        out.append((f"Linears {gb:.1f} GB .{suffix}", f"linears:{large_blocks}", path, held))
+    return out
 
 
 def measure(cmd):
@@ -80,42 +142,75 @@ def measure(cmd):
     runs = runs[1:] if len(runs) > 1 else runs  # drop the warm-up
     return {
         "load_s": statistics.median(r["load_s"] for r in runs),
-        "total_s": statistics.median(r["construct_s"] + r["load_s"] for r in runs),
-        "peak_growth_mib": (memory["peak_rss_kib"] - memory["baseline_rss_kib"]) / 1024,
+        "peak_growth": (memory["peak_rss_kib"] - memory["baseline_rss_kib"]) * 1024,
         "loaded": runs[0]["loaded"],
+        "bytes_read": runs[0]["bytes_read"],
     }
+
+
+def machine():
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.machine()}"
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("models", nargs="*", default=["resnet18", "resnet50"])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--large-blocks", type=int, default=24, help="blocks of the Linear stack (24: 1.2 GB)")
+    parser.add_argument("--markdown", type=Path, help="also write the README's table here")
     args = parser.parse_args()
 
     import torch
-    import torchvision
 
     subprocess.run(["cargo", "build", "--release", "-q", "--example", "bench_load"], cwd=ROOT, check=True)
-    ours_bin = ROOT / "target" / "release" / "examples" / "bench_load"
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, torch threads {torch.get_num_threads()}, "
-          f"{platform.machine()}, {platform.processor() or 'cpu'}; {args.reps} runs, median after a warm-up")
-    header = f"{'model':<10} {'file':<12} {'load: torch':>11} {'ours':>8} {'ratio':>6}  {'build+load: torch':>17} {'ours':>8} {'ratio':>6}  {'peak MiB: torch':>15} {'ours':>7} {'ratio':>6}"
-    print(header)
-    print("-" * len(header))
+    ours_bin = str(ROOT / "target" / "release" / "examples" / "bench_load")
+    reps = str(args.reps + 1)
+    header_info = (f"{datetime.date.today()}, {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
+                   f"{args.reps} runs, median after a warm-up; page cache warm")
+    print(header_info)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
-            for path in write_checkpoints(name, Path(tmp)):
-                theirs = measure([sys.executable, "-c", TORCH_WORKER, str(path), name, str(args.reps + 1)])
-                ours = measure([str(ours_bin), str(path), str(DEPTH[name]), str(args.reps + 1)])
-                print(
-                    f"{name:<10} {path.suffix:<12} {theirs['load_s']:>10.4f}s {ours['load_s']:>7.4f}s {ours['load_s'] / theirs['load_s']:>6.2f}"
-                    f"  {theirs['total_s']:>16.4f}s {ours['total_s']:>7.4f}s {ours['total_s'] / theirs['total_s']:>6.2f}"
-                    f"  {theirs['peak_growth_mib']:>15.1f} {ours['peak_growth_mib']:>7.1f} {ours['peak_growth_mib'] / max(theirs['peak_growth_mib'], 1e-9):>6.2f}",
-                    flush=True,
-                )
-                # torch counts num_batches_tracked as loaded; we ignore them (and torchvision
-                # keeps fc, which our backbone does not have).
-                print(f"{'':<10} tensors loaded: torch {theirs['loaded']}, ours {ours['loaded']}")
+        for label, model, path, held in write_checkpoints(Path(tmp), args.large_blocks):
+            torch_side = measure([sys.executable, "-c", TORCH_WORKER, str(path), model, reps])
+            store = measure([ours_bin, "burn-store", model, str(path), reps])
+            ours = measure([ours_bin, "ours", model, str(path), reps])
+            check = measure([ours_bin, "ours-check", model, str(path), "2"])
+            sub = measure([ours_bin, "ours-sub", model, str(path), "2"]) if model.startswith("linears") else None
+            row = {"label": label, "held": held, "torch": torch_side, "store": store, "ours": ours, "check": check, "sub": sub}
+            rows.append(row)
+            print(f"{label:<28} load ms: torch {torch_side['load_s'] * 1e3:8.1f}  burn-store {store['load_s'] * 1e3:8.1f}  ours {ours['load_s'] * 1e3:8.1f}"
+                  f"  | ours/torch {ours['load_s'] / torch_side['load_s']:.2f}  ours/burn-store {ours['load_s'] / store['load_s']:.2f}", flush=True)
+            print(f"{'':<28} peak RSS growth / bytes held ({held / 2**20:.0f} MiB): torch {torch_side['peak_growth'] / held:.2f}  "
+                  f"burn-store {store['peak_growth'] / held:.2f}  ours {ours['peak_growth'] / held:.2f}", flush=True)
+            sub_text = f", sub_level one block {sub['bytes_read'] / 2**20:.1f} MiB ({sub['loaded']} tensors)" if sub else ""
+            print(f"{'':<28} tensors loaded: torch {torch_side['loaded']}, burn-store {store['loaded']}, ours {ours['loaded']}; "
+                  f"tensor bytes read: load {ours['bytes_read'] / 2**20:.1f} MiB, check {check['bytes_read']} B{sub_text}", flush=True)
+    base = next(r for r in rows if r["label"] == "ResNet-50 .safetensors")
+    base_f32 = base["ours"]["load_s"]
+    per_byte = base_f32 / base["held"]
+    for r in rows:
+        if r["label"].startswith("ResNet-50 f16"):
+            print(f"f16 → f32 / f32 load (safetensors): {r['ours']['load_s'] / base_f32:.2f}")
+        if r["label"].startswith("Linears") and r["label"].endswith("safetensors"):
+            print(f"time per byte, large / ResNet-50 (safetensors): {(r['ours']['load_s'] / r['held']) / per_byte:.2f}")
+    if args.markdown:
+        lines = [f"Measured {header_info}.", "",
+                 "| checkpoint | PyTorch | burn-store | burn-pretrain | ours / PyTorch | ours / burn-store | peak RSS growth / bytes held: PyTorch, burn-store, ours |",
+                 "|---|---:|---:|---:|---:|---:|---|"]
+        for r in rows:
+            t, s, o = r["torch"], r["store"], r["ours"]
+            lines.append(f"| {r['label']} | {t['load_s'] * 1e3:.1f} ms | {s['load_s'] * 1e3:.1f} ms | {o['load_s'] * 1e3:.1f} ms | "
+                         f"{o['load_s'] / t['load_s']:.2f} | {o['load_s'] / s['load_s']:.2f} | "
+                         f"{t['peak_growth'] / r['held']:.2f}, {s['peak_growth'] / r['held']:.2f}, {o['peak_growth'] / r['held']:.2f} |")
+        args.markdown.write_text("\n".join(lines) + "\n")
     return 0
 
 

@@ -49,10 +49,10 @@ pub trait PretrainExt: Pretrainable + Clone {
         let spec = spec.into();
         let prepared = Prepared::new(&*self, &spec)?;
         let report = prepared.checked_report(&spec, false)?;
-        let data = crate::apply::read(&prepared.plan, &prepared.view)?;
+        let read = crate::apply::read(&prepared.plan, &prepared.view)?;
         let model = crate::apply::apply(
             &*self,
-            data,
+            read.data,
             &prepared.plan,
             prepared.convention,
             &prepared.view_keys,
@@ -62,7 +62,7 @@ pub trait PretrainExt: Pretrainable + Clone {
             detail,
         })?;
         *self = model;
-        Ok(report)
+        Ok(report.with_bytes_read(read.bytes_read))
     }
 
     /// The checkpoint keys this model's tensors load from, in the PyTorch convention.
@@ -187,11 +187,21 @@ fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
                 sha256: None,
                 ..spec.fetch().clone()
             };
+            // Shards are fetched (or opened by ranges) several at a time, then merged in
+            // index order.
+            let names = index.shards();
+            let opened =
+                source::bytes::bounded_map(&names, source::bytes::CONCURRENT_READS, |name| {
+                    let shard = location.sibling(name);
+                    tracing::debug!("shard {name} of {location}: {shard}");
+                    open_fetched(&shard_options, &shard).map(|(_, opened)| opened)
+                });
+            let mut opened: std::collections::HashMap<&str, Result<Opened>> =
+                names.iter().copied().zip(opened).collect();
             sharded::merge(&index_path, &index, |name| {
-                let shard = location.sibling(name);
-                tracing::debug!("shard {name} of {location}: {shard}");
-                open_fetched(&shard_options, &shard)?
-                    .1
+                opened
+                    .remove(name)
+                    .unwrap_or_else(|| unreachable!("every shard was opened"))?
                     .into_shard(&index_path, name)
             })?
         }

@@ -1,18 +1,22 @@
 //! Reading many tensors at once: tensors that are byte ranges of one source (safetensors)
 //! are sorted by offset and neighbours are read together — one request for a run of tensors
-//! when the source is remote — then cut apart. Everything else reads tensor by tensor.
+//! when the source is remote, several requests in flight at once — then cut apart.
+//! Everything else reads tensor by tensor.
 
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
 use crate::format::{Span, TensorEntry};
+use crate::source::bytes::read_ranges;
 
 /// The most bytes one coalesced read may cover.
 const MAX_RUN: u64 = 64 << 20;
 
-/// The bytes of each entry, in the order given.
-pub(crate) fn read_many(entries: &[&TensorEntry]) -> Vec<io::Result<Vec<u8>>> {
+/// The bytes of each entry, in the order given, and how many bytes were read for them
+/// (with the holes a coalesced read spans).
+pub(crate) fn read_many(entries: &[&TensorEntry]) -> (Vec<io::Result<Vec<u8>>>, u64) {
+    let mut bytes_read = 0u64;
     let mut out: Vec<Option<io::Result<Vec<u8>>>> = (0..entries.len()).map(|_| None).collect();
     // Group the spanned entries by source (the same Arc), keeping their positions.
     let mut groups: HashMap<*const (), Vec<(usize, &Span)>> = HashMap::new();
@@ -22,46 +26,58 @@ pub(crate) fn read_many(entries: &[&TensorEntry]) -> Vec<io::Result<Vec<u8>>> {
                 .entry(Arc::as_ptr(&span.source).cast::<()>())
                 .or_default()
                 .push((i, span)),
-            None => out[i] = Some(entry.read()),
+            None => {
+                bytes_read += (entry.num_elements() * entry.dtype().size()) as u64;
+                out[i] = Some(entry.read());
+            }
         }
     }
     for mut spans in groups.into_values() {
         spans.sort_by_key(|(_, span)| span.offset);
         let source = spans[0].1.source.clone();
-        let gap = source.gap_worth_reading();
-        for run in runs(&spans, gap) {
+        let runs = runs(&spans, source.gap_worth_reading());
+        let ranges: Vec<(u64, usize)> = runs
+            .iter()
+            .map(|run| {
+                let start = run[0].1.offset;
+                let end = run
+                    .iter()
+                    .map(|(_, s)| s.offset + s.len as u64)
+                    .max()
+                    .unwrap_or(start);
+                (start, (end - start) as usize)
+            })
+            .collect();
+        bytes_read += ranges.iter().map(|(_, len)| *len as u64).sum::<u64>();
+        // Runs of a remote file are requested several at a time.
+        let read = read_ranges(source.as_ref(), &ranges);
+        for ((run, read), (start, _)) in runs.into_iter().zip(read).zip(ranges) {
             if let [(i, span)] = run {
                 // A run of one: its bytes as read, no copy.
-                out[*i] = Some(
-                    source
-                        .read_at(span.offset, span.len)
-                        .and_then(|bytes| entries[*i].checked(bytes)),
-                );
+                out[*i] = Some(read.and_then(|bytes| {
+                    span.verify(&bytes)?;
+                    entries[*i].checked(bytes)
+                }));
                 continue;
             }
-            let start = run[0].1.offset;
-            let end = run
-                .iter()
-                .map(|(_, s)| s.offset + s.len as u64)
-                .max()
-                .unwrap_or(start);
-            let read = usize::try_from(end - start)
-                .map_err(io::Error::other)
-                .and_then(|len| source.read_at(start, len));
             for (i, span) in run {
                 out[*i] = Some(match &read {
                     Ok(bytes) => {
                         let from = (span.offset - start) as usize;
-                        entries[*i].checked(bytes[from..from + span.len].to_vec())
+                        let bytes = &bytes[from..from + span.len];
+                        span.verify(bytes)
+                            .and_then(|()| entries[*i].checked(bytes.to_vec()))
                     }
                     Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                 });
             }
         }
     }
-    out.into_iter()
+    let out = out
+        .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(io::Error::other("not read"))))
-        .collect()
+        .collect();
+    (out, bytes_read)
 }
 
 /// Split offset-sorted spans into runs whose holes are at most `gap` bytes and whose extent
@@ -127,8 +143,8 @@ mod tests {
             vec![len],
             DType::U8,
             source.clone(),
-            offset,
-            len,
+            (offset, len),
+            None,
         )
     }
 
@@ -153,7 +169,7 @@ mod tests {
                 entry(&source, "c", 30, 10),
                 entry(&source, "d", 100, 5),
             );
-            let got = read_many(&[&d, &b, &a, &c]);
+            let (got, bytes_read) = read_many(&[&d, &b, &a, &c]);
             let got: Vec<Vec<u8>> = got.into_iter().map(Result::unwrap).collect();
             assert_eq!(got[0], bytes[100..105]);
             assert_eq!(got[1], bytes[10..20]);
@@ -162,6 +178,8 @@ mod tests {
             let mut reads = source.reads.lock().unwrap().clone();
             reads.sort();
             assert_eq!(reads, want_reads, "gap {gap}");
+            let total: usize = want_reads.iter().map(|(_, len)| len).sum();
+            assert_eq!(bytes_read, total as u64, "gap {gap}");
         }
     }
 }

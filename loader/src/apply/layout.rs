@@ -1,8 +1,227 @@
-//! Layouts on the host, byte-wise for any dtype: a 2-D transpose (PyTorch's Linear `[out, in]`
-//! ↔ burn's `[in, out]`), and splitting one packed checkpoint tensor into its parts along an
-//! axis (LSTM gates, attention's q/k/v) and stacking them back for export.
+//! Layouts and element types on the host, written straight into buffers burn keeps as they
+//! are: a [`Buffer`] is aligned for its element type, so `TensorData` and the backend take it
+//! without the realigning copy a `Vec<u8>` costs. Conversions (a cast, a 2-D transpose —
+//! PyTorch's Linear `[out, in]` ↔ burn's `[in, out]` —, splitting a packed tensor along an
+//! axis and stacking it back) read their source once, in parallel chunks.
 
-use burn::tensor::TensorData;
+use burn::tensor::{Bytes, DType as BurnDType, TensorData};
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Bytes per parallel chunk of a copy or cast: big enough to amortise the task, small enough
+/// to spread one large tensor over every core and to release its mapped pages as it goes.
+const CHUNK: usize = 1 << 20;
+
+/// A zeroed host buffer whose alignment is its element size's.
+pub(crate) enum Buffer {
+    B1(Vec<u8>),
+    B2(Vec<u16>),
+    B4(Vec<u32>),
+    B8(Vec<u64>),
+}
+
+impl Buffer {
+    /// Room for `elements` elements of `size` bytes (1, 2, 4 or 8).
+    pub(crate) fn zeroed(size: usize, elements: usize) -> Self {
+        match size {
+            2 => Self::B2(vec![0; elements]),
+            4 => Self::B4(vec![0; elements]),
+            8 => Self::B8(vec![0; elements]),
+            _ => Self::B1(vec![0; elements * size.max(1)]),
+        }
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::B1(v) => v,
+            Self::B2(v) => bytemuck::cast_slice_mut(v),
+            Self::B4(v) => bytemuck::cast_slice_mut(v),
+            Self::B8(v) => bytemuck::cast_slice_mut(v),
+        }
+    }
+
+    /// The buffer as burn's tensor data, without a copy.
+    pub(crate) fn into_data(self, shape: Vec<usize>, dtype: BurnDType) -> TensorData {
+        let bytes = match self {
+            Self::B1(v) => Bytes::from_elems(v),
+            Self::B2(v) => Bytes::from_elems(v),
+            Self::B4(v) => Bytes::from_elems(v),
+            Self::B8(v) => Bytes::from_elems(v),
+        };
+        TensorData::from_bytes(bytes, shape, dtype)
+    }
+
+    /// A copy of `src` (elements of `size` bytes) in an aligned buffer.
+    pub(crate) fn copied(src: &[u8], size: usize) -> Self {
+        let mut buffer = Self::zeroed(size, src.len() / size.max(1));
+        copy_chunks(src, buffer.bytes_mut(), &|_, _| {});
+        buffer
+    }
+}
+
+/// Copy `src` into `dst` (equal lengths) in parallel chunks; `done(offset, len)` is told each
+/// chunk of `src` once it is copied.
+pub(crate) fn copy_chunks(src: &[u8], dst: &mut [u8], done: &(dyn Fn(usize, usize) + Sync)) {
+    dst.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(i, (d, s))| {
+            d.copy_from_slice(s);
+            done(i * CHUNK, s.len());
+        });
+}
+
+/// Element casts done at memory speed (`half`'s vectorised conversions); `None` for the
+/// pairs left to burn's element-wise conversion.
+pub(crate) fn fast_cast(from: BurnDType, to: BurnDType) -> bool {
+    use BurnDType as B;
+    matches!(
+        (from, to),
+        (B::F16 | B::BF16, B::F32) | (B::F32, B::F16 | B::BF16)
+    )
+}
+
+/// Cast `src` (elements of `from`) into `dst` (elements of `to`), a pair [`fast_cast`] accepts,
+/// in parallel chunks; `done` as for [`copy_chunks`].
+pub(crate) fn cast_chunks(
+    src: &[u8],
+    from: BurnDType,
+    dst: &mut [u8],
+    to: BurnDType,
+    done: &(dyn Fn(usize, usize) + Sync),
+) {
+    let (sin, sout) = (from.size(), to.size());
+    let elements = CHUNK / sin.max(sout);
+    dst.par_chunks_mut(elements * sout)
+        .zip(src.par_chunks(elements * sin))
+        .enumerate()
+        .for_each(|(i, (d, s))| {
+            cast_chunk(s, from, d, to);
+            done(i * elements * sin, s.len());
+        });
+}
+
+fn cast_chunk(src: &[u8], from: BurnDType, dst: &mut [u8], to: BurnDType) {
+    use BurnDType as B;
+    // The source is a slice of a file: aligned in every file PyTorch or safetensors writes,
+    // but not promised; an unaligned one goes through a copy.
+    let aligned;
+    let src: &[u8] = if src.as_ptr().align_offset(from.size()) == 0 {
+        src
+    } else {
+        aligned = Buffer::copied(src, from.size());
+        match &aligned {
+            Buffer::B2(v) => bytemuck::cast_slice(v),
+            Buffer::B4(v) => bytemuck::cast_slice(v),
+            Buffer::B1(v) => v,
+            Buffer::B8(v) => bytemuck::cast_slice(v),
+        }
+    };
+    match (from, to) {
+        (B::F16 | B::BF16, B::F32) => {
+            let bits: &[u16] = bytemuck::cast_slice(src);
+            let out: &mut [f32] = bytemuck::cast_slice_mut(dst);
+            if from == B::F16 {
+                bits.reinterpret_cast::<f16>().convert_to_f32_slice(out);
+            } else {
+                bits.reinterpret_cast::<bf16>().convert_to_f32_slice(out);
+            }
+        }
+        (B::F32, B::F16 | B::BF16) => {
+            let values: &[f32] = bytemuck::cast_slice(src);
+            let out: &mut [u16] = bytemuck::cast_slice_mut(dst);
+            if to == B::F16 {
+                out.reinterpret_cast_mut::<f16>()
+                    .convert_from_f32_slice(values);
+            } else {
+                out.reinterpret_cast_mut::<bf16>()
+                    .convert_from_f32_slice(values);
+            }
+        }
+        _ => unreachable!("cast_chunk called with a pair fast_cast refuses"),
+    }
+}
+
+/// `src` (`rows × cols` elements of `size` bytes, row-major) transposed into `dst`
+/// (`cols × rows`), in parallel bands of destination rows, tile by tile, element-typed
+/// where `src` is aligned for its elements (it is in every file PyTorch and safetensors write).
+pub(crate) fn transpose_into(src: &[u8], rows: usize, cols: usize, size: usize, dst: &mut [u8]) {
+    fn typed<T: bytemuck::Pod + Send + Sync>(
+        src: &[u8],
+        rows: usize,
+        cols: usize,
+        dst: &mut [u8],
+    ) -> bool {
+        match (
+            bytemuck::try_cast_slice::<u8, T>(src),
+            bytemuck::try_cast_slice_mut::<u8, T>(dst),
+        ) {
+            (Ok(src), Ok(dst)) => {
+                transpose_tiles(src, rows, cols, dst);
+                true
+            }
+            _ => false,
+        }
+    }
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let done = match size {
+        1 => typed::<u8>(src, rows, cols, dst),
+        2 => typed::<u16>(src, rows, cols, dst),
+        4 => typed::<u32>(src, rows, cols, dst),
+        8 => typed::<u64>(src, rows, cols, dst),
+        _ => false,
+    };
+    if !done {
+        // Unaligned: the same walk, element by element as bytes.
+        let aligned = Buffer::copied(src, size);
+        let mut out = Buffer::zeroed(size, rows * cols);
+        match (&aligned, &mut out) {
+            (Buffer::B2(s), Buffer::B2(d)) => transpose_tiles(s, rows, cols, d),
+            (Buffer::B4(s), Buffer::B4(d)) => transpose_tiles(s, rows, cols, d),
+            (Buffer::B8(s), Buffer::B8(d)) => transpose_tiles(s, rows, cols, d),
+            (Buffer::B1(s), Buffer::B1(d)) => transpose_tiles(s, rows, cols, d),
+            _ => unreachable!("buffers of one element size"),
+        }
+        dst.copy_from_slice(out.bytes_mut());
+    }
+}
+
+/// The transpose proper: bands of `TILE` destination rows in parallel; in each band, tiles of
+/// `TILE` source rows are read row by row into a local tile (the source's rows are far apart:
+/// reading its columns directly would thrash the cache) and written along destination rows.
+fn transpose_tiles<T: bytemuck::Pod + Send + Sync>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    dst: &mut [T],
+) {
+    // A band is `WIDE` destination rows (source columns); a tile `TALL` source rows of it.
+    const WIDE: usize = 32;
+    const TALL: usize = 128;
+    dst.par_chunks_mut(WIDE * rows)
+        .enumerate()
+        .for_each(|(band, out)| {
+            let c0 = band * WIDE;
+            let width = out.len() / rows;
+            let mut tile = [T::zeroed(); WIDE * TALL];
+            for r0 in (0..rows).step_by(TALL) {
+                let height = (r0 + TALL).min(rows) - r0;
+                for k in 0..height {
+                    let from = (r0 + k) * cols + c0;
+                    tile[k * WIDE..k * WIDE + width].copy_from_slice(&src[from..from + width]);
+                }
+                for c in 0..width {
+                    let line = &mut out[c * rows + r0..c * rows + r0 + height];
+                    for (k, value) in line.iter_mut().enumerate() {
+                        *value = tile[k * WIDE + c];
+                    }
+                }
+            }
+        });
+}
 
 /// Split `data` along `axis` into consecutive parts of `sizes` (which sum to its length).
 pub(crate) fn split(data: &TensorData, axis: usize, sizes: &[usize]) -> Vec<TensorData> {
@@ -16,15 +235,17 @@ pub(crate) fn split(data: &TensorData, axis: usize, sizes: &[usize]) -> Vec<Tens
     sizes
         .iter()
         .map(|&n| {
-            let mut bytes = Vec::with_capacity(outer * n * inner);
-            for o in 0..outer {
-                let start = o * row + offset * inner;
-                bytes.extend_from_slice(&src[start..start + n * inner]);
-            }
-            offset += n;
             let mut part_shape = shape.clone();
             part_shape[axis] = n;
-            TensorData::from_bytes_vec(bytes, part_shape, dtype)
+            let mut buffer = Buffer::zeroed(dtype.size(), outer * n * inner / dtype.size().max(1));
+            let bytes = buffer.bytes_mut();
+            for o in 0..outer {
+                let start = o * row + offset * inner;
+                bytes[o * n * inner..(o + 1) * n * inner]
+                    .copy_from_slice(&src[start..start + n * inner]);
+            }
+            offset += n;
+            buffer.into_data(part_shape, dtype)
         })
         .collect()
 }
@@ -45,24 +266,22 @@ pub(crate) fn concat(parts: &[TensorData], axis: usize) -> TensorData {
     }
     let mut out_shape = shape;
     out_shape[axis] = total;
-    TensorData::from_bytes_vec(bytes, out_shape, dtype)
+    Buffer::copied(&bytes, dtype.size()).into_data(out_shape, dtype)
 }
 
 /// Transpose a 2-D tensor on the host, whatever its dtype.
 pub(crate) fn transpose(data: TensorData) -> TensorData {
     let (rows, cols) = (data.shape()[0], data.shape()[1]);
     let dtype = data.dtype();
-    let size = dtype.size();
-    let src = data.as_bytes();
-    let mut dst = vec![0u8; src.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            let from = (r * cols + c) * size;
-            let to = (c * rows + r) * size;
-            dst[to..to + size].copy_from_slice(&src[from..from + size]);
-        }
-    }
-    TensorData::from_bytes_vec(dst, vec![cols, rows], dtype)
+    let mut buffer = Buffer::zeroed(dtype.size(), rows * cols);
+    transpose_into(
+        data.as_bytes(),
+        rows,
+        cols,
+        dtype.size(),
+        buffer.bytes_mut(),
+    );
+    buffer.into_data(vec![cols, rows], dtype)
 }
 
 #[cfg(test)]
@@ -78,6 +297,73 @@ mod tests {
             t.try_to_vec::<f32>().unwrap(),
             vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
         );
+    }
+
+    #[test]
+    fn transpose_of_tiles_and_bands_matches_the_definition() {
+        // Sizes around the tile (32) and band edges, every element size.
+        for (rows, cols) in [(1, 1), (33, 65), (64, 31), (100, 7), (7, 100)] {
+            for size in [1usize, 2, 4, 8] {
+                let src: Vec<u8> = (0..rows * cols * size)
+                    .map(|i| (i * 7 % 251) as u8)
+                    .collect();
+                let mut dst = vec![0u8; src.len()];
+                transpose_into(&src, rows, cols, size, &mut dst);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        let from = (r * cols + c) * size;
+                        let to = (c * rows + r) * size;
+                        assert_eq!(
+                            dst[to..to + size],
+                            src[from..from + size],
+                            "{rows}x{cols}x{size}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn casts_match_half_element_by_element() {
+        // More than one chunk, and an odd length.
+        let values: Vec<f32> = (0..(CHUNK / 2 + 3))
+            .map(|i| (i as f32 - 1000.0) * 0.37)
+            .collect();
+        let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+        let src: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let mut dst = Buffer::zeroed(4, values.len());
+        cast_chunks(
+            &src,
+            BurnDType::F16,
+            dst.bytes_mut(),
+            BurnDType::F32,
+            &|_, _| {},
+        );
+        let got = dst.into_data(vec![values.len()], BurnDType::F32);
+        let want: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+        assert_eq!(got.try_to_vec::<f32>().unwrap(), want);
+        // Back to bf16, then compared with half's scalar conversion.
+        let mut back = Buffer::zeroed(2, values.len());
+        cast_chunks(
+            bytemuck::cast_slice(&values),
+            BurnDType::F32,
+            back.bytes_mut(),
+            BurnDType::BF16,
+            &|_, _| {},
+        );
+        let got = back.into_data(vec![values.len()], BurnDType::BF16);
+        let want: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
+        assert_eq!(got.try_to_vec::<bf16>().unwrap(), want);
+    }
+
+    #[test]
+    fn buffers_are_aligned_for_their_elements() {
+        for size in [1usize, 2, 4, 8] {
+            let mut b = Buffer::zeroed(size, 3);
+            assert_eq!(b.bytes_mut().len(), 3 * size);
+            assert_eq!(b.bytes_mut().as_ptr().align_offset(size), 0);
+        }
     }
 
     #[test]

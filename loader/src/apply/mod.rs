@@ -6,23 +6,42 @@ pub(crate) mod adapt;
 pub(crate) mod batch;
 pub(crate) mod layout;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use burn::tensor::TensorData;
-
-use std::collections::BTreeSet;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::format::Convention;
-use crate::mapping::{Layout, Mapper, Mode, Pretrainable};
-use crate::plan::{Action, Plan};
+use crate::format::{Convention, DType, Span, TensorEntry};
+use crate::mapping::{Layout, Mapper, Mode, Piece, Pretrainable, Target};
+use crate::plan::{Action, Adapt, Plan};
+use crate::source::bytes::Mapped;
 use crate::view::View;
-use layout::{split, transpose};
+use layout::{Buffer, split, transpose};
+
+/// What [`read`] produced: every planned tensor prepared, keyed by model path, and how
+/// many bytes of tensor data were taken from the checkpoint for them.
+pub(crate) struct Read {
+    pub data: HashMap<String, TensorData>,
+    pub bytes_read: u64,
+}
+
+/// Where one planned tensor's bytes come from.
+enum Src<'a> {
+    /// A range of a memory-mapped file: converted straight from its pages.
+    Mapped(&'a Mapped, &'a Span),
+    /// Bytes already read (a remote range, a compressed or legacy PyTorch storage).
+    Read(std::io::Result<Vec<u8>>),
+}
 
 /// Read and prepare every tensor the plan loads, keyed by the model path of the
 /// parameter it goes to: cast, split when packed, laid out as the model holds it. Any
 /// failure is returned before the model is touched.
-pub(crate) fn read(plan: &Plan, view: &View) -> Result<HashMap<String, TensorData>> {
+///
+/// Tensors of a memory-mapped file are converted straight from its pages into the buffers
+/// the model will own (one copy), in parallel; each range's pages are released once copied.
+/// Other tensors are read first (neighbours of one remote file in one request).
+pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
     let loads: Vec<_> = plan
         .items
         .iter()
@@ -33,58 +52,214 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<HashMap<String, TensorDat
             _ => None,
         })
         .collect();
-    // Neighbouring tensors of one file are read together (one request when remote).
-    let entries: Vec<&crate::format::TensorEntry> = loads.iter().map(|(_, e, ..)| *e).collect();
-    let read = batch::read_many(&entries);
-    let mut out = HashMap::new();
-    for ((item, entry, cast, adapt), bytes) in loads.into_iter().zip(read) {
-        let bytes = bytes.map_err(|e| Error::TensorData {
-            path: entry.file().to_path_buf(),
-            key: entry.key().to_string(),
-            source: e,
-        })?;
-        let mut data = TensorData::from_bytes_vec(
-            bytes,
-            entry.shape().to_vec(),
-            entry.dtype().to_burn_dtype(),
-        );
-        let target = &item.target;
-        if let Some(adapt) = adapt {
-            let values = data
-                .convert_dtype(burn::tensor::DType::F32)
-                .try_into_vec::<f32>()
-                .map_err(|e| Error::TensorData {
-                    path: entry.file().to_path_buf(),
-                    key: entry.key().to_string(),
-                    source: std::io::Error::other(format!("{e:?}")),
-                })?;
-            data = TensorData::new(
-                adapt.adaptation.run(&values, entry.shape()),
-                target.checkpoint_shape(),
-            )
-            .convert_dtype(target.dtype);
-        } else if let Some((_, to)) = cast {
-            data = data.convert_dtype(to.to_burn_dtype());
-        }
-        let parts = if target.is_packed() {
-            let sizes: Vec<usize> = target
-                .pieces
-                .iter()
-                .map(|p| p.checkpoint_shape()[target.axis])
-                .collect();
-            split(&data, target.axis, &sizes)
-        } else {
-            vec![data]
-        };
-        for (piece, part) in target.pieces.iter().zip(parts) {
-            let part = match piece.layout {
-                Layout::Transposed if part.shape().len() == 2 => transpose(part),
-                _ => part,
+    fn mapped(entry: &TensorEntry) -> Option<(&Mapped, &Span)> {
+        let span = entry.span()?;
+        Some((span.source.mapped()?, span))
+    }
+    let unmapped: Vec<&TensorEntry> = loads
+        .iter()
+        .map(|(_, entry, ..)| *entry)
+        .filter(|entry| mapped(entry).is_none())
+        .collect();
+    let (mut read, mut bytes_read) = batch::read_many(&unmapped);
+    let mut read = read.drain(..);
+    let sources: Vec<Src> = loads
+        .iter()
+        .map(|(_, entry, ..)| match mapped(entry) {
+            Some((map, span)) => {
+                bytes_read += span.len as u64;
+                Src::Mapped(map, span)
+            }
+            None => Src::Read(
+                read.next()
+                    .unwrap_or_else(|| Err(std::io::Error::other("not read"))),
+            ),
+        })
+        .collect();
+    let prepared: Vec<Result<Vec<(String, TensorData)>>> = loads
+        .into_par_iter()
+        .zip(sources.into_par_iter())
+        .map(|((item, entry, cast, adapt), src)| {
+            let to = cast.map(|(_, to)| to);
+            let result = match src {
+                Src::Mapped(map, span) => map.slice(span.offset, span.len).and_then(|bytes| {
+                    let checked = Checked::new(span, bytes);
+                    let release = |at: usize, n: usize| {
+                        checked.record(at, n);
+                        map.release(span.offset + at as u64, n);
+                    };
+                    let out = prepare(&item.target, entry, to, adapt.as_ref(), bytes, &release);
+                    map.release(span.offset, span.len);
+                    checked.verify()?;
+                    out
+                }),
+                Src::Read(bytes) => bytes.and_then(|bytes| {
+                    prepare(&item.target, entry, to, adapt.as_ref(), &bytes, &|_, _| {})
+                }),
             };
-            out.insert(piece.model_path.clone(), part);
+            result.map_err(|e| Error::TensorData {
+                path: entry.file().to_path_buf(),
+                key: entry.key().to_string(),
+                source: e,
+            })
+        })
+        .collect();
+    let mut data = HashMap::new();
+    for parts in prepared {
+        data.extend(parts?);
+    }
+    Ok(Read { data, bytes_read })
+}
+
+/// A mapped range's CRC-32 check, computed piece by piece while the pieces are copied (in
+/// cache) where a conversion copies in pieces, else over the whole range at the end.
+struct Checked<'a> {
+    span: &'a Span,
+    bytes: &'a [u8],
+    pieces: std::sync::Mutex<Vec<(usize, usize, crc32fast::Hasher)>>,
+}
+
+impl<'a> Checked<'a> {
+    fn new(span: &'a Span, bytes: &'a [u8]) -> Self {
+        Self {
+            span,
+            bytes,
+            pieces: std::sync::Mutex::new(Vec::new()),
         }
     }
-    Ok(out)
+
+    /// `bytes[at..at + len]` has been consumed.
+    fn record(&self, at: usize, len: usize) {
+        if self.span.crc32.is_none() {
+            return;
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&self.bytes[at..at + len]);
+        if let Ok(mut pieces) = self.pieces.lock() {
+            pieces.push((at, len, hasher));
+        }
+    }
+
+    fn verify(&self) -> std::io::Result<()> {
+        let Some(expected) = self.span.crc32 else {
+            return Ok(());
+        };
+        let mut pieces = self
+            .pieces
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        pieces.sort_by_key(|(at, ..)| *at);
+        // The pieces must tile the range; otherwise (a path that did not copy in pieces)
+        // the whole range is checked now.
+        let mut next = 0;
+        let tiled = pieces.iter().all(|(at, len, _)| {
+            let ok = *at == next;
+            next = at + len;
+            ok
+        }) && next == self.bytes.len();
+        if !tiled {
+            return self.span.verify(self.bytes);
+        }
+        let mut whole = crc32fast::Hasher::new();
+        for (.., piece) in &pieces {
+            whole.combine(piece);
+        }
+        let found = whole.finalize();
+        if found == expected {
+            Ok(())
+        } else {
+            crate::format::crc32_matches(&[(self.bytes, expected)])
+        }
+    }
+}
+
+/// One planned tensor from its stored bytes: checked, adapted or cast, split when packed,
+/// laid out as the model holds it. `release(offset, len)` is told each range of `bytes`
+/// once it has been copied.
+fn prepare(
+    target: &Target,
+    entry: &TensorEntry,
+    cast: Option<DType>,
+    adapt: Option<&Adapt>,
+    bytes: &[u8],
+    release: &(dyn Fn(usize, usize) + Sync),
+) -> std::io::Result<Vec<(String, TensorData)>> {
+    entry.check(bytes)?;
+    let from = entry.dtype().to_burn_dtype();
+    let shape = entry.shape().to_vec();
+    let single = (!target.is_packed()).then(|| &target.pieces[0]);
+    let transposed =
+        |piece: &Piece, rank: usize| matches!(piece.layout, Layout::Transposed) && rank == 2;
+    // The common cases in one pass from the file's bytes: a transpose, a copy, a cast.
+    if adapt.is_none()
+        && let Some(piece) = single
+    {
+        let to = cast.map_or(from, DType::to_burn_dtype);
+        if transposed(piece, shape.len()) && to == from {
+            let (rows, cols) = (shape[0], shape[1]);
+            let mut out = Buffer::zeroed(from.size(), rows * cols);
+            layout::transpose_into(bytes, rows, cols, from.size(), out.bytes_mut());
+            return Ok(vec![(
+                piece.model_path.clone(),
+                out.into_data(vec![cols, rows], from),
+            )]);
+        }
+        if !transposed(piece, shape.len()) && (to == from || layout::fast_cast(from, to)) {
+            let mut out = Buffer::zeroed(to.size(), entry.num_elements());
+            if to == from {
+                layout::copy_chunks(bytes, out.bytes_mut(), release);
+            } else {
+                layout::cast_chunks(bytes, from, out.bytes_mut(), to, release);
+            }
+            return Ok(vec![(piece.model_path.clone(), out.into_data(shape, to))]);
+        }
+    }
+    // Everything else: the whole tensor first (adapted or cast), then split and laid out.
+    let mut data = Buffer::copied(bytes, from.size()).into_data(shape.clone(), from);
+    if let Some(adapt) = adapt {
+        let values = data
+            .convert_dtype(burn::tensor::DType::F32)
+            .try_into_vec::<f32>()
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        data = TensorData::new(
+            adapt.adaptation.run(&values, &shape),
+            target.checkpoint_shape(),
+        )
+        .convert_dtype(target.dtype);
+    } else if let Some(to) = cast {
+        let to = to.to_burn_dtype();
+        data = if layout::fast_cast(from, to) {
+            let mut out = Buffer::zeroed(to.size(), entry.num_elements());
+            layout::cast_chunks(data.as_bytes(), from, out.bytes_mut(), to, &|_, _| {});
+            out.into_data(shape, to)
+        } else {
+            data.convert_dtype(to)
+        };
+    }
+    let parts = if target.is_packed() {
+        let sizes: Vec<usize> = target
+            .pieces
+            .iter()
+            .map(|p| p.checkpoint_shape()[target.axis])
+            .collect();
+        split(&data, target.axis, &sizes)
+    } else {
+        vec![data]
+    };
+    Ok(target
+        .pieces
+        .iter()
+        .zip(parts)
+        .map(|(piece, part)| {
+            let part = if transposed(piece, part.shape().len()) {
+                transpose(part)
+            } else {
+                part
+            };
+            (piece.model_path.clone(), part)
+        })
+        .collect())
 }
 
 /// Put `data` (from [`read`]) into a clone of `model` by running its mapping in apply mode.

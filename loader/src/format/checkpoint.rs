@@ -31,6 +31,49 @@ pub(crate) struct Span {
     pub source: Arc<dyn ByteSource>,
     pub offset: u64,
     pub len: usize,
+    /// The CRC-32 the range must have, when the file records one for exactly these bytes
+    /// (a PyTorch zip storage that one tensor spans whole).
+    pub crc32: Option<u32>,
+}
+
+impl Span {
+    /// `Ok` if `bytes` (this range's) match the recorded CRC-32, or none is recorded.
+    pub(crate) fn verify(&self, bytes: &[u8]) -> io::Result<()> {
+        match self.crc32 {
+            Some(expected) => crc32_matches(&[(bytes, expected)]),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Check each `(bytes, crc)`: the CRC-32 of the bytes, computed in parallel 4 MiB pieces and
+/// combined, must equal the recorded one.
+pub(crate) fn crc32_matches(ranges: &[(&[u8], u32)]) -> io::Result<()> {
+    use rayon::prelude::*;
+    for (bytes, expected) in ranges {
+        let pieces: Vec<crc32fast::Hasher> = bytes
+            .par_chunks(4 << 20)
+            .map(|piece| {
+                let mut h = crc32fast::Hasher::new();
+                h.update(piece);
+                h
+            })
+            .collect();
+        let mut whole = crc32fast::Hasher::new();
+        for piece in pieces {
+            whole.combine(&piece);
+        }
+        let found = whole.finalize();
+        if found != *expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "checksum mismatch: the storage's bytes have CRC-32 {found:#010x}, the archive records {expected:#010x} (damaged file)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl TensorEntry {
@@ -50,27 +93,44 @@ impl TensorEntry {
         }
     }
 
-    /// A tensor whose bytes are `len` bytes at `offset` of `source`.
+    /// A tensor whose bytes are `len` bytes at `offset` of `source`, with the CRC-32 they
+    /// must have when the file records one for exactly them.
     pub(crate) fn in_span(
         key: String,
         shape: Vec<usize>,
         dtype: DType,
         source: Arc<dyn ByteSource>,
-        offset: u64,
-        len: usize,
+        (offset, len): (u64, usize),
+        crc32: Option<u32>,
     ) -> Self {
         let span = Span {
-            source: source.clone(),
+            source,
             offset,
             len,
+            crc32,
         };
-        let mut entry = Self::new(key, shape, dtype, move || source.read_at(offset, len));
+        let read_span = span.clone();
+        let mut entry = Self::new(key, shape, dtype, move || {
+            let bytes = read_span.source.read_at(read_span.offset, read_span.len)?;
+            read_span.verify(&bytes)?;
+            Ok(bytes)
+        });
         entry.span = Some(span);
         entry
     }
 
     pub(crate) fn span(&self) -> Option<&Span> {
         self.span.as_ref()
+    }
+
+    /// Where the tensor's bytes lie in [`file`](Self::file), when they are one contiguous
+    /// run read as stored: every safetensors tensor, and a PyTorch zip tensor that is a
+    /// contiguous view of an uncompressed storage. `None` where reading gathers or
+    /// decompresses (a transposed view, a legacy or TAR checkpoint, burnpack).
+    pub fn byte_range(&self) -> Option<std::ops::Range<u64>> {
+        self.span
+            .as_ref()
+            .map(|s| s.offset..s.offset + s.len as u64)
     }
 
     /// The file the bytes are in (a shard's, for a sharded checkpoint).
@@ -106,6 +166,12 @@ impl TensorEntry {
     /// `bytes` if they are as many as the tensor needs and, for a bool tensor, each 0 or 1
     /// (burn's conversion panics on anything else, and a "bool" of 7 is a damaged file).
     pub(crate) fn checked(&self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.check(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// [`checked`](Self::checked) for bytes the caller keeps.
+    pub(crate) fn check(&self, bytes: &[u8]) -> io::Result<()> {
         let expected = self.num_elements() * self.dtype.size();
         if bytes.len() != expected {
             return Err(io::Error::new(
@@ -123,7 +189,7 @@ impl TensorEntry {
                 ),
             ));
         }
-        Ok(bytes)
+        Ok(())
     }
 }
 
@@ -209,8 +275,9 @@ impl Checkpoint {
     }
 
     /// Open a file through `source` (a remote file read by byte ranges; `shown` names it):
-    /// a safetensors checkpoint, or a shard index. `Ok(None)` for the formats that need the
-    /// whole file on disk (PyTorch's, burnpack).
+    /// a safetensors checkpoint, a PyTorch zip checkpoint of stored contiguous tensors, or a
+    /// shard index. `Ok(None)` for what needs the whole file on disk (legacy and TAR
+    /// PyTorch files, a zip with compressed or strided storages, burnpack).
     pub(crate) fn open_source(shown: &Path, source: Arc<dyn ByteSource>) -> Result<Option<Opened>> {
         /// An index larger than this is not an index.
         const MAX_INDEX: u64 = 64 << 20;
@@ -233,6 +300,13 @@ impl Checkpoint {
                 Self::from_parts(shown, Format::Safetensors, convention, entries)
                     .map(|c| Some(Opened::Tensors(c)))
             }
+            Ok(Format::PytorchZip) => match pytorch::open_source(shown, source)? {
+                Some(entries) => {
+                    Self::from_parts(shown, Format::PytorchZip, Convention::Pytorch, entries)
+                        .map(|c| Some(Opened::Tensors(c)))
+                }
+                None => Ok(None),
+            },
             Ok(_) => Ok(None),
             Err(_) if head.trim_ascii_start().starts_with(b"{") && len <= MAX_INDEX => {
                 let text = source.read_at(0, len as usize).map_err(read_err)?;

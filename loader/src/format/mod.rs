@@ -12,9 +12,10 @@ mod pytorch;
 mod safetensors;
 pub(crate) mod sharded;
 mod sniff;
+mod torch_pickle;
 
 pub use checkpoint::{Checkpoint, TensorEntry, natural_cmp};
-pub(crate) use checkpoint::{Opened, Span};
+pub(crate) use checkpoint::{Opened, Span, crc32_matches};
 pub use safetensors::safetensors_dtype;
 
 use std::fmt;

@@ -8,10 +8,10 @@ use safetensors::tensor::Metadata;
 
 use super::{Convention, DType, Format, TensorEntry};
 use crate::error::{Cause, Error, Result, context};
-use crate::source::bytes::{ByteSource, LocalFile};
+use crate::source::bytes::{ByteSource, Mapped};
 
 pub(super) fn open(path: &Path) -> Result<(Vec<TensorEntry>, Convention)> {
-    let file = LocalFile::open(path).map_err(|source| Error::Open {
+    let file = Mapped::open(path).map_err(|source| Error::Open {
         path: path.to_path_buf(),
         source,
     })?;
@@ -93,8 +93,8 @@ pub(super) fn open_source(
             info.shape.clone(),
             dtype,
             source.clone(),
-            data_start + start as u64,
-            end - start,
+            (data_start + start as u64, end - start),
+            None,
         ));
     }
     Ok((entries, convention))

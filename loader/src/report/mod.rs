@@ -116,6 +116,8 @@ pub struct LoadReport {
     /// Mismatch rules that require the load to fail (`error`, or a policy that cannot apply).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     failures: Vec<String>,
+    /// Bytes of tensor data read from the checkpoint (0 for a dry run).
+    bytes_read: u64,
     /// Every model tensor's checkpoint key, in model order.
     #[serde(skip)]
     keys: Vec<String>,
@@ -161,6 +163,7 @@ impl LoadReport {
             hints: Vec::new(),
             coverage: Vec::new(),
             failures: Vec::new(),
+            bytes_read: 0,
             keys: plan.items.iter().map(|i| i.target.key.clone()).collect(),
         };
         let mut coverage: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
@@ -268,6 +271,18 @@ impl LoadReport {
 
     pub(crate) fn with_shards(mut self, shards: usize) -> Self {
         self.shards = shards;
+        self
+    }
+
+    /// Bytes of tensor data this load read from the checkpoint: the loaded tensors' bytes
+    /// (with the holes a coalesced remote read spans), nothing of the tensors it left; 0 for a
+    /// dry run, which reads headers only.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    pub(crate) fn with_bytes_read(mut self, bytes: u64) -> Self {
+        self.bytes_read = bytes;
         self
     }
 

@@ -1,5 +1,6 @@
 //! Random access to a checkpoint's bytes, wherever they are: the trait the format readers read
-//! through, and its local-file implementation (remote ones live beside their scheme).
+//! through, and its local-file implementation, a read-only memory map (remote ones live beside
+//! their scheme).
 
 use std::io;
 use std::path::Path;
@@ -16,39 +17,229 @@ pub(crate) trait ByteSource: Send + Sync {
     fn gap_worth_reading(&self) -> u64 {
         0
     }
-}
-
-/// A local file, opened once; each read seeks then reads.
-pub(crate) struct LocalFile {
-    file: std::sync::Mutex<std::fs::File>,
-    len: u64,
-}
-
-impl LocalFile {
-    pub(crate) fn open(path: &Path) -> io::Result<Self> {
-        let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len();
-        Ok(Self {
-            file: std::sync::Mutex::new(file),
-            len,
-        })
+    /// The whole source as one slice, when it is memory-mapped: tensors are then converted
+    /// straight from the file's pages into the buffers the model keeps (one copy).
+    fn mapped(&self) -> Option<&Mapped> {
+        None
     }
 }
 
-impl ByteSource for LocalFile {
+/// A local file, memory-mapped read-only once for all its tensors.
+///
+/// Mapped pages that were read count in the process's resident set until they are
+/// [released](Self::release); the reader releases each range as soon as it has copied it,
+/// so a load holds about one copy of what it loads, not two.
+pub(crate) struct Mapped {
+    map: memmap2::Mmap,
+}
+
+impl std::fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapped")
+            .field("len", &self.map.len())
+            .finish()
+    }
+}
+
+impl Mapped {
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        // SAFETY: the map is read-only and private to this reader; its bytes are only ever
+        // read. The one hazard of every file mapping (safetensors' and `torch.load(mmap=True)`
+        // share it) is another process truncating the file while it is mapped, which turns a
+        // read of the lost pages into SIGBUS; the loader's own cache never rewrites a file in
+        // place (it renames complete files into place).
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Self { map })
+    }
+
+    /// The bytes `offset..offset + len`, or an error naming the range if the file is shorter.
+    pub(crate) fn slice(&self, offset: u64, len: usize) -> io::Result<&[u8]> {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(len)?))
+            .and_then(|range| self.map.get(range))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "bytes {offset}..{} lie past the end of the {}-byte file",
+                        offset.saturating_add(len as u64),
+                        self.map.len()
+                    ),
+                )
+            })
+    }
+
+    /// Done with `offset..offset + len`: its pages may leave this process's resident set
+    /// (they stay in the page cache; reading them again maps them again).
+    pub(crate) fn release(&self, offset: u64, len: usize) {
+        #[cfg(target_os = "linux")]
+        if let Ok(offset) = usize::try_from(offset)
+            && offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.map.len())
+        {
+            // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops this
+            // process's page table entries: a later read faults the same file bytes back in,
+            // so no slice handed out can see other contents. Failure changes nothing.
+            #[allow(unsafe_code)]
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+            };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (offset, len);
+    }
+}
+
+impl ByteSource for Mapped {
     fn len(&self) -> u64 {
-        self.len
+        self.map.len() as u64
     }
 
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut file = self
-            .file
-            .lock()
-            .map_err(|_| io::Error::other("a reader of this file panicked"))?;
-        file.seek(SeekFrom::Start(offset))?;
-        let mut buf = vec![0u8; len];
-        file.read_exact(&mut buf)?;
-        Ok(buf)
+        let bytes = self.slice(offset, len)?.to_vec();
+        self.release(offset, len);
+        Ok(bytes)
     }
+
+    fn mapped(&self) -> Option<&Mapped> {
+        Some(self)
+    }
+}
+
+/// `Read + Seek` over a [`ByteSource`], for parsers that want a stream (the zip crate reading
+/// a remote archive's directory): reads whole blocks and keeps them, so the many small reads
+/// of a directory cost a few requests.
+pub(crate) struct BlockReader<'a> {
+    source: &'a dyn ByteSource,
+    position: u64,
+    blocks: std::collections::HashMap<u64, Vec<u8>>,
+}
+
+impl<'a> BlockReader<'a> {
+    /// Bytes per block: one request's worth (a zip directory has ~100 bytes per entry).
+    const BLOCK: u64 = 16 << 10;
+    /// Blocks kept at most (4 MiB); all are forgotten beyond.
+    const KEPT: usize = 256;
+
+    pub(crate) fn new(source: &'a dyn ByteSource) -> Self {
+        Self {
+            source,
+            position: 0,
+            blocks: std::collections::HashMap::new(),
+        }
+    }
+
+    fn block(&mut self, index: u64) -> io::Result<&[u8]> {
+        if !self.blocks.contains_key(&index) {
+            if self.blocks.len() >= Self::KEPT {
+                self.blocks.clear();
+            }
+            let start = index * Self::BLOCK;
+            let len = Self::BLOCK.min(self.source.len().saturating_sub(start));
+            let bytes = self.source.read_at(start, len as usize)?;
+            self.blocks.insert(index, bytes);
+        }
+        Ok(self
+            .blocks
+            .get(&index)
+            .map(Vec::as_slice)
+            .unwrap_or_default())
+    }
+}
+
+impl io::Read for BlockReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.position >= self.source.len() || buf.is_empty() {
+            return Ok(0);
+        }
+        let index = self.position / Self::BLOCK;
+        let within = (self.position % Self::BLOCK) as usize;
+        let block = self.block(index)?;
+        let n = buf.len().min(block.len().saturating_sub(within));
+        buf[..n].copy_from_slice(&block[within..within + n]);
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for BlockReader<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::End(d) => self.source.len().checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.position.checked_add_signed(d),
+        };
+        self.position = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.position)
+    }
+}
+
+/// Requests in flight at once to one remote file: enough to hide round trips, few enough
+/// not to be throttled.
+pub(crate) const CONCURRENT_READS: usize = 8;
+
+/// Read `ranges` (offset, length) of `source`, up to [`CONCURRENT_READS`] at a time for a remote
+/// source (one at a time for a local one, which has nothing to wait for); results in the
+/// order given.
+pub(crate) fn read_ranges(
+    source: &dyn ByteSource,
+    ranges: &[(u64, usize)],
+) -> Vec<io::Result<Vec<u8>>> {
+    let workers = if source.gap_worth_reading() == 0 {
+        1
+    } else {
+        CONCURRENT_READS
+    };
+    bounded_map(ranges, workers, |&(offset, len)| {
+        source.read_at(offset, len)
+    })
+}
+
+/// `f` of every item, on up to `workers` threads at once (items are taken in order as threads
+/// free up); results in the order given. For waiting on many requests, not for computing.
+pub(crate) fn bounded_map<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let workers = workers.min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else {
+                        break;
+                    };
+                    let result = f(item);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    // A worker that panicked has already propagated its panic out of the scope, so every
+    // slot is filled here.
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| unreachable!("every item was mapped"))
+        })
+        .collect()
 }

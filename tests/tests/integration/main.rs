@@ -17,3 +17,4 @@ mod report;
 mod seed;
 mod sharded;
 mod sources;
+mod storage;

@@ -462,6 +462,55 @@ fn ranged_reads_fetch_the_header_and_the_planned_tensors_only() {
 }
 
 #[test]
+fn ranged_reads_of_a_pytorch_zip_fetch_its_directory_and_the_planned_tensors_only() {
+    // `split.pth`: a 512 KiB `decoder.weight` stored first, then a backbone under `backbone.`.
+    let server = TestServer::start();
+    let body = std::fs::read(fixture("storage/split.pth")).unwrap();
+    let url = server.route("/ranged/split.pth", Behavior::Serve(body.clone()));
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (model, report) = Backbone::new(&device)
+        .load_pretrained(
+            spec(&url, cache.path())
+                .with_sub_level("backbone")
+                .with_ranged(true),
+        )
+        .unwrap();
+    assert_eq!(report.loaded().len(), 30);
+    let sent = server.counters("/ranged/split.pth");
+    eprintln!(
+        "sent {} of {} bytes in {} requests; tensor bytes read {}",
+        sent.bytes_sent,
+        body.len(),
+        sent.requests,
+        report.bytes_read()
+    );
+    assert_eq!(sent.full_transfers, 0);
+    assert!(cache_files(cache.path()).is_empty());
+    // Sent: the probe, the directory and `data.pkl` (16 KiB blocks), the storages' local
+    // headers, the backbone's tensors; never the decoder's 512 KiB.
+    let decoder = 256 * 512 * 4;
+    assert!(sent.bytes_sent >= report.bytes_read() as usize);
+    assert!(sent.bytes_sent < decoder / 4, "{sent:?}");
+    // The same values as a load of the file on disk.
+    let (local, local_report) = Backbone::new(&device)
+        .load_pretrained(
+            burn_pretrain::Pretrain::from(fixture("storage/split.pth")).with_sub_level("backbone"),
+        )
+        .unwrap();
+    // Locally exactly the tensors' bytes; remotely the holes between neighbours read
+    // through (the storages' local headers, alignment padding) come on top.
+    let planned = 5744; // the backbone's tensors but `num_batches_tracked`, as torch counts them
+    assert_eq!(local_report.bytes_read(), planned);
+    assert!(report.bytes_read() >= planned);
+    let (ours, theirs) = (model.to_state_dict(), local.to_state_dict());
+    assert_eq!(ours.len(), theirs.len());
+    for (key, value) in &ours {
+        assert_eq!(Some(value), theirs.get(key), "{key}");
+    }
+}
+
+#[test]
 fn ranged_reads_fall_back_to_the_cache_where_ranges_cannot_serve() {
     let server = TestServer::start();
     let cache = tempfile::tempdir().unwrap();
@@ -494,14 +543,18 @@ fn ranged_reads_fall_back_to_the_cache_where_ranges_cannot_serve() {
             .full_transfers,
         2
     );
-    // A PyTorch file needs the whole file: downloaded through the cache.
-    let url = server.route("/ranged/classifier_dp.pth", Behavior::Serve(dp_bytes()));
-    let (_, report) = Classifier::new(5, &device)
+    // A legacy (pre-1.6) PyTorch file has no directory to read ranges by: downloaded whole
+    // through the cache.
+    let legacy = std::fs::read(fixture("legacy/backbone_legacy.pth")).unwrap();
+    let url = server.route("/ranged/backbone_legacy.pth", Behavior::Serve(legacy));
+    let (_, report) = Backbone::new(&device)
         .load_pretrained(spec(&url, cache.path()).with_ranged(true))
         .unwrap();
-    assert_eq!(report.loaded().len(), 32);
+    assert_eq!(report.loaded().len(), 30);
     assert_eq!(
-        server.counters("/ranged/classifier_dp.pth").full_transfers,
+        server
+            .counters("/ranged/backbone_legacy.pth")
+            .full_transfers,
         1
     );
     assert_eq!(cache_files(cache.path()).len(), 2);
@@ -579,6 +632,25 @@ fn s3_compatible_store_with_credentials_from_the_environment() {
     let ranged_cache = tempfile::tempdir().unwrap();
     let out = fetch_from_s3_with(
         "s3://weights/ssl/classifier.safetensors",
+        ranged_cache.path(),
+        &moto.endpoint(),
+        &["--ranged"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
+    assert!(cache_files(ranged_cache.path()).is_empty());
+    // A PyTorch zip checkpoint too: its directory, then the backbone's storages by ranges.
+    moto.put(
+        "weights",
+        "ssl/split.pth",
+        std::fs::read(fixture("storage/split.pth")).unwrap(),
+    );
+    let out = fetch_from_s3_with(
+        "s3://weights/ssl/split.pth",
         ranged_cache.path(),
         &moto.endpoint(),
         &["--ranged"],

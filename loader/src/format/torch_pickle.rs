@@ -1,0 +1,468 @@
+//! Where each tensor of a PyTorch zip checkpoint lies in its storage: a small walk of
+//! `data.pkl` that understands what `torch.save` writes (dicts, lists, `_rebuild_tensor_v2`,
+//! persistent storage ids) and nothing more.
+//!
+//! `pytorch-reader` stays the authority on what a checkpoint holds (keys, shapes, dtypes, its
+//! safety limits); it hides where the bytes are. This walk finds that, so a stored entry can be
+//! read straight from the mapped file. Anything it does not understand makes it give up
+//! (`None`), and a tensor it describes differently from `pytorch-reader` is read through
+//! `pytorch-reader` instead: the fast path is only ever taken where both agree.
+
+use std::collections::HashMap;
+
+use super::DType;
+
+/// A tensor as a view of a storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StorageView {
+    /// The storage's key in the archive (`data/<key>`).
+    pub storage: String,
+    pub dtype: DType,
+    /// First element, in elements of `dtype`.
+    pub offset: usize,
+    pub shape: Vec<usize>,
+    pub stride: Vec<usize>,
+}
+
+impl StorageView {
+    /// Whether the view is the row-major run of elements from `offset` on (strides of
+    /// size-one dimensions do not matter).
+    pub fn is_contiguous(&self) -> bool {
+        let mut expected = 1usize;
+        for (&dim, &step) in self.shape.iter().zip(&self.stride).rev() {
+            if dim != 1 && step != expected {
+                return false;
+            }
+            expected = expected.saturating_mul(dim);
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Mark,
+    None,
+    Int(i64),
+    Str(String),
+    Tuple(Vec<Value>),
+    List(Vec<Value>),
+    Dict(Vec<(Value, Value)>),
+    Global(String, String),
+    Storage(String, DType),
+    Tensor(StorageView),
+    /// Anything else: a float, bytes, an object this walk does not interpret.
+    Other,
+}
+
+/// Most values cloned out of the memo before the walk gives up (a memo bomb is
+/// `pytorch-reader`'s to refuse; this only bounds the walk's own work).
+const MAX_CLONED: usize = 1 << 20;
+
+/// Every tensor of the pickle by its dotted path (dict keys and list indices, as
+/// `pytorch-reader` names them), or `None` when the pickle holds anything this walk does
+/// not follow.
+pub(super) fn storage_views(pickle: &[u8]) -> Option<HashMap<String, StorageView>> {
+    let root = run(pickle)?;
+    // `pytorch-reader` reads a dict at the root and nothing else; so does this walk.
+    if !matches!(root, Value::Dict(_)) {
+        return None;
+    }
+    let mut out = HashMap::new();
+    collect(root, &mut Vec::new(), &mut out);
+    Some(out)
+}
+
+fn collect(value: Value, path: &mut Vec<String>, out: &mut HashMap<String, StorageView>) {
+    match value {
+        Value::Dict(items) => {
+            for (key, value) in items {
+                let key = match key {
+                    Value::Str(s) => s,
+                    Value::Int(i) => i.to_string(),
+                    _ => continue,
+                };
+                path.push(key);
+                collect(value, path, out);
+                path.pop();
+            }
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                path.push(i.to_string());
+                collect(item, path, out);
+                path.pop();
+            }
+        }
+        Value::Tensor(view) => {
+            out.insert(path.join("."), view);
+        }
+        _ => {}
+    }
+}
+
+/// A cursor over the pickle's bytes.
+struct Input<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Input<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let out = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(out)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn le<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+    fn line(&mut self) -> Option<&'a str> {
+        let rest = self.bytes.get(self.at..)?;
+        let end = rest.iter().position(|&b| b == b'\n')?;
+        self.at += end + 1;
+        std::str::from_utf8(&rest[..end]).ok()
+    }
+    fn text(&mut self, n: usize) -> Option<String> {
+        std::str::from_utf8(self.take(n)?).ok().map(str::to_string)
+    }
+}
+
+/// Run the pickle machine to `STOP`; the value left on the stack.
+fn run(pickle: &[u8]) -> Option<Value> {
+    let mut input = Input {
+        bytes: pickle,
+        at: 0,
+    };
+    let mut stack: Vec<Value> = Vec::new();
+    let mut memo: HashMap<u32, Value> = HashMap::new();
+    let mut cloned = 0usize;
+    loop {
+        let op = input.u8()?;
+        match op {
+            b'.' => return stack.pop(),
+            0x80 => {
+                input.u8()?; // PROTO
+            }
+            0x95 => {
+                input.take(8)?; // FRAME
+            }
+            b'(' => stack.push(Value::Mark),
+            b'N' => stack.push(Value::None),
+            0x88 | 0x89 => stack.push(Value::Other), // NEWTRUE / NEWFALSE
+            b'K' => stack.push(Value::Int(i64::from(input.u8()?))),
+            b'M' => stack.push(Value::Int(i64::from(u16::from_le_bytes(input.le()?)))),
+            b'J' => stack.push(Value::Int(i64::from(i32::from_le_bytes(input.le()?)))),
+            0x8a => {
+                // LONG1: little-endian two's complement of n bytes.
+                let n = usize::from(input.u8()?);
+                let bytes = input.take(n)?;
+                if n > 8 {
+                    stack.push(Value::Other);
+                } else {
+                    let mut value: i64 = 0;
+                    for (i, &b) in bytes.iter().enumerate() {
+                        value |= i64::from(b) << (8 * i);
+                    }
+                    if n > 0 && n < 8 && bytes[n - 1] & 0x80 != 0 {
+                        value -= 1i64 << (8 * n);
+                    }
+                    stack.push(Value::Int(value));
+                }
+            }
+            b'G' => {
+                input.take(8)?;
+                stack.push(Value::Other);
+            }
+            b'X' => {
+                let n = u32::from_le_bytes(input.le()?) as usize;
+                stack.push(Value::Str(input.text(n)?));
+            }
+            0x8c => {
+                let n = usize::from(input.u8()?);
+                stack.push(Value::Str(input.text(n)?));
+            }
+            0x8d => {
+                let n = usize::try_from(u64::from_le_bytes(input.le()?)).ok()?;
+                stack.push(Value::Str(input.text(n)?));
+            }
+            b'C' => {
+                let n = usize::from(input.u8()?);
+                input.take(n)?;
+                stack.push(Value::Other);
+            }
+            b'B' => {
+                let n = u32::from_le_bytes(input.le()?) as usize;
+                input.take(n)?;
+                stack.push(Value::Other);
+            }
+            b')' => stack.push(Value::Tuple(Vec::new())),
+            b']' => stack.push(Value::List(Vec::new())),
+            b'}' => stack.push(Value::Dict(Vec::new())),
+            b't' => {
+                let items = pop_mark(&mut stack)?;
+                stack.push(Value::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                let at = stack.len().checked_sub(n)?;
+                let items = stack.split_off(at);
+                stack.push(Value::Tuple(items));
+            }
+            b'l' => {
+                let items = pop_mark(&mut stack)?;
+                stack.push(Value::List(items));
+            }
+            b'd' => {
+                let items = pop_mark(&mut stack)?;
+                stack.push(Value::Dict(pairs(items)?));
+            }
+            b'a' => {
+                let item = stack.pop()?;
+                match stack.last_mut()? {
+                    Value::List(items) => items.push(item),
+                    _ => return None,
+                }
+            }
+            b'e' => {
+                let items = pop_mark(&mut stack)?;
+                match stack.last_mut()? {
+                    Value::List(list) => list.extend(items),
+                    _ => return None,
+                }
+            }
+            b's' => {
+                let value = stack.pop()?;
+                let key = stack.pop()?;
+                match stack.last_mut()? {
+                    Value::Dict(dict) => dict.push((key, value)),
+                    _ => return None,
+                }
+            }
+            b'u' => {
+                let items = pop_mark(&mut stack)?;
+                let items = pairs(items)?;
+                match stack.last_mut()? {
+                    Value::Dict(dict) => dict.extend(items),
+                    _ => return None,
+                }
+            }
+            b'q' => {
+                let id = u32::from(input.u8()?);
+                memo.insert(id, stack.last()?.clone());
+            }
+            b'r' => {
+                let id = u32::from_le_bytes(input.le()?);
+                memo.insert(id, stack.last()?.clone());
+            }
+            0x94 => {
+                let id = u32::try_from(memo.len()).ok()?;
+                memo.insert(id, stack.last()?.clone());
+            }
+            b'h' | b'j' => {
+                let id = if op == b'h' {
+                    u32::from(input.u8()?)
+                } else {
+                    u32::from_le_bytes(input.le()?)
+                };
+                let value = memo.get(&id)?.clone();
+                cloned += size(&value);
+                if cloned > MAX_CLONED {
+                    return None;
+                }
+                stack.push(value);
+            }
+            b'c' => {
+                let module = input.line()?.to_string();
+                let name = input.line()?.to_string();
+                stack.push(Value::Global(module, name));
+            }
+            0x93 => {
+                let name = stack.pop()?;
+                let module = stack.pop()?;
+                match (module, name) {
+                    (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(m, n)),
+                    _ => return None,
+                }
+            }
+            b'Q' => {
+                let pid = stack.pop()?;
+                stack.push(persistent(pid)?);
+            }
+            b'R' => {
+                let args = stack.pop()?;
+                let callable = stack.pop()?;
+                stack.push(reduce(callable, args)?);
+            }
+            0x81 => {
+                stack.pop()?;
+                stack.pop()?;
+                stack.push(Value::Other);
+            }
+            b'b' => {
+                // BUILD: an object's state (an OrderedDict's `_metadata`, a tensor's
+                // hooks); what this walk keeps is unchanged by it.
+                stack.pop()?;
+                stack.last()?;
+            }
+            b'0' => {
+                stack.pop()?;
+            }
+            b'1' => {
+                pop_mark(&mut stack)?;
+            }
+            b'2' => {
+                let top = stack.last()?.clone();
+                stack.push(top);
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn size(value: &Value) -> usize {
+    match value {
+        Value::Tuple(v) | Value::List(v) => 1 + v.iter().map(size).sum::<usize>(),
+        Value::Dict(v) => 1 + v.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+fn pop_mark(stack: &mut Vec<Value>) -> Option<Vec<Value>> {
+    let at = stack.iter().rposition(|v| matches!(v, Value::Mark))?;
+    let items = stack.split_off(at + 1);
+    stack.pop();
+    Some(items)
+}
+
+fn pairs(items: Vec<Value>) -> Option<Vec<(Value, Value)>> {
+    if items.len() % 2 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((k, v));
+    }
+    Some(out)
+}
+
+/// `('storage', torch.FloatStorage, '0', 'cpu', numel)`.
+fn persistent(pid: Value) -> Option<Value> {
+    let Value::Tuple(fields) = pid else {
+        return Some(Value::Other);
+    };
+    match fields.as_slice() {
+        [
+            Value::Str(kind),
+            Value::Global(_, class),
+            Value::Str(key),
+            ..,
+        ] if kind == "storage" => Some(match storage_dtype(class) {
+            Some(dtype) => Value::Storage(key.clone(), dtype),
+            None => Value::Other,
+        }),
+        _ => Some(Value::Other),
+    }
+}
+
+fn storage_dtype(class: &str) -> Option<DType> {
+    Some(match class {
+        "DoubleStorage" => DType::F64,
+        "FloatStorage" => DType::F32,
+        "HalfStorage" => DType::F16,
+        "BFloat16Storage" => DType::BF16,
+        "LongStorage" => DType::I64,
+        "IntStorage" => DType::I32,
+        "ShortStorage" => DType::I16,
+        "CharStorage" => DType::I8,
+        "ByteStorage" => DType::U8,
+        "BoolStorage" => DType::Bool,
+        _ => return None,
+    })
+}
+
+fn dims(value: &Value) -> Option<Vec<usize>> {
+    match value {
+        Value::Tuple(items) | Value::List(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::Int(i) => usize::try_from(*i).ok(),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+fn reduce(callable: Value, args: Value) -> Option<Value> {
+    let Value::Global(module, name) = callable else {
+        return Some(Value::Other);
+    };
+    let Value::Tuple(args) = args else {
+        return Some(Value::Other);
+    };
+    Some(match (module.as_str(), name.as_str()) {
+        ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => match args.as_slice() {
+            [
+                Value::Storage(storage, dtype),
+                Value::Int(offset),
+                size,
+                stride,
+                ..,
+            ] => {
+                let (Some(shape), Some(stride)) = (dims(size), dims(stride)) else {
+                    return None;
+                };
+                if shape.len() != stride.len() {
+                    return None;
+                }
+                Value::Tensor(StorageView {
+                    storage: storage.clone(),
+                    dtype: *dtype,
+                    offset: usize::try_from(*offset).ok()?,
+                    shape,
+                    stride,
+                })
+            }
+            _ => Value::Other,
+        },
+        ("torch._utils", "_rebuild_parameter") => match args.into_iter().next() {
+            Some(tensor @ Value::Tensor(_)) => tensor,
+            _ => Value::Other,
+        },
+        ("collections", "OrderedDict") if args.is_empty() => Value::Dict(Vec::new()),
+        _ => Value::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguity_ignores_size_one_dims() {
+        let view = |shape: Vec<usize>, stride: Vec<usize>| StorageView {
+            storage: "0".into(),
+            dtype: DType::F32,
+            offset: 0,
+            shape,
+            stride,
+        };
+        assert!(view(vec![2, 3], vec![3, 1]).is_contiguous());
+        assert!(view(vec![2, 1, 3], vec![3, 7, 1]).is_contiguous());
+        assert!(!view(vec![2, 3], vec![1, 2]).is_contiguous());
+        assert!(view(vec![], vec![]).is_contiguous());
+    }
+
+    #[test]
+    fn gives_up_on_what_it_does_not_know() {
+        assert_eq!(storage_views(b"\x80\x02}q\x00\xff."), None);
+        assert_eq!(storage_views(b""), None);
+        // An empty dict is understood: no tensors.
+        assert_eq!(storage_views(b"\x80\x02}q\x00.").map(|m| m.len()), Some(0));
+    }
+}

@@ -1,0 +1,158 @@
+//! How tensor bytes are read: straight from the mapped file where PyTorch stored them
+//! contiguously, through `pytorch-reader` elsewhere, checked against the archive's CRC-32 —
+//! and only the bytes a load plans (`fixtures/storage/generate.py`, torch 2.9.0).
+
+use burn::prelude::*;
+use burn_pretrain::format::DType;
+use burn_pretrain::{Checkpoint, Error, Pretrain, PretrainExt};
+use burn_pretrain_examples::Backbone;
+use burn_pretrain_tests::fixture;
+
+/// A tensor's bytes as values: floats widened to f64, integers and bools as they are.
+fn values(dtype: DType, bytes: &[u8]) -> Vec<f64> {
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())))
+            .collect(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f64::from(half::f16::from_le_bytes(b.try_into().unwrap()).to_f32()))
+            .collect(),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| f64::from(half::bf16::from_le_bytes(b.try_into().unwrap()).to_f32()))
+            .collect(),
+        DType::I64 => bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        DType::Bool => bytes.iter().map(|&b| f64::from(b)).collect(),
+        other => panic!("no fixture holds {other}"),
+    }
+}
+
+#[test]
+fn views_and_shared_storages_read_as_pytorch_reads_them() {
+    let path = fixture("storage/views.pth");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("storage/expected.json")).unwrap())
+            .unwrap();
+    let expected = expected.as_object().unwrap();
+    let checkpoint = Checkpoint::open(&path).unwrap();
+    assert_eq!(checkpoint.entries().len(), expected.len());
+    for (key, want) in expected {
+        let entry = checkpoint
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing"));
+        let shape: Vec<usize> = serde_json::from_value(want["shape"].clone()).unwrap();
+        assert_eq!(entry.shape(), shape, "{key}");
+        // Bools are JSON booleans, everything else numbers.
+        let want: Vec<f32> = want["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().or(v.as_bool().map(f64::from)).unwrap() as f32)
+            .collect();
+        let got: Vec<f32> = values(entry.dtype(), &entry.read().unwrap())
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        assert_eq!(got, want, "{key}");
+        // Contiguous views are read where they lie; the transposed one is gathered.
+        assert_eq!(entry.byte_range().is_none(), key == "transposed", "{key}");
+    }
+    // The two halves of one storage lie 12 floats apart in the file.
+    let first = checkpoint
+        .get("nested.first_half")
+        .unwrap()
+        .byte_range()
+        .unwrap();
+    let second = checkpoint
+        .get("nested.second_half")
+        .unwrap()
+        .byte_range()
+        .unwrap();
+    assert_eq!(second.start - first.start, 48);
+    // Without recorded checksums (torch's `compute_crc32=False`) the bytes read all the same.
+    let nocrc = Checkpoint::open(fixture("storage/nocrc.pth")).unwrap();
+    assert_eq!(nocrc.get("weight").unwrap().read().unwrap().len(), 36);
+}
+
+#[test]
+fn every_resnet_tensor_is_read_in_place_as_pytorch_reader_reads_it() {
+    // The ResNet fixtures are plain `state_dict()`s: every tensor is a contiguous storage,
+    // read from the mapped file; `pytorch-reader` (which gathers every storage itself) must
+    // return the same bytes.
+    for file in ["resnet/resnet18_narrow.pth", "storage/views.pth"] {
+        let path = fixture(file);
+        let checkpoint = Checkpoint::open(&path).unwrap();
+        if file.starts_with("resnet") {
+            assert!(
+                checkpoint
+                    .entries()
+                    .iter()
+                    .all(|e| e.byte_range().is_some())
+            );
+        }
+        let reader = pytorch_reader::PytorchReader::new(&path).unwrap();
+        assert_eq!(reader.len(), checkpoint.entries().len());
+        for entry in checkpoint.entries() {
+            let theirs = reader.get(entry.key()).unwrap().read().unwrap();
+            assert_eq!(entry.read().unwrap(), theirs, "{file}: {}", entry.key());
+        }
+    }
+}
+
+#[test]
+fn a_damaged_storage_fails_its_checksum_naming_the_tensor() {
+    let path = fixture("bad/corrupt_storage.pth");
+    let checkpoint = Checkpoint::open(&path).unwrap();
+    let damaged: Vec<_> = checkpoint
+        .entries()
+        .iter()
+        .filter_map(|e| e.read().err().map(|err| (e.key().to_string(), err)))
+        .collect();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert!(
+        damaged[0].1.to_string().contains("CRC-32"),
+        "{}",
+        damaged[0].1
+    );
+    let device = Device::flex();
+    let model = Backbone::new(&device);
+    let err = model.load_pretrained(&path).unwrap_err();
+    assert!(matches!(err, Error::TensorData { .. }), "{err:?}");
+    assert!(err.to_string().contains(&damaged[0].0), "{err}");
+}
+
+#[test]
+fn a_load_reads_the_planned_tensors_bytes_and_a_check_none() {
+    // A training checkpoint: `state_dict` (DataParallel's `module.backbone`, `module.head`),
+    // `optimizer` state, `epoch`.
+    let device = Device::flex();
+    let path = fixture("dataparallel/classifier_dp.pth");
+    let checkpoint = Checkpoint::open(&path).unwrap();
+    let bytes_of = |keep: &dyn Fn(&str) -> bool| -> u64 {
+        checkpoint
+            .entries()
+            .iter()
+            .filter(|e| keep(e.key()))
+            .map(|e| (e.num_elements() * e.dtype().size()) as u64)
+            .sum()
+    };
+    // What the backbone loads: its tensors but the ignored `num_batches_tracked` counters.
+    let backbone = bytes_of(&|k| {
+        k.starts_with("state_dict.module.backbone.") && !k.ends_with("num_batches_tracked")
+    });
+    let rest = bytes_of(&|k| !k.starts_with("state_dict.module.backbone."));
+    assert!(backbone > 0 && rest > 0);
+    let spec = Pretrain::from(path.clone()).with_sub_level("backbone");
+    let report = Backbone::new(&device)
+        .plan_pretrained(spec.clone())
+        .unwrap();
+    assert_eq!(report.bytes_read(), 0);
+    let (_, report) = Backbone::new(&device).load_pretrained(spec).unwrap();
+    assert_eq!(report.loaded().len(), 30);
+    assert_eq!(report.bytes_read(), backbone);
+}
