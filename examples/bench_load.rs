@@ -52,7 +52,12 @@ fn block(device: &Device) -> LinearBlock {
 
 /// A `/proc/self/status` field in KiB (Linux), or 0 elsewhere.
 fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_kib("/proc/self/status", field)
+}
+
+/// A field in KiB of a `/proc` file of this process (Linux), or 0 elsewhere.
+fn proc_kib(file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(file)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -107,32 +112,47 @@ fn main() -> anyhow::Result<()> {
     let baseline = status_kib("VmRSS:");
     for run in 0..reps {
         let start = Instant::now();
-        let (built, loaded, bytes) = if let Some(n) = model.strip_prefix("linears:") {
-            if side == "ours-sub" {
-                // One block, from the checkpoint's last block: only its bytes are read.
-                let last = n.parse::<usize>()? - 1;
-                let model = block(&device);
-                let built = Instant::now();
-                let spec = burn_pretrain::Pretrain::from_path(path.as_str())
-                    .with_sub_level(format!("blocks.{last}"));
-                let (_, report) = model.load_pretrained(spec)?;
-                (built, report.loaded().len(), report.bytes_read())
+        let (built, done, loaded, bytes, rss_loaded) =
+            if let Some(n) = model.strip_prefix("linears:") {
+                if side == "ours-sub" {
+                    // One block, from the checkpoint's last block: only its bytes are read.
+                    let last = n.parse::<usize>()? - 1;
+                    let model = block(&device);
+                    let built = Instant::now();
+                    let spec = burn_pretrain::Pretrain::from_path(path.as_str())
+                        .with_sub_level(format!("blocks.{last}"));
+                    let (model, report) = model.load_pretrained(spec)?;
+                    let done = Instant::now();
+                    let rss = status_kib("VmRSS:");
+                    drop(model);
+                    (built, done, report.loaded().len(), report.bytes_read(), rss)
+                } else {
+                    let model = Linears {
+                        blocks: (0..n.parse()?).map(|_| block(&device)).collect(),
+                    };
+                    let built = Instant::now();
+                    let (model, loaded, bytes) = load(side, model, path)?;
+                    let done = Instant::now();
+                    let rss = status_kib("VmRSS:");
+                    drop(model);
+                    (built, done, loaded, bytes, rss)
+                }
             } else {
-                let model = Linears {
-                    blocks: (0..n.parse()?).map(|_| block(&device)).collect(),
-                };
+                let depth: usize = model.trim_start_matches("resnet").parse()?;
+                let model = ResNetConfig::new(depth).init(&device)?;
                 let built = Instant::now();
-                let (_, loaded, bytes) = load(side, model, path)?;
-                (built, loaded, bytes)
-            }
-        } else {
-            let depth: usize = model.trim_start_matches("resnet").parse()?;
-            let model = ResNetConfig::new(depth).init(&device)?;
-            let built = Instant::now();
-            let (_, loaded, bytes) = load(side, model, path)?;
-            (built, loaded, bytes)
-        };
-        let done = Instant::now();
+                let (model, loaded, bytes) = load(side, model, path)?;
+                let done = Instant::now();
+                let rss = status_kib("VmRSS:");
+                if std::env::var_os("BENCH_HUGE").is_some() {
+                    eprintln!(
+                        "AnonHugePages {} KiB",
+                        proc_kib("/proc/self/smaps_rollup", "AnonHugePages:")
+                    );
+                }
+                drop(model);
+                (built, done, loaded, bytes, rss)
+            };
         println!(
             "{}",
             json!({
@@ -141,6 +161,8 @@ fn main() -> anyhow::Result<()> {
                 "load_s": (done - built).as_secs_f64(),
                 "loaded": loaded,
                 "bytes_read": bytes,
+                // The resident set with the loaded model alive.
+                "rss_loaded_kib": rss_loaded,
             })
         );
     }

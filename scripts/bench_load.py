@@ -17,8 +17,9 @@ Then, each in its own fresh process (so peak memory is its own), loads every fil
   `allow_partial`, into the same burn model as ours (`examples/bench_load.rs`, flex backend);
 - burn-pretrain: `load_pretrained` (our ResNet, built lazily: no random init).
 
-Prints medians over REPS runs (a first warm-up run is dropped), the ratios ours / theirs (below
-1 is faster or smaller), peak resident-set growth over the bytes the model ends up holding, and
+Prints medians over REPS runs in one process (a first warm-up run is dropped), the ratios ours /
+theirs (below 1 is faster or smaller), the peak resident-set growth of a process that loads once
+over the bytes the model ends up holding, and
 bytes of tensor data read: a full load, `check` (`plan_pretrained`: headers only) and a
 `sub_level` load of one block, which reads that block's bytes only. `--markdown FILE` also
 writes the table the README shows.
@@ -135,11 +136,18 @@ def write_checkpoints(folder, large_blocks):
     return out
 
 
-def measure(cmd):
-    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    runs, memory = rows[:-1], rows[-1]
+def measure(cmd, reps):
+    """Median load time over `reps` runs in one process (after a warm-up run), and the peak
+    resident-set growth of a process that loads once (memory a single load costs, without
+    allocator reuse between runs)."""
+    def run(n):
+        out = subprocess.run(cmd + [str(n)], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        return rows[:-1], rows[-1]
+
+    runs, _ = run(reps + 1)
     runs = runs[1:] if len(runs) > 1 else runs  # drop the warm-up
+    _, memory = run(1)
     return {
         "load_s": statistics.median(r["load_s"] for r in runs),
         "peak_growth": (memory["peak_rss_kib"] - memory["baseline_rss_kib"]) * 1024,
@@ -172,18 +180,18 @@ def main():
 
     subprocess.run(["cargo", "build", "--release", "-q", "--example", "bench_load"], cwd=ROOT, check=True)
     ours_bin = str(ROOT / "target" / "release" / "examples" / "bench_load")
-    reps = str(args.reps + 1)
+    reps = args.reps
     header_info = (f"{datetime.date.today()}, {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
                    f"{args.reps} runs, median after a warm-up; page cache warm")
     print(header_info)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, model, path, held in write_checkpoints(Path(tmp), args.large_blocks):
-            torch_side = measure([sys.executable, "-c", TORCH_WORKER, str(path), model, reps])
-            store = measure([ours_bin, "burn-store", model, str(path), reps])
-            ours = measure([ours_bin, "ours", model, str(path), reps])
-            check = measure([ours_bin, "ours-check", model, str(path), "2"])
-            sub = measure([ours_bin, "ours-sub", model, str(path), "2"]) if model.startswith("linears") else None
+            torch_side = measure([sys.executable, "-c", TORCH_WORKER, str(path), model], reps)
+            store = measure([ours_bin, "burn-store", model, str(path)], reps)
+            ours = measure([ours_bin, "ours", model, str(path)], reps)
+            check = measure([ours_bin, "ours-check", model, str(path)], 1)
+            sub = measure([ours_bin, "ours-sub", model, str(path)], 1) if model.startswith("linears") else None
             row = {"label": label, "held": held, "torch": torch_side, "store": store, "ours": ours, "check": check, "sub": sub}
             rows.append(row)
             print(f"{label:<28} load ms: torch {torch_side['load_s'] * 1e3:8.1f}  burn-store {store['load_s'] * 1e3:8.1f}  ours {ours['load_s'] * 1e3:8.1f}"

