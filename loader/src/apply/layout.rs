@@ -11,7 +11,11 @@ use rayon::prelude::*;
 
 /// Bytes per parallel chunk of a copy or cast: big enough to amortise the task, small enough
 /// to spread one large tensor over every core and to release its mapped pages as it goes.
-const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// Copies at least this large are spread over the cores, into fresh (already zero) memory;
+/// smaller ones append into an uninitialised `Vec`, sparing the allocator's zeroing pass.
+const PARALLEL_COPY: usize = 8 << 20;
 
 /// A zeroed host buffer whose alignment is its element size's.
 pub(crate) enum Buffer {
@@ -55,11 +59,48 @@ impl Buffer {
         TensorData::from_bytes(bytes, shape, dtype)
     }
 
+    /// A copy of `src` (elements of `size` bytes) in an aligned buffer: one pass, without
+    /// zeroing the buffer first. A large `src` is copied in parallel pieces into fresh memory
+    /// (whose zero pages cost no pass of ours), a smaller one appended piece by piece;
+    /// `done(offset, len)` is told each piece of `src` once it is copied.
+    pub(crate) fn copied_with(
+        src: &[u8],
+        size: usize,
+        done: &(dyn Fn(usize, usize) + Sync),
+    ) -> Self {
+        fn append<T: bytemuck::Pod>(
+            src: &[u8],
+            done: &(dyn Fn(usize, usize) + Sync),
+        ) -> Option<Vec<T>> {
+            let elements: &[T] = bytemuck::try_cast_slice(src).ok()?;
+            let mut out = Vec::with_capacity(elements.len());
+            let per_piece = (CHUNK / size_of::<T>()).max(1);
+            for (i, piece) in elements.chunks(per_piece).enumerate() {
+                out.extend_from_slice(piece);
+                done(i * per_piece * size_of::<T>(), size_of_val(piece));
+            }
+            Some(out)
+        }
+        if src.len() < PARALLEL_COPY {
+            let appended = match size {
+                2 => append::<u16>(src, done).map(Self::B2),
+                4 => append::<u32>(src, done).map(Self::B4),
+                8 => append::<u64>(src, done).map(Self::B8),
+                _ => append::<u8>(src, done).map(Self::B1),
+            };
+            if let Some(buffer) = appended {
+                return buffer;
+            }
+        }
+        // Large, or unaligned in the file: zeroed fresh memory, filled in parallel.
+        let mut buffer = Self::zeroed(size, src.len() / size.max(1));
+        copy_chunks(src, buffer.bytes_mut(), done);
+        buffer
+    }
+
     /// A copy of `src` (elements of `size` bytes) in an aligned buffer.
     pub(crate) fn copied(src: &[u8], size: usize) -> Self {
-        let mut buffer = Self::zeroed(size, src.len() / size.max(1));
-        copy_chunks(src, buffer.bytes_mut(), &|_, _| {});
-        buffer
+        Self::copied_with(src, size, &|_, _| {})
     }
 }
 
@@ -387,6 +428,35 @@ mod tests {
         let got = back.into_data(vec![values.len()], BurnDType::BF16);
         let want: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
         assert_eq!(got.try_to_vec::<bf16>().unwrap(), want);
+    }
+
+    #[test]
+    fn copies_keep_every_byte_small_large_and_unaligned() {
+        let src: Vec<u8> = (0..(PARALLEL_COPY + 4096))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for (from, len) in [
+            (0, 12),
+            (0, 3 * CHUNK + 8),
+            (0, PARALLEL_COPY + 4096),
+            (1, 4096),
+        ] {
+            let bytes = &src[from..from + len];
+            let pieces = std::sync::Mutex::new(Vec::new());
+            let mut copy =
+                Buffer::copied_with(bytes, 4, &|at, n| pieces.lock().unwrap().push((at, n)));
+            assert_eq!(copy.bytes_mut(), bytes, "{from} {len}");
+            assert_eq!(copy.bytes_mut().as_ptr().align_offset(4), 0);
+            // The pieces reported tile the source.
+            let mut pieces = pieces.into_inner().unwrap();
+            pieces.sort_unstable();
+            let mut next = 0;
+            for (at, n) in pieces {
+                assert_eq!(at, next);
+                next += n;
+            }
+            assert_eq!(next, len);
+        }
     }
 
     #[test]

@@ -82,12 +82,18 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
         .map(|((item, entry, cast, adapt), src)| {
             let to = cast.map(|(_, to)| to);
             let result = match src {
+                Src::Mapped(map, span)
+                    if let Some(piece) = plain_copy(&item.target, entry, to, adapt.as_ref()) =>
+                {
+                    read_copy(map, span, entry, piece)
+                }
                 Src::Mapped(map, span) => map.slice(span.offset, span.len).and_then(|bytes| {
                     let checked = Checked::new(span, bytes);
                     let release = |at: usize, n: usize| {
                         checked.record(at, n);
                         map.release(span.offset + at as u64, n);
                     };
+
                     let out = prepare(&item.target, entry, to, adapt.as_ref(), bytes, &release);
                     // Checked before the pages go: a path that did not copy in pieces (a
                     // transpose) is checked over the whole range, still resident.
@@ -112,6 +118,70 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
         data.extend(parts?);
     }
     Ok(Read { data, bytes_read })
+}
+
+/// The one piece a tensor loads into as stored — no adaptation, cast, split or transpose —
+/// or `None` when it needs a conversion.
+fn plain_copy<'a>(
+    target: &'a Target,
+    entry: &TensorEntry,
+    cast: Option<DType>,
+    adapt: Option<&Adapt>,
+) -> Option<&'a Piece> {
+    let piece = match target.pieces.as_slice() {
+        [piece] if !target.is_packed() => piece,
+        _ => return None,
+    };
+    let transposed = matches!(piece.layout, Layout::Transposed) && entry.shape().len() == 2;
+    (adapt.is_none() && cast.is_none_or(|to| to == entry.dtype()) && !transposed).then_some(piece)
+}
+
+/// A tensor that needs no conversion, read from its file straight into the buffer the model
+/// will own (positional reads of 1 MiB pieces, in parallel), its CRC-32 computed on each piece
+/// as it lands.
+fn read_copy(
+    map: &Mapped,
+    span: &Span,
+    entry: &TensorEntry,
+    piece: &Piece,
+) -> std::io::Result<Vec<(String, TensorData)>> {
+    let dtype = entry.dtype().to_burn_dtype();
+    let mut out = Buffer::zeroed(dtype.size(), entry.num_elements());
+    let bytes = out.bytes_mut();
+    if bytes.len() != span.len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "expected {} bytes, the file holds {}",
+                bytes.len(),
+                span.len
+            ),
+        ));
+    }
+    let pieces: Vec<std::io::Result<crc32fast::Hasher>> = bytes
+        .par_chunks_mut(layout::CHUNK)
+        .enumerate()
+        .map(|(i, piece)| {
+            map.read_into(span.offset + (i * layout::CHUNK) as u64, piece)?;
+            let mut hasher = crc32fast::Hasher::new();
+            if span.crc32.is_some() {
+                hasher.update(piece);
+            }
+            Ok(hasher)
+        })
+        .collect();
+    let mut whole = crc32fast::Hasher::new();
+    for piece in pieces {
+        whole.combine(&piece?);
+    }
+    if span.crc32.is_some() && Some(whole.finalize()) != span.crc32 {
+        span.verify(bytes)?;
+    }
+    entry.check(bytes)?;
+    Ok(vec![(
+        piece.model_path.clone(),
+        out.into_data(entry.shape().to_vec(), dtype),
+    )])
 }
 
 /// A mapped range's CRC-32 check, computed piece by piece while the pieces are copied (in
@@ -209,12 +279,13 @@ fn prepare(
             )]);
         }
         if !transposed(piece, shape.len()) && (to == from || layout::fast_cast(from, to)) {
-            let mut out = Buffer::zeroed(to.size(), entry.num_elements());
-            if to == from {
-                layout::copy_chunks(bytes, out.bytes_mut(), release);
+            let out = if to == from {
+                Buffer::copied_with(bytes, from.size(), release)
             } else {
+                let mut out = Buffer::zeroed(to.size(), entry.num_elements());
                 layout::cast_chunks(bytes, from, out.bytes_mut(), to, release);
-            }
+                out
+            };
             return Ok(vec![(piece.model_path.clone(), out.into_data(shape, to))]);
         }
     }

@@ -1,161 +1,174 @@
-//! PyTorch checkpoints (zip, legacy pickle, TAR) through `pytorch-reader`; the stored
-//! (uncompressed) storages of a zip checkpoint are read straight from the memory-mapped file,
-//! or by byte ranges from a remote one.
+//! PyTorch checkpoints. A zip (what `torch.save` writes) is read by our own zip walk wherever
+//! it can place every tensor — through a memory-mapped local file or byte ranges of a remote
+//! one: the directory, `data.pkl` (walked by `torch_pickle.rs`), one local header per storage,
+//! then each tensor is a byte range. Strided views and compressed storages of a local file,
+//! and legacy, TAR and anything the walk does not follow, are read by `pytorch-reader`.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
 use pytorch_reader::PytorchReader;
 
-use super::torch_pickle::{StorageView, storage_views};
+use super::torch_pickle::storage_views;
 use super::{DType, Format, TensorEntry};
 use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::{BlockReader, ByteSource, Mapped, read_ranges};
 
 pub(super) fn open(path: &Path, format: Format) -> Result<Vec<TensorEntry>> {
-    let spans = if format == Format::PytorchZip {
-        let mut archive = open_zip(path)?;
-        reject_torchscript(path, &archive)?;
-        zip_spans(path, &mut archive)
-    } else {
-        None
-    };
+    let mut placed = Vec::new();
+    let mut others: Option<Vec<String>> = None;
+    if format == Format::PytorchZip {
+        let map: Arc<dyn ByteSource> =
+            Arc::new(Mapped::open(path).map_err(|source| Error::Open {
+                path: path.to_path_buf(),
+                source,
+            })?);
+        if let Some(read) = read_zip(path, map)? {
+            if read.others.is_empty() {
+                return Ok(read.entries);
+            }
+            placed = read.entries;
+            others = Some(read.others);
+        }
+    }
     let reader = PytorchReader::new(path).map_err(|e| Error::Corrupt {
         path: path.to_path_buf(),
         format,
         source: e.into(),
     })?;
-    Ok(reader
-        .into_tensors()
-        .into_iter()
-        .map(|(key, tensor)| {
-            let dtype = dtype(tensor.dtype());
-            let shape = tensor.shape().to_vec();
-            // The mapped range where `pytorch-reader` and the storage walk agree on the
-            // tensor; `pytorch-reader`'s own read everywhere else.
-            let span = spans.as_ref().and_then(|(map, spans)| {
-                let span = spans.get(&key)?;
-                (span.view.shape == shape && span.view.dtype == dtype).then(|| (map.clone(), span))
+    let mut tensors = reader.into_tensors();
+    let keys: Vec<String> = match others {
+        // The walk placed most tensors; `pytorch-reader` gathers the ones it could not.
+        Some(others) => others,
+        None => tensors.keys().cloned().collect(),
+    };
+    for key in keys {
+        let Some(tensor) = tensors.remove(&key) else {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                format,
+                source: format!("tensor `{key}` of data.pkl is not one pytorch-reader reads")
+                    .into(),
             });
-            match span {
-                Some((map, span)) => TensorEntry::in_span(
-                    key,
-                    shape,
-                    dtype,
-                    map,
-                    (span.offset, span.len),
-                    span.crc32,
-                ),
-                None => TensorEntry::new(key, shape, dtype, move || tensor.read()),
-            }
-        })
-        .collect())
+        };
+        let dtype = dtype(tensor.dtype());
+        let shape = tensor.shape().to_vec();
+        placed.push(TensorEntry::new(key, shape, dtype, move || tensor.read()));
+    }
+    Ok(placed)
 }
 
 /// A PyTorch zip checkpoint behind `source` (a remote file read by ranges; `shown` names it),
-/// read without downloading it: the directory at the end of the file, `data.pkl`, then one
-/// local header per storage (a few requests at a time), so that each tensor reads exactly its
-/// bytes later. `Ok(None)` when the archive holds what only a whole local file can be read
-/// for — a compressed or non-contiguous storage, a pickle the storage walk does not follow —
-/// and the caller downloads it instead.
+/// read without downloading it. `Ok(None)` when the archive holds what only `pytorch-reader`
+/// reads from a whole local file (a strided view, a compressed storage, a pickle the walk
+/// does not follow, a big-endian file); the caller downloads it instead.
 pub(super) fn open_source(
     shown: &Path,
     source: Arc<dyn ByteSource>,
 ) -> Result<Option<Vec<TensorEntry>>> {
+    Ok(read_zip(shown, source)?
+        .filter(|read| read.others.is_empty())
+        .map(|read| read.entries))
+}
+
+/// What the zip walk made of an archive.
+struct ZipRead {
+    /// Tensors placed as byte ranges of the source.
+    entries: Vec<TensorEntry>,
+    /// Keys of tensors it could not place: strided views, compressed storages.
+    others: Vec<String>,
+}
+
+/// Walk the zip behind `source`: `Ok(None)` when `data.pkl` holds what the walk does not
+/// follow or the file is big-endian, so `pytorch-reader` must read all of it.
+fn read_zip(shown: &Path, source: Arc<dyn ByteSource>) -> Result<Option<ZipRead>> {
     let corrupt = |e: Cause| Error::Corrupt {
         path: shown.to_path_buf(),
         format: Format::PytorchZip,
         source: e,
     };
-    let mut archive = zip::ZipArchive::new(BlockReader::new(source.as_ref()))
-        .map_err(|e| corrupt(context("zip archive", e)))?;
-    reject_torchscript(shown, &archive)?;
-    let Some(root) = root(&archive) else {
-        return Ok(None);
+    let facts = match source.mapped() {
+        Some(map) => {
+            let bytes = map
+                .slice(0, source.len() as usize)
+                .map_err(|e| corrupt(e.into()))?;
+            facts(shown, std::io::Cursor::new(bytes))?
+        }
+        None => facts(shown, BlockReader::new(source.as_ref()))?,
     };
-    let pickle = {
-        let entry = archive
-            .by_name(&format!("{root}data.pkl"))
-            .map_err(|e| corrupt(context("data.pkl", e)))?;
-        let mut bytes = Vec::new();
-        entry
-            .take(pytorch_reader::MAX_PICKLE_SIZE)
-            .read_to_end(&mut bytes)
-            .map_err(|e| corrupt(context("data.pkl", e)))?;
-        bytes
+    let Some(ArchiveFacts { pickle, storages }) = facts else {
+        return Ok(None);
     };
     let Some(views) = storage_views(&pickle) else {
         return Ok(None);
     };
-    if views.values().any(|v| !v.is_contiguous()) {
-        return Ok(None);
-    }
-    // Each storage's entry in the directory: where its local header starts, how long its
-    // name is, its size and CRC-32 (stored entries only).
-    let mut storages: Vec<String> = views.values().map(|v| v.storage.clone()).collect();
-    storages.sort_unstable();
-    storages.dedup();
-    let mut entries = Vec::with_capacity(storages.len());
-    for key in &storages {
-        let name = format!("{root}data/{key}");
-        let Some(index) = archive.index_for_name(&name) else {
-            return Err(corrupt(
-                format!("storage `{name}` is not in the archive").into(),
-            ));
-        };
-        let entry = archive
-            .by_index_data(index)
-            .map_err(|e| corrupt(context(&name, e)))?;
-        if entry.compression() != zip::CompressionMethod::Stored
-            || entry.compressed_size() != entry.size()
-        {
-            return Ok(None);
-        }
-        entries.push((
-            entry.header_start(),
-            name.len(),
-            entry.size(),
-            entry.crc32(),
-        ));
-    }
-    drop(archive);
-    // A local header is 30 bytes, the name, then an extra field (PyTorch pads with it so that
-    // data starts 64-byte aligned): read 30 + name + 256 bytes, more only if it is longer.
+    // Each stored storage's local header (30 bytes, the name, an extra field PyTorch pads
+    // with so that data starts 64-byte aligned): 30 + name + 256 bytes read, several remote
+    // requests at a time.
     let file_len = source.len();
-    let ranges: Vec<(u64, usize)> = entries
+    let stored: Vec<(&String, &Storage)> = storages.iter().filter(|(_, s)| s.stored).collect();
+    let ranges: Vec<(u64, usize)> = stored
         .iter()
-        .map(|&(start, name, ..)| {
-            let want = (30 + name + 256) as u64;
-            (start, want.min(file_len.saturating_sub(start)) as usize)
+        .map(|(_, s)| {
+            let want = (30 + s.name_len + 256) as u64;
+            (
+                s.header,
+                want.min(file_len.saturating_sub(s.header)) as usize,
+            )
         })
         .collect();
     let headers = read_ranges(source.as_ref(), &ranges);
-    let mut data_start = std::collections::HashMap::new();
-    for ((key, &(start, _, size, crc32)), header) in storages.iter().zip(&entries).zip(headers) {
+    let mut data_start: HashMap<&str, u64> = HashMap::new();
+    for ((key, storage), header) in stored.iter().zip(headers) {
         let header =
             header.map_err(|e| corrupt(context(&format!("local header of storage {key}"), e)))?;
-        let bad = || corrupt(format!("storage {key}: damaged local header at byte {start}").into());
+        let bad = || {
+            corrupt(
+                format!(
+                    "storage {key}: damaged local header at byte {}",
+                    storage.header
+                )
+                .into(),
+            )
+        };
         if header.len() < 30 || header[..4] != *b"PK\x03\x04" {
             return Err(bad());
         }
         let name_len = u64::from(u16::from_le_bytes([header[26], header[27]]));
         let extra_len = u64::from(u16::from_le_bytes([header[28], header[29]]));
-        let data = start + 30 + name_len + extra_len;
-        if data.checked_add(size).is_none_or(|end| end > file_len) {
+        let data = storage.header + 30 + name_len + extra_len;
+        if data
+            .checked_add(storage.size)
+            .is_none_or(|end| end > file_len)
+        {
             return Err(bad());
         }
-        data_start.insert(key.as_str(), (data, size, crc32));
+        data_start.insert(key.as_str(), data);
     }
-    let mut out = Vec::with_capacity(views.len());
+    let mut read = ZipRead {
+        entries: Vec::with_capacity(views.len()),
+        others: Vec::new(),
+    };
     for (key, view) in views {
-        let Some(&(data, size, crc32)) = data_start.get(view.storage.as_str()) else {
+        let Some(storage) = storages.get(&view.storage) else {
             return Err(corrupt(
-                format!("tensor `{key}`: no storage {}", view.storage).into(),
+                format!(
+                    "tensor `{key}`: storage {} is not in the archive",
+                    view.storage
+                )
+                .into(),
             ));
         };
+        let Some(&data) = data_start.get(view.storage.as_str()) else {
+            read.others.push(key);
+            continue;
+        };
+        if !view.is_contiguous() {
+            read.others.push(key);
+            continue;
+        }
         let size_of = view.dtype.size() as u64;
         let range = view
             .shape
@@ -164,144 +177,139 @@ pub(super) fn open_source(
             .and_then(|n| {
                 let len = n.checked_mul(size_of)?;
                 let from = (view.offset as u64).checked_mul(size_of)?;
-                (from.checked_add(len)? <= size).then_some((from, len))
+                (from.checked_add(len)? <= storage.size).then_some((from, len))
             });
         let Some((from, len)) = range else {
             return Err(corrupt(
                 format!(
-                    "tensor `{key}` ({:?}, {}) does not fit its storage of {size} bytes",
-                    view.shape, view.dtype
+                    "tensor `{key}` ({:?}, {}) does not fit its storage of {} bytes",
+                    view.shape, view.dtype, storage.size
                 )
                 .into(),
             ));
         };
-        let whole = from == 0 && len == size && crc32 != 0;
-        out.push(TensorEntry::in_span(
+        // The CRC-32 covers the whole storage: checked when the tensor spans it (as
+        // `pytorch-reader` does); `torch.save(..., compute_crc32=False)` records 0.
+        let whole = from == 0 && len == storage.size && storage.crc32 != 0;
+        read.entries.push(TensorEntry::in_span(
             key,
             view.shape,
             view.dtype,
             source.clone(),
             (data + from, len as usize),
-            whole.then_some(crc32),
+            whole.then_some(storage.crc32),
         ));
     }
-    Ok(Some(out))
+    Ok(Some(read))
 }
 
-/// The folder holding `data.pkl`, the root of every entry (as `pytorch-reader` finds it).
-fn root<R: std::io::Read + std::io::Seek>(archive: &zip::ZipArchive<R>) -> Option<String> {
-    archive
+/// One storage entry (`<root>/data/<key>`) as the zip directory describes it.
+struct Storage {
+    /// Where its local header starts.
+    header: u64,
+    name_len: usize,
+    size: u64,
+    crc32: u32,
+    /// Uncompressed (`torch.save` writes every storage so): readable as a byte range.
+    stored: bool,
+}
+
+/// What the walk needs from the archive: `data.pkl` and the storage entries by key.
+struct ArchiveFacts {
+    pickle: Vec<u8>,
+    storages: HashMap<String, Storage>,
+}
+
+/// The archive's facts, or `None` where `pytorch-reader` must have the file (no `data.pkl`
+/// root, a big-endian file). A TorchScript archive is refused.
+fn facts<R: Read + Seek>(shown: &Path, reader: R) -> Result<Option<ArchiveFacts>> {
+    let corrupt = |e: Cause| Error::Corrupt {
+        path: shown.to_path_buf(),
+        format: Format::PytorchZip,
+        source: e,
+    };
+    let mut archive =
+        zip::ZipArchive::new(reader).map_err(|e| corrupt(context("zip archive", e)))?;
+    if scripted(&archive) {
+        return Err(Error::TorchScript {
+            path: shown.to_path_buf(),
+        });
+    }
+    // The folder holding `data.pkl` is the root of every entry (as `pytorch-reader` finds it).
+    let Some(root) = archive
         .file_names()
         .filter_map(|name| name.ok())
         .filter_map(|name| name.strip_suffix("data.pkl").map(str::to_string))
         .filter(|root| root.is_empty() || root.ends_with('/'))
         .min_by_key(String::len)
-}
-
-fn open_zip(path: &Path) -> Result<zip::ZipArchive<File>> {
-    let file = File::open(path).map_err(|source| Error::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    zip::ZipArchive::new(file).map_err(|e| Error::Corrupt {
-        path: path.to_path_buf(),
-        format: Format::PytorchZip,
-        source: context("zip archive", e),
-    })
+    else {
+        return Ok(None);
+    };
+    let mut entry = |name: &str, limit: u64| -> Result<Option<Vec<u8>>> {
+        let Some(index) = archive.index_for_name(&format!("{root}{name}")) else {
+            return Ok(None);
+        };
+        // An archive saved with `compute_crc32=False` records 0: nothing to check against.
+        let unchecked = archive
+            .by_index_data(index)
+            .is_ok_and(|entry| entry.crc32() == 0);
+        let entry = archive
+            .by_index_with_options(
+                index,
+                zip::read::ZipReadOptions::new().ignore_crc32(unchecked),
+            )
+            .map_err(|e| corrupt(context(name, e)))?;
+        let mut bytes = Vec::new();
+        entry
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| corrupt(context(name, e)))?;
+        Ok(Some(bytes))
+    };
+    if entry("byteorder", 16)?.is_some_and(|order| order.trim_ascii() == b"big") {
+        return Ok(None);
+    }
+    let Some(pickle) = entry("data.pkl", pytorch_reader::MAX_PICKLE_SIZE)? else {
+        return Ok(None);
+    };
+    let prefix = format!("{root}data/");
+    let mut storages = HashMap::new();
+    for index in 0..archive.len() {
+        let entry = archive
+            .by_index_data(index)
+            .map_err(|e| corrupt(context("zip directory", e)))?;
+        let Ok(name) = entry.name() else {
+            continue;
+        };
+        let Some(key) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if key.is_empty() || key.contains('/') {
+            continue;
+        }
+        storages.insert(
+            key.to_string(),
+            Storage {
+                header: entry.header_start(),
+                name_len: entry.name_raw().len(),
+                size: entry.size(),
+                crc32: entry.crc32(),
+                stored: entry.compression() == zip::CompressionMethod::Stored
+                    && entry.compressed_size() == entry.size(),
+            },
+        );
+    }
+    Ok(Some(ArchiveFacts { pickle, storages }))
 }
 
 /// A TorchScript archive is a zip too, but holds code (`code/`, `constants.pkl`) and the
-/// weights of a scripted module, which `pytorch-reader` cannot map to a state dict.
-fn reject_torchscript<R: std::io::Read + std::io::Seek>(
-    path: &Path,
-    archive: &zip::ZipArchive<R>,
-) -> Result<()> {
-    let scripted = archive.file_names().any(|name| {
+/// weights of a scripted module, not a state dict.
+fn scripted<R: Read + Seek>(archive: &zip::ZipArchive<R>) -> bool {
+    archive.file_names().any(|name| {
         name.is_ok_and(|name| {
             name.ends_with("/constants.pkl") || name.split('/').nth(1) == Some("code")
         })
-    });
-    if scripted {
-        return Err(Error::TorchScript {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(())
-}
-
-/// Per tensor key: its storage view and the byte range (offset in the file, length) of its
-/// elements, for every contiguous tensor whose storage is a stored (uncompressed) entry lying
-/// within the file. `None` when the pickle holds anything the walk does not follow, or the
-/// file cannot be mapped: every tensor is then read through `pytorch-reader`.
-type Spans = (Arc<Mapped>, HashMap<String, StoredSpan>);
-
-/// Where one tensor's elements lie in the file.
-struct StoredSpan {
-    view: StorageView,
-    offset: u64,
-    len: usize,
-    /// The storage entry's CRC-32, when the tensor spans all of it and the archive records one
-    /// (`torch.save` does unless told `compute_crc32=False`, which writes 0).
-    crc32: Option<u32>,
-}
-
-fn zip_spans(path: &Path, archive: &mut zip::ZipArchive<File>) -> Option<Spans> {
-    let root = root(archive)?;
-    let pickle = {
-        let entry = archive.by_name(&format!("{root}data.pkl")).ok()?;
-        let mut bytes = Vec::new();
-        entry
-            .take(pytorch_reader::MAX_PICKLE_SIZE)
-            .read_to_end(&mut bytes)
-            .ok()?;
-        bytes
-    };
-    let views = storage_views(&pickle)?;
-    let map = Arc::new(Mapped::open(path).ok()?);
-    let file_len = crate::source::bytes::ByteSource::len(&*map);
-    // Each storage's stored entry: (data start, size, CRC-32); `None` for a compressed one.
-    let mut storages: HashMap<String, Option<(u64, u64, u32)>> = HashMap::new();
-    let mut spans = HashMap::new();
-    for (key, view) in views {
-        if !view.is_contiguous() {
-            continue;
-        }
-        let stored = *storages.entry(view.storage.clone()).or_insert_with(|| {
-            let entry = archive
-                .by_name(&format!("{root}data/{}", view.storage))
-                .ok()?;
-            let size = entry.size();
-            let start = entry.data_start()?;
-            (entry.compression() == zip::CompressionMethod::Stored
-                && entry.compressed_size() == size
-                && start.checked_add(size).is_some_and(|end| end <= file_len))
-            .then_some((start, size, entry.crc32()))
-        });
-        let Some((start, size, crc32)) = stored else {
-            continue;
-        };
-        let elements: Option<usize> = view.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        let size_of = view.dtype.size() as u64;
-        let range = elements.and_then(|n| {
-            let len = (n as u64).checked_mul(size_of)?;
-            let from = (view.offset as u64).checked_mul(size_of)?;
-            (from.checked_add(len)? <= size).then_some((start + from, usize::try_from(len).ok()?))
-        });
-        if let Some((offset, len)) = range {
-            let whole = offset == start && len as u64 == size;
-            let crc32 = (whole && crc32 != 0).then_some(crc32);
-            spans.insert(
-                key,
-                StoredSpan {
-                    view,
-                    offset,
-                    len,
-                    crc32,
-                },
-            );
-        }
-    }
-    Some((map, spans))
+    })
 }
 
 fn dtype(dtype: pytorch_reader::DType) -> DType {

@@ -339,7 +339,7 @@ fn pop_mark(stack: &mut Vec<Value>) -> Option<Vec<Value>> {
 }
 
 fn pairs(items: Vec<Value>) -> Option<Vec<(Value, Value)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return None;
     }
     let mut out = Vec::with_capacity(items.len() / 2);
@@ -361,10 +361,10 @@ fn persistent(pid: Value) -> Option<Value> {
             Value::Global(_, class),
             Value::Str(key),
             ..,
-        ] if kind == "storage" => Some(match storage_dtype(class) {
-            Some(dtype) => Value::Storage(key.clone(), dtype),
-            None => Value::Other,
-        }),
+            // A storage class this walk does not know (complex, quantized): it gives up.
+        ] if kind == "storage" => {
+            storage_dtype(class).map(|dtype| Value::Storage(key.clone(), dtype))
+        }
         _ => Some(Value::Other),
     }
 }
@@ -406,6 +406,19 @@ fn reduce(callable: Value, args: Value) -> Option<Value> {
         return Some(Value::Other);
     };
     Some(match (module.as_str(), name.as_str()) {
+        // Every other way torch rebuilds a tensor (subclasses, v3 with its dtype argument,
+        // quantized, sparse, nested): the walk cannot place it, so it gives up entirely rather
+        // than lose a tensor that `pytorch-reader` would see.
+        (m, n)
+            if (m == "torch" || m.starts_with("torch."))
+                && n.starts_with("_rebuild")
+                && !matches!(
+                    n,
+                    "_rebuild_tensor_v2" | "_rebuild_tensor" | "_rebuild_parameter"
+                ) =>
+        {
+            return None;
+        }
         ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => match args.as_slice() {
             [
                 Value::Storage(storage, dtype),

@@ -31,6 +31,8 @@ pub(crate) trait ByteSource: Send + Sync {
 /// so a load holds about one copy of what it loads, not two.
 pub(crate) struct Mapped {
     map: memmap2::Mmap,
+    /// The same file, for positional reads straight into a buffer.
+    file: std::fs::File,
 }
 
 impl std::fmt::Debug for Mapped {
@@ -51,7 +53,34 @@ impl Mapped {
         // place (it renames complete files into place).
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(Self { map })
+        Ok(Self { map, file })
+    }
+
+    /// Fill `buffer` with the file's bytes from `offset` on by a positional read: the kernel
+    /// copies them from its page cache straight into `buffer`, with no mapping to set up and
+    /// tear down — the cheapest way for bytes that need no conversion.
+    pub(crate) fn read_into(&self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file
+                .read_exact_at(buffer, offset)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "bytes {offset}..{} lie past the end of the file (it shrank?)",
+                            offset + buffer.len() as u64
+                        ),
+                    ),
+                    _ => e,
+                })
+        }
+        #[cfg(not(unix))]
+        {
+            buffer.copy_from_slice(self.slice(offset, buffer.len())?);
+            Ok(())
+        }
     }
 
     /// The bytes `offset..offset + len`, or an error naming the range if the file is shorter.
@@ -72,26 +101,38 @@ impl Mapped {
             })
     }
 
-    /// Done with `offset..offset + len`: its pages may leave this process's resident set
-    /// (they stay in the page cache; reading them again maps them again).
+    /// Done with `offset..offset + len`: the whole pages inside it may leave this process's
+    /// resident set (they stay in the page cache; reading them again maps them again). Pages
+    /// shared with a neighbour stay, and so do ranges under 64 KiB: each release costs a TLB
+    /// flush on every core the process runs on, which for small tensors costs more time than
+    /// their pages are worth (their bytes are a sliver of a checkpoint's).
     pub(crate) fn release(&self, offset: u64, len: usize) {
+        const PAGE: usize = 4096;
+        const WORTH: usize = 64 << 10;
         #[cfg(target_os = "linux")]
-        if let Ok(offset) = usize::try_from(offset)
-            && offset
-                .checked_add(len)
-                .is_some_and(|end| end <= self.map.len())
+        if let Ok(start) = usize::try_from(offset)
+            && let Some(end) = start.checked_add(len)
+            && end <= self.map.len()
+            && len >= WORTH
         {
-            // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops this
-            // process's page table entries: a later read faults the same file bytes back in,
-            // so no slice handed out can see other contents. Failure changes nothing.
-            #[allow(unsafe_code)]
-            let _ = unsafe {
-                self.map
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
-            };
+            let first = start.next_multiple_of(PAGE);
+            let last = end / PAGE * PAGE;
+            if last > first {
+                // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops this
+                // process's page table entries: a later read faults the same file bytes back
+                // in, so no slice handed out can see other contents. Failure changes nothing.
+                #[allow(unsafe_code)]
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        last - first,
+                    )
+                };
+            }
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = (offset, len);
+        let _ = (offset, len, PAGE, WORTH);
     }
 }
 
@@ -242,4 +283,77 @@ pub(crate) fn bounded_map<T: Sync, R: Send>(
                 .unwrap_or_else(|| unreachable!("every item was mapped"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// An in-memory "remote" file that counts its reads.
+    struct Memory {
+        bytes: Vec<u8>,
+        reads: Mutex<usize>,
+    }
+
+    impl ByteSource for Memory {
+        fn len(&self) -> u64 {
+            self.bytes.len() as u64
+        }
+        fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+            *self.reads.lock().unwrap() += 1;
+            let start = offset as usize;
+            self.bytes
+                .get(start..start + len)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))
+        }
+        fn gap_worth_reading(&self) -> u64 {
+            1
+        }
+    }
+
+    fn memory(len: usize) -> Memory {
+        Memory {
+            bytes: (0..len).map(|i| (i * 7 % 253) as u8).collect(),
+            reads: Mutex::new(0),
+        }
+    }
+
+    #[test]
+    fn block_reader_reads_and_seeks_across_blocks_with_few_requests() {
+        let source = memory(40_000);
+        let mut reader = BlockReader::new(&source);
+        // From the end, as a zip reader starts, then across the first block boundary.
+        reader.seek(SeekFrom::End(-100)).unwrap();
+        let mut tail = Vec::new();
+        reader.read_to_end(&mut tail).unwrap();
+        assert_eq!(tail, source.bytes[39_900..]);
+        reader.seek(SeekFrom::Start(16_000)).unwrap();
+        let mut middle = vec![0; 1_000];
+        reader.read_exact(&mut middle).unwrap();
+        assert_eq!(middle, source.bytes[16_000..17_000]);
+        // Blocks 2 (the tail), 0 and 1: three requests, none repeated.
+        reader.seek(SeekFrom::Start(16_100)).unwrap();
+        reader.read_exact(&mut middle).unwrap();
+        assert_eq!(*source.reads.lock().unwrap(), 3);
+        assert!(reader.seek(SeekFrom::Current(-20_000)).is_err());
+    }
+
+    #[test]
+    fn ranges_come_back_in_order_whatever_finishes_first() {
+        let source = memory(10_000);
+        let ranges: Vec<(u64, usize)> = (0..50).map(|i| (i * 150, 100 + i as usize)).collect();
+        let read = read_ranges(&source, &ranges);
+        for ((offset, len), bytes) in ranges.iter().zip(read) {
+            let start = *offset as usize;
+            assert_eq!(bytes.unwrap(), source.bytes[start..start + len]);
+        }
+        assert_eq!(*source.reads.lock().unwrap(), 50);
+        // A failing range fails alone.
+        let read = read_ranges(&source, &[(9_990, 100), (0, 10)]);
+        assert!(read[0].is_err() && read[1].is_ok());
+    }
 }
