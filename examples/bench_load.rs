@@ -22,7 +22,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn_pretrain::{PretrainExt, Pretrainable};
 use burn_pretrain_models::ResNetConfig;
-use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use burn_store::{
+    KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 use serde_json::json;
 
 /// One transformer block's Linears at ViT-L/16 width (1024, MLP 4096), as PyTorch names them.
@@ -48,6 +50,15 @@ fn block(device: &Device) -> LinearBlock {
         fc1: linear(1024, 4096),
         fc2: linear(4096, 1024),
     }
+}
+
+/// torchvision's `downsample.0` / `downsample.1` are our ResNet's `downsample.conv` /
+/// `downsample.bn` (a `#[pretrain(rename)]` tells burn-pretrain; burn-store is told here).
+fn downsample() -> KeyRemapper {
+    KeyRemapper::new()
+        .add_pattern(r"\.downsample\.0\.", ".downsample.conv.")
+        .and_then(|r| r.add_pattern(r"\.downsample\.1\.", ".downsample.bn."))
+        .unwrap_or_default()
 }
 
 /// A `/proc/self/status` field in KiB (Linux), or 0 elsewhere.
@@ -88,12 +99,14 @@ where
                 let mut store = SafetensorsStore::from_file(path)
                     .with_from_adapter(PyTorchToBurnAdapter)
                     .allow_partial(true)
-                    .skip_enum_variants(true);
+                    .skip_enum_variants(true)
+                    .remap(downsample());
                 model.load_from(&mut store)?.applied.len()
             } else {
                 let mut store = PytorchStore::from_file(path)
                     .allow_partial(true)
-                    .skip_enum_variants(true);
+                    .skip_enum_variants(true)
+                    .remap(downsample());
                 model.load_from(&mut store)?.applied.len()
             };
             (model, applied, 0)

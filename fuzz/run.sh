@@ -15,7 +15,8 @@ shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(checkpoint config location npy)
 jobs=${JOBS:-$(nproc)}
-# No sanitizer by default: our code has no `unsafe`, and ASan makes burn's build and every run
+# No sanitizer by default: our only `unsafe` is the file map and two madvise calls, and ASan
+# makes burn's build and every run
 # several times slower. SANITIZER=address to check the dependencies' unsafe code too.
 sanitizer=${SANITIZER:-none}
 for t in "${targets[@]}"; do cargo +nightly fuzz build --sanitizer "$sanitizer" "$t"; done

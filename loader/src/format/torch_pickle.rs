@@ -55,9 +55,11 @@ enum Value {
     Other,
 }
 
-/// Most values cloned out of the memo before the walk gives up (a memo bomb is
-/// `pytorch-reader`'s to refuse; this only bounds the walk's own work).
-const MAX_CLONED: usize = 1 << 20;
+/// Most values cloned (into and out of the memo, or by `DUP`) before the walk gives up: a
+/// pickle that copies a structure over and over would otherwise grow exponentially. A state
+/// dict costs a few dozen per tensor (each memoised tuple and string); beyond the limit the
+/// walk gives up and `pytorch-reader` reads the file.
+const MAX_CLONED: usize = 1 << 24;
 
 /// Every tensor of the pickle by its dotted path (dict keys and list indices, as
 /// `pytorch-reader` names them), or `None` when the pickle holds anything this walk does
@@ -252,15 +254,30 @@ fn run(pickle: &[u8]) -> Option<Value> {
             }
             b'q' => {
                 let id = u32::from(input.u8()?);
-                memo.insert(id, stack.last()?.clone());
+                let top = stack.last()?.clone();
+                cloned += size(&top);
+                if cloned > MAX_CLONED {
+                    return None;
+                }
+                memo.insert(id, top);
             }
             b'r' => {
                 let id = u32::from_le_bytes(input.le()?);
-                memo.insert(id, stack.last()?.clone());
+                let top = stack.last()?.clone();
+                cloned += size(&top);
+                if cloned > MAX_CLONED {
+                    return None;
+                }
+                memo.insert(id, top);
             }
             0x94 => {
                 let id = u32::try_from(memo.len()).ok()?;
-                memo.insert(id, stack.last()?.clone());
+                let top = stack.last()?.clone();
+                cloned += size(&top);
+                if cloned > MAX_CLONED {
+                    return None;
+                }
+                memo.insert(id, top);
             }
             b'h' | b'j' => {
                 let id = if op == b'h' {
@@ -316,6 +333,10 @@ fn run(pickle: &[u8]) -> Option<Value> {
             }
             b'2' => {
                 let top = stack.last()?.clone();
+                cloned += size(&top);
+                if cloned > MAX_CLONED {
+                    return None;
+                }
                 stack.push(top);
             }
             _ => return None,
@@ -469,6 +490,77 @@ mod tests {
         assert!(view(vec![2, 1, 3], vec![3, 7, 1]).is_contiguous());
         assert!(!view(vec![2, 3], vec![1, 2]).is_contiguous());
         assert!(view(vec![], vec![]).is_contiguous());
+    }
+
+    /// `data.pkl` of a fixture written by torch 2.9 (`tests/fixtures/storage/generate.py`).
+    fn fixture_pickle() -> Vec<u8> {
+        use std::io::Read;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/storage/views.pth"
+        );
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+        let name = archive
+            .file_names()
+            .find(|n| n.as_ref().is_ok_and(|n| n.ends_with("/data.pkl")))
+            .unwrap()
+            .unwrap()
+            .to_string();
+        let mut bytes = Vec::new();
+        archive
+            .by_name(&name)
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn finds_every_tensor_of_a_real_pickle() {
+        let views = storage_views(&fixture_pickle()).unwrap();
+        let mut keys: Vec<&str> = views.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "counts",
+                "flags",
+                "nested.first_half",
+                "nested.list.0",
+                "nested.list.1",
+                "nested.second_half",
+                "param",
+                "plain",
+                "transposed"
+            ]
+        );
+        let t = &views["transposed"];
+        assert_eq!(
+            (t.shape.as_slice(), t.stride.as_slice()),
+            (&[6, 4][..], &[1, 6][..])
+        );
+        assert!(!t.is_contiguous());
+        assert_eq!(views["nested.second_half"].offset, 12);
+        assert_eq!(views["nested.list.0"].dtype, DType::F16);
+        assert_eq!(views["flags"].dtype, DType::Bool);
+    }
+
+    #[test]
+    fn damaged_pickles_never_panic() {
+        // Every truncation and, at every position, a few byte values: the walk answers
+        // (`Some` or `None`), it never panics or loops.
+        let pickle = fixture_pickle();
+        for end in 0..pickle.len() {
+            let _ = storage_views(&pickle[..end]);
+        }
+        let mut damaged = pickle.clone();
+        for at in 0..pickle.len() {
+            for value in [0x00, 0x28, 0x2e, 0x71, 0x80, 0xff] {
+                damaged[at] = value;
+                let _ = storage_views(&damaged);
+            }
+            damaged[at] = pickle[at];
+        }
     }
 
     #[test]
