@@ -252,26 +252,13 @@ fn run(pickle: &[u8]) -> Option<Value> {
                     _ => return None,
                 }
             }
-            b'q' => {
-                let id = u32::from(input.u8()?);
-                let top = stack.last()?.clone();
-                cloned += size(&top);
-                if cloned > MAX_CLONED {
-                    return None;
-                }
-                memo.insert(id, top);
-            }
-            b'r' => {
-                let id = u32::from_le_bytes(input.le()?);
-                let top = stack.last()?.clone();
-                cloned += size(&top);
-                if cloned > MAX_CLONED {
-                    return None;
-                }
-                memo.insert(id, top);
-            }
-            0x94 => {
-                let id = u32::try_from(memo.len()).ok()?;
+            b'q' | b'r' | 0x94 => {
+                // BINPUT, LONG_BINPUT, MEMOIZE: the top of the stack, copied into the memo.
+                let id = match op {
+                    b'q' => u32::from(input.u8()?),
+                    b'r' => u32::from_le_bytes(input.le()?),
+                    _ => u32::try_from(memo.len()).ok()?,
+                };
                 let top = stack.last()?.clone();
                 cloned += size(&top);
                 if cloned > MAX_CLONED {

@@ -408,23 +408,44 @@ fn classifier_safetensors() -> Vec<u8> {
     std::fs::read(fixture("safetensors/classifier.safetensors")).unwrap()
 }
 
-#[test]
-fn ranged_reads_fetch_the_header_and_the_planned_tensors_only() {
+/// Load the fixtures' backbone from `sub_level: backbone` of `body`, served at `route` and
+/// read by ranges: nothing downloaded whole, nothing cached. The model, its report and what
+/// the server sent.
+fn ranged_backbone(
+    route: &str,
+    body: &[u8],
+) -> (
+    Backbone,
+    burn_pretrain::LoadReport,
+    burn_pretrain_tests::server::Counters,
+) {
     let server = TestServer::start();
-    let body = classifier_safetensors();
-    let url = server.route(
-        "/ranged/classifier.safetensors",
-        Behavior::Serve(body.clone()),
-    );
+    let url = server.route(route, Behavior::Serve(body.to_vec()));
     let cache = tempfile::tempdir().unwrap();
-    let device = Device::flex();
-    let (model, report) = Backbone::new(&device)
+    let (model, report) = Backbone::new(&Device::flex())
         .load_pretrained(
             spec(&url, cache.path())
                 .with_sub_level("backbone")
                 .with_ranged(true),
         )
         .unwrap();
+    let sent = server.counters(route);
+    eprintln!(
+        "sent {} of {} bytes in {} requests; tensor bytes read {}",
+        sent.bytes_sent,
+        body.len(),
+        sent.requests,
+        report.bytes_read()
+    );
+    assert_eq!(sent.full_transfers, 0);
+    assert!(cache_files(cache.path()).is_empty());
+    (model, report, sent)
+}
+
+#[test]
+fn ranged_reads_fetch_the_header_and_the_planned_tensors_only() {
+    let body = classifier_safetensors();
+    let (model, report, sent) = ranged_backbone("/ranged/classifier.safetensors", &body);
     assert_eq!(
         assert_values_eq(
             &model.to_state_dict(),
@@ -447,53 +468,24 @@ fn ranged_reads_fetch_the_header_and_the_planned_tensors_only() {
         })
         .sum();
     let header = 8 + u64::from_le_bytes(body[..8].try_into().unwrap()) as usize;
-    let sent = server.counters("/ranged/classifier.safetensors");
-    eprintln!(
-        "sent {} of {} bytes in {} requests",
-        sent.bytes_sent,
-        body.len(),
-        sent.requests
-    );
-    assert_eq!(sent.full_transfers, 0);
     assert!(sent.bytes_sent >= loaded_bytes);
     assert!(sent.bytes_sent <= 512 + header + loaded_bytes, "{sent:?}");
     assert_eq!(sent.requests, 3);
-    assert!(cache_files(cache.path()).is_empty());
 }
 
 #[test]
 fn ranged_reads_of_a_pytorch_zip_fetch_its_directory_and_the_planned_tensors_only() {
     // `split.pth`: a 512 KiB `decoder.weight` stored first, then a backbone under `backbone.`.
-    let server = TestServer::start();
     let body = std::fs::read(fixture("storage/split.pth")).unwrap();
-    let url = server.route("/ranged/split.pth", Behavior::Serve(body.clone()));
-    let cache = tempfile::tempdir().unwrap();
-    let device = Device::flex();
-    let (model, report) = Backbone::new(&device)
-        .load_pretrained(
-            spec(&url, cache.path())
-                .with_sub_level("backbone")
-                .with_ranged(true),
-        )
-        .unwrap();
+    let (model, report, sent) = ranged_backbone("/ranged/split.pth", &body);
     assert_eq!(report.loaded().len(), 30);
-    let sent = server.counters("/ranged/split.pth");
-    eprintln!(
-        "sent {} of {} bytes in {} requests; tensor bytes read {}",
-        sent.bytes_sent,
-        body.len(),
-        sent.requests,
-        report.bytes_read()
-    );
-    assert_eq!(sent.full_transfers, 0);
-    assert!(cache_files(cache.path()).is_empty());
     // Sent: the probe, the directory and `data.pkl` (16 KiB blocks), the storages' local
     // headers, the backbone's tensors; never the decoder's 512 KiB.
     let decoder = 256 * 512 * 4;
     assert!(sent.bytes_sent >= report.bytes_read() as usize);
     assert!(sent.bytes_sent < decoder / 4, "{sent:?}");
     // The same values as a load of the file on disk.
-    let (local, local_report) = Backbone::new(&device)
+    let (local, local_report) = Backbone::new(&Device::flex())
         .load_pretrained(
             burn_pretrain::Pretrain::from(fixture("storage/split.pth")).with_sub_level("backbone"),
         )
@@ -623,45 +615,31 @@ fn s3_compatible_store_with_credentials_from_the_environment() {
         stderr.trim(),
         "s3://weights/ssl/missing.pth does not exist (404)"
     );
-    // Ranged reads straight from the store: the backbone's tensors load, nothing is cached.
-    moto.put(
-        "weights",
-        "ssl/classifier.safetensors",
-        classifier_safetensors(),
-    );
+    // Ranged reads straight from the store: the backbone's tensors load, nothing is cached;
+    // for a PyTorch zip too (its directory, then the backbone's storages by ranges).
     let ranged_cache = tempfile::tempdir().unwrap();
-    let out = fetch_from_s3_with(
-        "s3://weights/ssl/classifier.safetensors",
-        ranged_cache.path(),
-        &moto.endpoint(),
-        &["--ranged"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
-    assert!(cache_files(ranged_cache.path()).is_empty());
-    // A PyTorch zip checkpoint too: its directory, then the backbone's storages by ranges.
-    moto.put(
-        "weights",
-        "ssl/split.pth",
-        std::fs::read(fixture("storage/split.pth")).unwrap(),
-    );
-    let out = fetch_from_s3_with(
-        "s3://weights/ssl/split.pth",
-        ranged_cache.path(),
-        &moto.endpoint(),
-        &["--ranged"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
-    assert!(cache_files(ranged_cache.path()).is_empty());
+    for (key, body) in [
+        ("ssl/classifier.safetensors", classifier_safetensors()),
+        (
+            "ssl/split.pth",
+            std::fs::read(fixture("storage/split.pth")).unwrap(),
+        ),
+    ] {
+        moto.put("weights", key, body);
+        let out = fetch_from_s3_with(
+            &format!("s3://weights/{key}"),
+            ranged_cache.path(),
+            &moto.endpoint(),
+            &["--ranged"],
+        );
+        assert!(
+            out.status.success(),
+            "{key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30", "{key}");
+        assert!(cache_files(ranged_cache.path()).is_empty());
+    }
 }
 
 /// Run the helper on an `az://` URI against Azurite, configured only by its environment.
