@@ -1,22 +1,25 @@
-//! Full-size parity with torchvision: run by `models/parity/resnet_parity.py`, which writes
-//! torchvision ResNet checkpoints with random weights, an input batch and torchvision's
-//! eval-mode features into DIR, then calls
+//! Full-size parity with torchvision and timm: run by `models/parity/resnet_parity.py` and
+//! `models/parity/timm_parity.py`, which write checkpoints with random weights, an input
+//! batch and the reference's eval-mode outputs into DIR, then call
 //!
 //! ```text
 //! cargo run --release --example parity -- DIR resnet18 resnet50
+//! cargo run --release --example parity -- DIR vit_small_patch16_224 vit_small_patch16_224@384 convnext_tiny
 //! ```
 //!
-//! Prints the relative error (max |ours − torchvision| / max |torchvision|) per model and
-//! exits non-zero above 1e-4. `PARITY_DEVICE=wgpu` (or `ndarray`, `tch`; the backend compiled
+//! ResNets compare the features before `avgpool`, timm models their logits (`NAME@SIZE`: the
+//! checkpoint made for the name's size loaded into a model of SIZE, its position embedding
+//! resampled). Prints the relative error (max |ours − reference| / max |reference|) per model
+//! and exits non-zero above 1e-4. `PARITY_DEVICE=wgpu` (or `ndarray`, `tch`; the backend compiled
 //! in) runs on that device instead of flex; the load time includes moving to the device.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
 use burn_pretrain::{Checkpoint, PretrainExt};
-use burn_pretrain_models::ResNetConfig;
+use burn_pretrain_models::{BACKBONES, Features, ResNetConfig, Stage};
 
 fn tensor<const D: usize>(
     ckpt: &Checkpoint,
@@ -28,6 +31,58 @@ fn tensor<const D: usize>(
         .ok_or_else(|| anyhow::anyhow!("{} has no `{key}`", ckpt.path().display()))?;
     let data = TensorData::from_bytes_vec(entry.read()?, entry.shape().to_vec(), DType::F32);
     Ok(Tensor::from_data(data, device))
+}
+
+/// A timm model (`vit_small_patch16_224`, or `vit_small_patch16_224@384`: its 224
+/// checkpoint in a 384 model) built from its config, with timm's 1000-class head; compares
+/// the logits. Returns the relative error.
+fn timm(dir: &Path, name: &str, device: &Device) -> anyhow::Result<f32> {
+    let (variant, size) = match name.split_once('@') {
+        Some((variant, size)) => (variant, Some(size.parse::<usize>()?)),
+        None => (name, None),
+    };
+    let ty = if variant.starts_with("vit_") {
+        "VisionTransformer"
+    } else {
+        "ConvNeXt"
+    };
+    let mut config = serde_json::json!({
+        "type": ty, "variant": variant, "num_classes": 1000,
+        "pretrain": dir.join(format!("{variant}.pth")),
+    });
+    if let Some(size) = size {
+        config["img_size"] = size.into();
+    }
+    let start = Instant::now();
+    let built = BACKBONES.build(&config, device)?;
+    let load = start.elapsed();
+    let report = &built.report.loads()[0].report;
+    anyhow::ensure!(
+        report.missing().is_empty() && report.mismatched().is_empty() && report.unexpected().is_empty(),
+        "{report}"
+    );
+    let io = Checkpoint::open(dir.join(format!("{}_io.safetensors", name.replace('@', "_"))))?;
+    let x = tensor::<4>(&io, "input", device)?;
+    let want = tensor::<2>(&io, "logits", device)?;
+    let start = Instant::now();
+    let Features::D2(got) = Stage::forward(&built.model, Features::D4(x)) else {
+        anyhow::bail!("{name}: the model gives logits")
+    };
+    let diff: f32 = (got - want.clone()).abs().max().into_scalar();
+    let forward = start.elapsed();
+    let scale: f32 = want.abs().max().into_scalar();
+    let adapted: Vec<String> = report
+        .adapted()
+        .iter()
+        .map(|a| format!(", {} {}", a.key, a.how))
+        .collect();
+    println!(
+        "{name}: {} tensors loaded in {load:.2?}{}, forward {forward:.2?}, max abs diff {diff:.3e}, relative error {:.3e}",
+        report.loaded().len(),
+        adapted.concat(),
+        diff / scale
+    );
+    Ok(diff / scale)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +98,10 @@ fn main() -> anyhow::Result<()> {
     println!("device: {device_name} {device:?}");
     let mut worst = 0f32;
     for name in args {
+        if name.starts_with("vit_") || name.starts_with("convnext_") {
+            worst = worst.max(timm(&dir, &name, &device)?);
+            continue;
+        }
         let config = match name.as_str() {
             "resnet18" => ResNetConfig::resnet18(),
             "resnet34" => ResNetConfig::resnet34(),

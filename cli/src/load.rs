@@ -37,13 +37,14 @@ fn device(arg: DeviceArg) -> anyhow::Result<Device> {
     })
 }
 
-/// A deterministic batch [1, 3, 224, 224] when no input is given.
-fn generated(device: &Device) -> Tensor<4> {
-    let n = 3 * 224 * 224;
+/// A deterministic batch [1, channels, h, w] when no input is given: the model's image size
+/// where it fixes one, else 224×224.
+fn generated(channels: usize, [h, w]: [usize; 2], device: &Device) -> Tensor<4> {
+    let n = channels * h * w;
     let values: Vec<f32> = (0..n)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
         .collect();
-    Tensor::from_data(TensorData::new(values, [1, 3, 224, 224]), device)
+    Tensor::from_data(TensorData::new(values, [1, channels, h, w]), device)
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
@@ -74,9 +75,25 @@ pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
                     dims[1]
                 );
             }
+            if let Some(size) = model.input_size()
+                && dims[2..] != size
+            {
+                anyhow::bail!(
+                    "{}: {}×{} images, the model takes {}×{} (shape {shape:?} is [batch, channels, height, width])",
+                    path.display(),
+                    dims[2],
+                    dims[3],
+                    size[0],
+                    size[1]
+                );
+            }
             Tensor::from_data(TensorData::new(values, dims), &device)
         }
-        None => generated(&device),
+        None => generated(
+            model.input_channels().unwrap_or(3),
+            model.input_size().unwrap_or([224, 224]),
+            &device,
+        ),
     };
     let (shape, values) = model.forward(input);
     if let Some(path) = &args.output {

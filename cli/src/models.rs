@@ -103,6 +103,14 @@ impl AnyModel {
         }
     }
 
+    /// The image size `[height, width]` the model takes, when it fixes one (a ViT).
+    pub fn input_size(&self) -> Option<[usize; 2]> {
+        match self {
+            AnyModel::Classifier(m) => m.backbone.input_size(),
+            AnyModel::Backbone(m) => m.input_size(),
+        }
+    }
+
     /// One inference forward pass: probabilities for a classifier, features for a backbone.
     pub fn forward(&self, images: Tensor<4>) -> (Vec<usize>, Vec<f32>) {
         let out = match self {

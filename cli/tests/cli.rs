@@ -260,6 +260,53 @@ fn load_runs_the_model_and_matches_pytorch() {
     assert!(diff / scale <= 1e-4, "relative error {}", diff / scale);
 }
 
+/// A timm ViT made for 224 built at 384 from a config: the position embedding is resampled
+/// (reported), and `--output` holds timm's logits for the same input.
+#[test]
+fn load_writes_a_timm_vit_s_logits_at_another_image_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("logits.npy");
+    let config = fixture("timm/vit_narrow_384.json");
+    let input = fixture("timm/vit_narrow_384_input.npy");
+    let out = run(&[
+        "load",
+        config.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("pos_embed: resampled grid 14×14 → 24×24"),
+        "{text}"
+    );
+    assert!(text.contains("output [1, 10]"), "{text}");
+    let got = read_npy(&out_path);
+    let want = read_npy(&fixture("timm/vit_narrow_384_logits.npy"));
+    assert_eq!(got.len(), want.len());
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let scale = want.iter().map(|b| b.abs()).fold(0f32, f32::max);
+    assert!(diff / scale <= 1e-4, "relative error {}", diff / scale);
+
+    // Without an input the generated batch has the model's size; a wrong size is refused.
+    let out = run(&["load", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let wrong = fixture("resnet/classifier_input.npy");
+    let out = run(&["load", config.to_str().unwrap(), "--input", wrong.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("images, the model takes 384×384"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 fn read_npy(path: &Path) -> Vec<f32> {
     let file = std::fs::File::open(path).unwrap();
     npyz::NpyFile::new(std::io::BufReader::new(file))

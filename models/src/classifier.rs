@@ -8,7 +8,9 @@ use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
 use crate::features::{ChannelError, Features, RankError, Stage, StageError, unexpected_rank};
+use crate::convnext::ConvNeXt;
 use crate::resnet::ResNet;
+use crate::vit::VisionTransformer;
 
 /// What inference applies to the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -23,34 +25,46 @@ pub enum Activation {
 
 /// The built-in backbones, as the BACKBONES registry builds them.
 #[derive(Module, Debug, Pretrainable)]
+#[allow(clippy::large_enum_variant)]
 pub enum Backbone {
     /// `{type: ResNet, depth, ...}`.
     ResNet(ResNet),
+    /// `{type: VisionTransformer, variant, num_classes, img_size, ...}`.
+    VisionTransformer(VisionTransformer),
+    /// `{type: ConvNeXt, variant, num_classes, ...}`.
+    ConvNeXt(ConvNeXt),
+}
+
+/// `$body` with `$b` bound to the backbone inside any variant.
+macro_rules! each_backbone {
+    ($self:expr, $b:ident => $body:expr) => {
+        match $self {
+            Backbone::ResNet($b) => $body,
+            Backbone::VisionTransformer($b) => $body,
+            Backbone::ConvNeXt($b) => $body,
+        }
+    };
 }
 
 impl Stage for Backbone {
     fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
-        match self {
-            Backbone::ResNet(b) => b.output_rank(input_rank),
-        }
+        each_backbone!(self, b => b.output_rank(input_rank))
     }
 
     fn input_channels(&self) -> Option<usize> {
-        match self {
-            Backbone::ResNet(b) => b.input_channels(),
-        }
+        each_backbone!(self, b => b.input_channels())
+    }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        each_backbone!(self, b => b.input_size())
     }
 
     fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
-        match self {
-            Backbone::ResNet(b) => b.output_channels(input),
-        }
+        each_backbone!(self, b => b.output_channels(input))
     }
 
     fn forward(&self, x: Features) -> Features {
-        match self {
-            Backbone::ResNet(b) => Stage::forward(b, x),
-        }
+        each_backbone!(self, b => Stage::forward(b, x))
     }
 }
 

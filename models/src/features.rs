@@ -87,6 +87,12 @@ pub trait Stage {
         None
     }
 
+    /// The image size `[height, width]` this stage takes, when it fixes it (a Vision
+    /// Transformer's position embedding is made for one patch grid).
+    fn input_size(&self) -> Option<[usize; 2]> {
+        None
+    }
+
     /// The channels (dimension 1) it gives for `input` channels, or why it cannot take them.
     /// By default a stage keeps the channels (pooling, identity).
     fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {

@@ -1,6 +1,6 @@
-//! Models for burn-pretrain: torchvision's ResNet family as the seed's backbone, necks,
-//! heads, the seed's `Classifier`, and registries that build them from configs with a
-//! `pretrain` at any level.
+//! Models for burn-pretrain: torchvision's ResNet family as the seed's backbone, timm's
+//! Vision Transformer and ConvNeXt, necks, heads, the seed's `Classifier`, and registries that
+//! build them from configs with a `pretrain` at any level.
 //!
 //! ```no_run
 //! use burn::prelude::*;
@@ -21,14 +21,20 @@
 #![warn(missing_docs)]
 
 mod classifier;
+mod convnext;
 mod features;
 mod head;
 pub mod limits;
 mod neck;
 mod registry;
 mod resnet;
+mod vit;
 
 pub use classifier::{Activation, Backbone, Classifier};
+pub use convnext::{
+    BlockMlp, ConvMlp, ConvNeXt, ConvNeXtBlock, ConvNeXtConfig, ConvNeXtSpec, ConvNeXtStage, NormHead,
+    StageDownsample, Stem,
+};
 pub use features::{ChannelError, Features, RankError, Stage, StageError};
 pub use head::{ClassifierHead, ClassifierHeadConfig, Head};
 pub use neck::{GlobalAveragePooling, GlobalAveragePoolingConfig, Identity, Neck};
@@ -38,3 +44,7 @@ pub use registry::{
     classifiers, parse_config, read_config, read_config_file, strip_pretrain,
 };
 pub use resnet::{BasicBlock, Block, Bottleneck, Downsample, InvalidField, ResNet, ResNetConfig};
+pub use vit::{
+    Attention, GlobalPool, Mlp, PatchEmbed, VisionTransformer, VisionTransformerConfig, VitBlock,
+    VitSpec,
+};

@@ -21,7 +21,9 @@ use serde_json::Value;
 use crate::classifier::{Activation, Backbone, Classifier};
 use crate::head::{ClassifierHeadConfig, Head};
 use crate::neck::{GlobalAveragePoolingConfig, Identity, Neck};
+use crate::convnext::ConvNeXtConfig;
 use crate::resnet::{InvalidField, ResNetConfig};
+use crate::vit::VisionTransformerConfig;
 
 /// Why a config could not become a model. Every variant names where in the config.
 #[derive(Debug, thiserror::Error)]
@@ -638,14 +640,28 @@ where
     })
 }
 
-/// The built-in backbones: `ResNet`.
+/// The built-in backbones: `ResNet` (torchvision), `VisionTransformer` and `ConvNeXt` (timm;
+/// with `num_classes` they end in timm's head and give logits).
 pub fn builtin_backbones() -> Registry<Backbone> {
-    Registry::new("backbone").with("ResNet", |c: ResNetConfig, ctx| {
-        let net = c
-            .init(ctx.device())
-            .map_err(|e| ConfigError::from((&*ctx, e)))?;
-        Ok(Backbone::ResNet(net))
-    })
+    Registry::new("backbone")
+        .with("ResNet", |c: ResNetConfig, ctx| {
+            let net = c
+                .init(ctx.device())
+                .map_err(|e| ConfigError::from((&*ctx, e)))?;
+            Ok(Backbone::ResNet(net))
+        })
+        .with("VisionTransformer", |c: VisionTransformerConfig, ctx| {
+            let net = c
+                .init(ctx.device())
+                .map_err(|e| ConfigError::from((&*ctx, e)))?;
+            Ok(Backbone::VisionTransformer(net))
+        })
+        .with("ConvNeXt", |c: ConvNeXtConfig, ctx| {
+            let net = c
+                .init(ctx.device())
+                .map_err(|e| ConfigError::from((&*ctx, e)))?;
+            Ok(Backbone::ConvNeXt(net))
+        })
 }
 
 /// The built-in necks: `GlobalAveragePooling`, `Identity`.
@@ -680,7 +696,7 @@ pub type DefaultClassifier = Classifier<Backbone, Neck, Head>;
 /// Models: `Classifier` with the built-in stages.
 pub static MODELS: LazyLock<Registry<DefaultClassifier>> =
     LazyLock::new(|| classifiers(builtin_backbones(), builtin_necks(), builtin_heads()));
-/// Backbones: `ResNet`.
+/// Backbones: `ResNet`, `VisionTransformer`, `ConvNeXt`.
 pub static BACKBONES: LazyLock<Registry<Backbone>> = LazyLock::new(builtin_backbones);
 /// Necks: `GlobalAveragePooling`, `Identity`.
 pub static NECKS: LazyLock<Registry<Neck>> = LazyLock::new(builtin_necks);

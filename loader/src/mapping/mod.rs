@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::tensor::{DType as BurnDType, Tensor, TensorData};
 
+use crate::expect::Policy;
 use crate::format::Convention;
 
 /// How a model tensor is laid out relative to the checkpoint's convention.
@@ -59,6 +60,8 @@ pub(crate) struct Target {
     pub axis: usize,
     /// The dtype a loaded tensor must have.
     pub dtype: BurnDType,
+    /// The layer's own mismatch policy, used when no rule of the load matches.
+    pub default_policy: Option<Policy>,
 }
 
 impl Target {
@@ -156,6 +159,7 @@ pub struct Mapper<'a> {
     fields: Vec<String>,
     rnn: (usize, bool),
     view_keys: Option<&'a BTreeSet<String>>,
+    default_policy: Option<Policy>,
     pub(crate) mode: Mode,
     pub(crate) targets: Vec<Target>,
     pub(crate) expected_unused: Vec<(String, &'static str)>,
@@ -176,6 +180,7 @@ impl<'a> Mapper<'a> {
             fields: Vec::new(),
             rnn: (0, false),
             view_keys,
+            default_policy: None,
             mode,
             targets: Vec::new(),
             expected_unused: Vec::new(),
@@ -208,6 +213,17 @@ impl<'a> Mapper<'a> {
     /// Map a child value one level down: [`field`](Self::field) with its mapping.
     pub fn child<T: Pretrainable + ?Sized>(&mut self, key: &str, field: &str, value: &mut T) {
         self.field(key, field, |m| value.map_pretrain(m));
+    }
+
+    /// Map `f` with `policy` as the layer's own rule for the tensors it declares whose stored
+    /// shape differs from the model's, used when no mismatch rule of the load matches them: a
+    /// Vision Transformer's `pos_embed` resamples to the model's grid by default, as timm's
+    /// loader does. The report names it `(model default)`; a rule of the load overrides it.
+    pub fn on_mismatch<T>(&mut self, policy: Policy, f: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = self.default_policy.replace(policy);
+        let out = f(self);
+        self.default_policy = outer;
+        out
     }
 
     /// A float parameter at the current key, laid out as `layout` says.
@@ -272,6 +288,7 @@ impl<'a> Mapper<'a> {
             pieces,
             axis,
             dtype,
+            default_policy: self.default_policy.clone(),
         });
     }
 
@@ -288,6 +305,7 @@ impl<'a> Mapper<'a> {
             }],
             axis: 0,
             dtype: value.dtype(),
+            default_policy: self.default_policy.clone(),
         });
         match &mut self.mode {
             Mode::Plan => {}

@@ -157,6 +157,11 @@ impl Plan {
     }
 }
 
+/// The rule name of a policy the layer declared itself ([`Mapper::on_mismatch`]).
+///
+/// [`Mapper::on_mismatch`]: crate::mapping::Mapper::on_mismatch
+pub(crate) const MODEL_DEFAULT: &str = "model default";
+
 /// A stored tensor whose shape does not fit `target`: the adaptation its rule asks for, or the
 /// mismatch to report (with the rule that kept it, or why the load must fail).
 fn mismatch(
@@ -171,7 +176,13 @@ fn mismatch(
         failure,
     };
     let paths = target.pieces.iter().map(|p| p.model_path.as_str());
-    let Some((pattern, policy)) = rules.find(&target.key, paths) else {
+    let found = rules.find(&target.key, paths).or_else(|| {
+        target
+            .default_policy
+            .as_ref()
+            .map(|policy| (MODEL_DEFAULT, policy))
+    });
+    let Some((pattern, policy)) = found else {
         return Err(keep(None, None));
     };
     let model = target.checkpoint_shape();

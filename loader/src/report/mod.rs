@@ -647,7 +647,12 @@ impl fmt::Display for LoadReport {
         if !self.adapted.is_empty() {
             writeln!(f, "  adapted by mismatch rules:")?;
             for a in &self.adapted {
-                writeln!(f, "    {}: {}", fold::printable(a.key.clone()), a.how)?;
+                let by = if a.rule == crate::plan::MODEL_DEFAULT {
+                    " (the model's default)"
+                } else {
+                    ""
+                };
+                writeln!(f, "    {}: {}{by}", fold::printable(a.key.clone()), a.how)?;
             }
         }
         for (pair, keys) in group_casts(&self.cast) {

@@ -1,6 +1,6 @@
 //! One test body on every backend compiled in (`--features ndarray,wgpu,tch` add them): the
 //! narrow torchvision ResNet-18 loads onto the device, its output matches PyTorch's and
-//! flex's within 1e-4.
+//! flex's within 1e-4; timm's ViT and ConvNeXt match timm on each.
 
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
@@ -64,6 +64,45 @@ fn same_model_on_every_backend() {
                 let vs_first = relative_error(&out, first);
                 assert!(vs_first <= 1e-4, "{name} vs the first backend: {vs_first}");
             }
+        }
+    }
+}
+
+/// timm's ViT (packed `qkv` into burn's attention) and ConvNeXt (depthwise convolutions,
+/// layer scale) from their configs on every backend: timm's logits within 1e-4.
+#[test]
+fn timm_backbones_on_every_backend() {
+    use burn_pretrain_models::{BACKBONES, Features, Stage};
+    for (config, io) in [
+        (
+            serde_json::json!({"type": "VisionTransformer", "variant": "vit_tiny_patch16_224",
+                "embed_dim": 48, "depth": 2, "num_heads": 3, "num_classes": 10,
+                "pretrain": fixture("timm/vit_narrow.pth")}),
+            "timm/vit_narrow_io.safetensors",
+        ),
+        (
+            serde_json::json!({"type": "ConvNeXt", "variant": "convnext_tiny", "num_classes": 10,
+                "depths": [1, 1, 2, 1], "dims": [8, 16, 24, 32],
+                "pretrain": fixture("timm/convnext_tiny_narrow.pth")}),
+            "timm/convnext_tiny_narrow_io.safetensors",
+        ),
+    ] {
+        let ckpt = Checkpoint::open(fixture(io)).unwrap();
+        let read = |key: &str| {
+            let e = ckpt.get(key).unwrap();
+            TensorData::from_bytes_vec(e.read().unwrap(), e.shape().to_vec(), DType::F32)
+        };
+        let timm: Vec<f32> = read("logits").convert::<f32>().try_to_vec().unwrap();
+        for (name, device) in devices() {
+            let model = BACKBONES.build(&config, &device).unwrap().model;
+            let x = Tensor::<4>::from_data(read("input"), &device);
+            let Features::D2(out) = Stage::forward(&model, Features::D4(x)) else {
+                panic!("{name}: logits expected")
+            };
+            let out: Vec<f32> = out.into_data().convert::<f32>().try_to_vec().unwrap();
+            let err = relative_error(&out, &timm);
+            eprintln!("{name} {}: relative error vs timm {err:e}", config["type"]);
+            assert!(err <= 1e-4, "{name} {}: {err}", config["type"]);
         }
     }
 }

@@ -18,3 +18,4 @@ mod seed;
 mod sharded;
 mod sources;
 mod storage;
+mod timm;

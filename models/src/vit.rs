@@ -1,0 +1,774 @@
+//! Vision Transformer (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021) as timm
+//! implements it (`timm/models/vision_transformer.py`, `VisionTransformer` with its defaults:
+//! LayerNorm ε 1e-6, exact GELU, no layer scale, no pre-norm). Field names are timm's
+//! state-dict keys (`patch_embed.proj`, `cls_token`, `pos_embed`, `blocks.N.attn.qkv`, ...), so
+//! its checkpoints load with the identity mapping. The attention is burn's own
+//! `MultiHeadAttention`, whose query, key and value take timm's packed `qkv` (`[3·D, D]`).
+//!
+//! A checkpoint made for another image size loads through its position embedding resampled
+//! to this model's patch grid (bicubic with antialiasing, as timm's `resample_abs_pos_embed`):
+//! the model declares it as its default mismatch policy for `pos_embed`, and the report lists
+//! it under "adapted".
+
+use burn::module::Param;
+use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::gelu;
+use burn_pretrain::Pretrainable;
+use burn_pretrain::mapping::{Layout, Mapper, Part, linear_layout};
+use serde::{Deserialize, Serialize};
+
+use crate::features::{ChannelError, Features, RankError, Stage, unexpected_rank};
+use crate::resnet::InvalidField;
+
+/// timm's ViT sizes: name, embedding width, depth, heads.
+const SIZES: [(&str, usize, usize, usize); 5] = [
+    ("tiny", 192, 12, 3),
+    ("small", 384, 12, 6),
+    ("base", 768, 12, 12),
+    ("large", 1024, 24, 16),
+    ("huge", 1280, 32, 16),
+];
+
+/// timm's LayerNorm ε for Vision Transformers.
+const EPS: f64 = 1e-6;
+
+/// How the token sequence becomes one feature vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GlobalPool {
+    /// The class token (timm's default); needs `class_token`.
+    Token,
+    /// The mean of the patch tokens, then `fc_norm` in place of `norm`.
+    Avg,
+}
+
+/// A Vision Transformer's configuration: a timm variant name and overrides of its values.
+///
+/// `{"type": "VisionTransformer", "variant": "vit_small_patch16_224", "num_classes": 10,
+/// "img_size": 384}`. The name gives the size (`tiny`, `small`, `base`, `large`, `huge`), the
+/// patch size, the image size and timm's register/pooling suffixes (`_reg4`, `_gap`); every
+/// field may also be given alone, or override the name's value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisionTransformerConfig {
+    /// A timm model name (`vit_base_patch16_224`, `vit_small_patch16_384.augreg_in21k`).
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Classes of timm's `head` (0, the default: no head, the model gives pooled features).
+    #[serde(default)]
+    pub num_classes: usize,
+    /// The square image size the position embedding is made for.
+    #[serde(default)]
+    pub img_size: Option<usize>,
+    /// Side of the square patches.
+    #[serde(default)]
+    pub patch_size: Option<usize>,
+    /// Input channels (3).
+    #[serde(default)]
+    pub in_chans: Option<usize>,
+    /// Token width.
+    #[serde(default)]
+    pub embed_dim: Option<usize>,
+    /// Transformer blocks.
+    #[serde(default)]
+    pub depth: Option<usize>,
+    /// Attention heads (must divide `embed_dim`).
+    #[serde(default)]
+    pub num_heads: Option<usize>,
+    /// MLP hidden width over `embed_dim` (4).
+    #[serde(default)]
+    pub mlp_ratio: Option<f64>,
+    /// Biases of the query, key and value projections (true).
+    #[serde(default)]
+    pub qkv_bias: Option<bool>,
+    /// A class token before the patches (true).
+    #[serde(default)]
+    pub class_token: Option<bool>,
+    /// Register tokens after the class token (0).
+    #[serde(default)]
+    pub reg_tokens: Option<usize>,
+    /// The position embedding covers only the patches, not the prefix tokens (false).
+    #[serde(default)]
+    pub no_embed_class: Option<bool>,
+    /// `token` (default with a class token) or `avg`.
+    #[serde(default)]
+    pub global_pool: Option<GlobalPool>,
+}
+
+/// Every value of a Vision Transformer, resolved from a config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VitSpec {
+    /// Classes of the head (0: none).
+    pub num_classes: usize,
+    /// Square image side.
+    pub img_size: usize,
+    /// Square patch side.
+    pub patch_size: usize,
+    /// Input channels.
+    pub in_chans: usize,
+    /// Token width.
+    pub embed_dim: usize,
+    /// Blocks.
+    pub depth: usize,
+    /// Heads.
+    pub num_heads: usize,
+    /// MLP hidden width.
+    pub mlp_hidden: usize,
+    /// Query/key/value biases.
+    pub qkv_bias: bool,
+    /// A class token.
+    pub class_token: bool,
+    /// Register tokens.
+    pub reg_tokens: usize,
+    /// Position embedding without the prefix tokens.
+    pub no_embed_class: bool,
+    /// Pooling.
+    pub global_pool: GlobalPool,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> InvalidField {
+    InvalidField {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The values a timm name stands for: `vit_{size}_patch{P}[_reg{N}][_gap][_{img}]`.
+fn parse_variant(name: &str) -> Result<VisionTransformerConfig, InvalidField> {
+    let base = name.split('.').next().unwrap_or_default();
+    let form = "names look like vit_small_patch16_224, vit_base_patch32_384 or \
+                vit_base_patch16_reg4_gap_256 (sizes tiny, small, base, large, huge)";
+    let mut parts = base.split('_');
+    if parts.next() != Some("vit") {
+        return Err(invalid(
+            "variant",
+            format!("`{name}` is not a timm Vision Transformer; {form}"),
+        ));
+    }
+    let size = parts.next().unwrap_or_default();
+    let Some(&(_, dim, depth, heads)) = SIZES.iter().find(|(s, ..)| *s == size) else {
+        return Err(invalid(
+            "variant",
+            format!("`{name}`: unknown size `{size}`; {form}"),
+        ));
+    };
+    let mut c = VisionTransformerConfig {
+        embed_dim: Some(dim),
+        depth: Some(depth),
+        num_heads: Some(heads),
+        ..Default::default()
+    };
+    for part in parts {
+        let number = |prefix: &str| part.strip_prefix(prefix).and_then(|n| n.parse().ok());
+        if let Some(p) = number("patch") {
+            c.patch_size = Some(p);
+        } else if let Some(r) = number("reg") {
+            c.reg_tokens = Some(r);
+            c.no_embed_class = Some(true);
+        } else if part == "gap" {
+            c.class_token = Some(false);
+            c.global_pool = Some(GlobalPool::Avg);
+        } else if let Ok(img) = part.parse() {
+            c.img_size = Some(img);
+        } else {
+            return Err(invalid(
+                "variant",
+                format!(
+                    "`{name}`: `{part}` is not a part this Vision Transformer knows \
+                     (CLIP, SigLIP, DeiT and other families differ in more than their sizes); {form}"
+                ),
+            ));
+        }
+    }
+    if c.patch_size.is_none() {
+        return Err(invalid(
+            "variant",
+            format!("`{name}` names no patch size; {form}"),
+        ));
+    }
+    Ok(c)
+}
+
+impl VisionTransformerConfig {
+    /// The config of a timm variant (`vit_small_patch16_224`).
+    pub fn variant(name: &str) -> Self {
+        Self {
+            variant: Some(name.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// Set the classes of the head.
+    #[must_use]
+    pub fn with_num_classes(mut self, num_classes: usize) -> Self {
+        self.num_classes = num_classes;
+        self
+    }
+
+    /// Set the image size.
+    #[must_use]
+    pub fn with_img_size(mut self, img_size: usize) -> Self {
+        self.img_size = Some(img_size);
+        self
+    }
+
+    /// Resolve the variant and the overrides, checking every value.
+    pub fn resolve(&self) -> Result<VitSpec, InvalidField> {
+        let named = match &self.variant {
+            Some(name) => parse_variant(name)?,
+            None => VisionTransformerConfig::default(),
+        };
+        let pick = |own: Option<usize>, named: Option<usize>, field, default: Option<usize>| {
+            own.or(named).or(default).ok_or_else(|| {
+                invalid(
+                    field,
+                    "missing: give a `variant` (vit_small_patch16_224) or this field",
+                )
+            })
+        };
+        let embed_dim = pick(self.embed_dim, named.embed_dim, "embed_dim", None)?;
+        let depth = pick(self.depth, named.depth, "depth", None)?;
+        let num_heads = pick(self.num_heads, named.num_heads, "num_heads", None)?;
+        let patch_size = pick(self.patch_size, named.patch_size, "patch_size", None)?;
+        let img_size = pick(self.img_size, named.img_size, "img_size", Some(224))?;
+        let in_chans = pick(self.in_chans, None, "in_chans", Some(3))?;
+        let reg_tokens = pick(self.reg_tokens, named.reg_tokens, "reg_tokens", Some(0))?;
+        let class_token = self.class_token.or(named.class_token).unwrap_or(true);
+        let no_embed_class = self.no_embed_class.or(named.no_embed_class).unwrap_or(false);
+        let global_pool = self
+            .global_pool
+            .or(named.global_pool)
+            .unwrap_or(if class_token {
+                GlobalPool::Token
+            } else {
+                GlobalPool::Avg
+            });
+        let mlp_ratio = self.mlp_ratio.unwrap_or(4.0);
+        for (field, value) in [
+            ("embed_dim", embed_dim),
+            ("depth", depth),
+            ("num_heads", num_heads),
+            ("patch_size", patch_size),
+            ("img_size", img_size),
+            ("in_chans", in_chans),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if embed_dim % num_heads != 0 {
+            return Err(invalid(
+                "num_heads",
+                format!("{num_heads} heads do not divide embed_dim {embed_dim}"),
+            ));
+        }
+        if img_size % patch_size != 0 {
+            return Err(invalid(
+                "img_size",
+                format!("{img_size} is not a multiple of the patch size {patch_size}"),
+            ));
+        }
+        if !(mlp_ratio.is_finite() && mlp_ratio > 0.0 && mlp_ratio * embed_dim as f64 >= 1.0) {
+            return Err(invalid(
+                "mlp_ratio",
+                format!("{mlp_ratio} leaves the MLP without a hidden unit"),
+            ));
+        }
+        if global_pool == GlobalPool::Token && !class_token {
+            return Err(invalid(
+                "global_pool",
+                "`token` pooling needs the class token; use `avg` or set class_token",
+            ));
+        }
+        let spec = VitSpec {
+            num_classes: self.num_classes,
+            img_size,
+            patch_size,
+            in_chans,
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_hidden: (mlp_ratio * embed_dim as f64) as usize,
+            qkv_bias: self.qkv_bias.unwrap_or(true),
+            class_token,
+            reg_tokens,
+            no_embed_class,
+            global_pool,
+        };
+        crate::limits::check_values(spec.parameter_count()).map_err(|message| {
+            invalid(
+                "embed_dim",
+                format!("a Vision Transformer of width {embed_dim} and depth {depth}: {message}"),
+            )
+        })?;
+        Ok(spec)
+    }
+
+    /// Build the network (lazy parameters).
+    pub fn init(&self, device: &Device) -> Result<VisionTransformer, InvalidField> {
+        Ok(self.resolve()?.init(device))
+    }
+}
+
+impl VitSpec {
+    /// Patches per side.
+    pub fn grid(&self) -> usize {
+        self.img_size / self.patch_size
+    }
+
+    /// Class and register tokens.
+    pub fn prefix_tokens(&self) -> usize {
+        usize::from(self.class_token) + self.reg_tokens
+    }
+
+    /// Tokens the position embedding covers.
+    fn pos_tokens(&self) -> Option<usize> {
+        let patches = self.grid().checked_mul(self.grid())?;
+        if self.no_embed_class {
+            Some(patches)
+        } else {
+            patches.checked_add(self.prefix_tokens())
+        }
+    }
+
+    /// Parameter values of the network, timm's count (`None` on overflow).
+    pub fn parameter_count(&self) -> Option<u128> {
+        use crate::limits::product as p;
+        let (d, h) = (self.embed_dim, self.mlp_hidden);
+        let qkv_bias = if self.qkv_bias { p(&[3, d])? } else { 0 };
+        let block = [
+            p(&[4, d])?,
+            p(&[3, d, d])?,
+            qkv_bias,
+            p(&[d, d])?,
+            p(&[d])?,
+            p(&[d, h])?,
+            p(&[h])?,
+            p(&[h, d])?,
+            p(&[d])?,
+        ]
+        .iter()
+        .try_fold(0u128, |a, v| a.checked_add(*v))?;
+        let head = if self.num_classes > 0 {
+            p(&[d + 1, self.num_classes])?
+        } else {
+            0
+        };
+        [
+            p(&[self.in_chans, self.patch_size, self.patch_size, d])?,
+            p(&[d])?,
+            p(&[self.prefix_tokens(), d])?,
+            p(&[self.pos_tokens()?, d])?,
+            block.checked_mul(self.depth as u128)?,
+            p(&[2, d])?,
+            head,
+        ]
+        .iter()
+        .try_fold(0u128, |a, v| a.checked_add(*v))
+    }
+
+    /// Build the network (lazy parameters).
+    pub fn init(&self, device: &Device) -> VisionTransformer {
+        let d = self.embed_dim;
+        let token = |n: usize| {
+            Initializer::Normal {
+                mean: 0.0,
+                std: 1e-6,
+            }
+            .init([1, n, d], device)
+        };
+        let norm = || LayerNormConfig::new(d).with_epsilon(EPS).init(device);
+        let avg = self.global_pool == GlobalPool::Avg;
+        VisionTransformer {
+            patch_embed: PatchEmbed {
+                proj: Conv2dConfig::new([self.in_chans, d], [self.patch_size; 2])
+                    .with_stride([self.patch_size; 2])
+                    .init(device),
+            },
+            cls_token: self.class_token.then(|| token(1)),
+            reg_token: (self.reg_tokens > 0).then(|| token(self.reg_tokens)),
+            pos_embed: Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([1, self.pos_tokens().unwrap_or(0), d], device),
+            blocks: (0..self.depth)
+                .map(|_| VitBlock {
+                    norm1: norm(),
+                    attn: Attention {
+                        mha: MultiHeadAttentionConfig::new(d, self.num_heads)
+                            .with_dropout(0.0)
+                            .with_query_bias(self.qkv_bias)
+                            .with_key_bias(self.qkv_bias)
+                            .with_value_bias(self.qkv_bias)
+                            .init(device),
+                    },
+                    norm2: norm(),
+                    mlp: Mlp {
+                        fc1: LinearConfig::new(d, self.mlp_hidden).init(device),
+                        fc2: LinearConfig::new(self.mlp_hidden, d).init(device),
+                    },
+                })
+                .collect(),
+            norm: (!avg).then(norm),
+            fc_norm: avg.then(norm),
+            head: (self.num_classes > 0).then(|| LinearConfig::new(d, self.num_classes).init(device)),
+            img_size: self.img_size,
+            prefix_tokens: self.prefix_tokens(),
+            no_embed_class: self.no_embed_class,
+            global_pool: self.global_pool,
+        }
+    }
+}
+
+/// timm's `PatchEmbed`: a convolution with the patch size as kernel and stride.
+#[derive(Module, Debug, Pretrainable)]
+pub struct PatchEmbed {
+    /// `[D, C, P, P]`, stride `P`.
+    pub proj: Conv2d,
+}
+
+/// timm's `Mlp`: `fc2(gelu(fc1(x)))`.
+#[derive(Module, Debug, Pretrainable)]
+pub struct Mlp {
+    /// Width → hidden.
+    pub fc1: Linear,
+    /// Hidden → width.
+    pub fc2: Linear,
+}
+
+impl Mlp {
+    /// Run it on `[batch, tokens, width]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
+}
+
+/// timm's `Attention` as burn's `MultiHeadAttention`: query, key and value load from timm's
+/// packed `qkv` (`[3·D, D]`, stacked in that order), the output projection from `proj`.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// burn's multi-head self-attention.
+    pub mha: MultiHeadAttention,
+}
+
+impl Pretrainable for Attention {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        let mha = &mut self.mha;
+        let [q, k, v] = [&mut mha.query, &mut mha.key, &mut mha.value];
+        let layouts = [&q.weight, &k.weight, &v.weight].map(linear_layout);
+        m.field("qkv", "mha", |m| {
+            m.packed(
+                "weight",
+                0,
+                vec![
+                    Part::new("query.weight", &mut q.weight, layouts[0]),
+                    Part::new("key.weight", &mut k.weight, layouts[1]),
+                    Part::new("value.weight", &mut v.weight, layouts[2]),
+                ],
+            );
+            let mut biases = Vec::new();
+            for (name, linear) in [("query.bias", q), ("key.bias", k), ("value.bias", v)] {
+                if let Some(bias) = &mut linear.bias {
+                    biases.push(Part::new(name, bias, Layout::Same));
+                }
+            }
+            m.packed("bias", 0, biases);
+        });
+        m.child("proj", "mha.output", &mut mha.output);
+    }
+}
+
+/// A pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
+#[derive(Module, Debug, Pretrainable)]
+pub struct VitBlock {
+    /// Before attention.
+    pub norm1: LayerNorm,
+    /// Self-attention.
+    pub attn: Attention,
+    /// Before the MLP.
+    pub norm2: LayerNorm,
+    /// The MLP.
+    pub mlp: Mlp,
+}
+
+impl VitBlock {
+    /// Run the block on `[batch, tokens, width]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let attn = self
+            .attn
+            .mha
+            .forward(MhaInput::self_attn(self.norm1.forward(x.clone())))
+            .context;
+        let x = x + attn;
+        let mlp = self.mlp.forward(self.norm2.forward(x.clone()));
+        x + mlp
+    }
+}
+
+/// timm's `VisionTransformer`: images `[batch, C, S, S]` → logits `[batch, num_classes]`
+/// (with a head) or pooled features `[batch, embed_dim]` (timm's `num_classes=0`).
+#[derive(Module, Debug)]
+pub struct VisionTransformer {
+    /// Patches to tokens.
+    pub patch_embed: PatchEmbed,
+    /// `[1, 1, D]`.
+    pub cls_token: Option<Param<Tensor<3>>>,
+    /// `[1, R, D]`.
+    pub reg_token: Option<Param<Tensor<3>>>,
+    /// `[1, tokens, D]`.
+    pub pos_embed: Param<Tensor<3>>,
+    /// The transformer blocks.
+    pub blocks: Vec<VitBlock>,
+    /// The final norm (token pooling).
+    pub norm: Option<LayerNorm>,
+    /// The norm after average pooling.
+    pub fc_norm: Option<LayerNorm>,
+    /// The classifier.
+    pub head: Option<Linear>,
+    /// The square image side the position embedding is made for.
+    #[module(skip)]
+    pub img_size: usize,
+    /// Class and register tokens.
+    #[module(skip)]
+    pub prefix_tokens: usize,
+    /// Position embedding without the prefix tokens.
+    #[module(skip)]
+    pub no_embed_class: bool,
+    /// Pooling.
+    #[module(skip)]
+    pub global_pool: GlobalPool,
+}
+
+impl Pretrainable for VisionTransformer {
+    fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
+        m.child("patch_embed", "patch_embed", &mut self.patch_embed);
+        m.child("cls_token", "cls_token", &mut self.cls_token);
+        m.child("reg_token", "reg_token", &mut self.reg_token);
+        // A checkpoint of another image size has another grid: resampled, as timm loads it.
+        let prefix = if self.no_embed_class {
+            0
+        } else {
+            self.prefix_tokens
+        };
+        let policy = burn_pretrain::Policy::ResampleGrid {
+            prefix_tokens: Some(prefix),
+        };
+        m.on_mismatch(policy, |m| {
+            m.child("pos_embed", "pos_embed", &mut self.pos_embed)
+        });
+        m.child("blocks", "blocks", &mut self.blocks);
+        m.child("norm", "norm", &mut self.norm);
+        m.child("fc_norm", "fc_norm", &mut self.fc_norm);
+        m.child("head", "head", &mut self.head);
+    }
+}
+
+impl VisionTransformer {
+    /// Tokens after the blocks and the final norm (timm's `forward_features`):
+    /// `[batch, prefix + patches, D]`.
+    pub fn forward_features(&self, images: Tensor<4>) -> Tensor<3> {
+        let [batch, _, h, w] = images.dims();
+        assert!(
+            h == self.img_size && w == self.img_size,
+            "this VisionTransformer is built for {0}×{0} images (its position embedding's grid), got {h}×{w}",
+            self.img_size
+        );
+        let x = self.patch_embed.proj.forward(images);
+        let [_, d, gh, gw] = x.dims();
+        let x = x.reshape([batch, d, gh * gw]).swap_dims(1, 2);
+        let pos = self.pos_embed.val();
+        let prefix: Vec<Tensor<3>> = [&self.cls_token, &self.reg_token]
+            .into_iter()
+            .flatten()
+            .map(|t| t.val().repeat_dim(0, batch))
+            .collect();
+        let with_prefix = |x: Tensor<3>| {
+            if prefix.is_empty() {
+                x
+            } else {
+                let mut all = prefix.clone();
+                all.push(x);
+                Tensor::cat(all, 1)
+            }
+        };
+        let x = if self.no_embed_class {
+            with_prefix(x + pos)
+        } else {
+            with_prefix(x) + pos
+        };
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+        match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        }
+    }
+
+    /// Pooled features before the head (timm's `forward_head(pre_logits=True)`): `[batch, D]`.
+    pub fn forward_pooled(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.forward_features(images);
+        let [batch, tokens, d] = x.dims();
+        let pooled = match self.global_pool {
+            GlobalPool::Token => x.slice([0..batch, 0..1]).reshape([batch, d]),
+            GlobalPool::Avg => x
+                .slice([0..batch, self.prefix_tokens..tokens])
+                .mean_dim(1)
+                .reshape([batch, d]),
+        };
+        match &self.fc_norm {
+            Some(norm) => norm.forward(pooled),
+            None => pooled,
+        }
+    }
+
+    /// Logits with a head, pooled features without.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let pooled = self.forward_pooled(images);
+        match &self.head {
+            Some(head) => head.forward(pooled),
+            None => pooled,
+        }
+    }
+
+    fn embed_dim(&self) -> usize {
+        self.pos_embed.lazy_shape().to_vec()[2]
+    }
+}
+
+impl Stage for VisionTransformer {
+    fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
+        match input_rank {
+            4 => Ok(2),
+            got => Err(RankError {
+                stage: "VisionTransformer".into(),
+                takes: "images [batch, channels, height, width] (rank 4)".into(),
+                got,
+                hint: None,
+            }),
+        }
+    }
+
+    fn input_channels(&self) -> Option<usize> {
+        self.patch_embed
+            .proj
+            .weight
+            .lazy_shape()
+            .to_vec()
+            .get(1)
+            .copied()
+    }
+
+    fn input_size(&self) -> Option<[usize; 2]> {
+        Some([self.img_size; 2])
+    }
+
+    fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
+        let takes = self.input_channels().unwrap_or(input);
+        if input != takes {
+            return Err(ChannelError {
+                stage: "VisionTransformer".into(),
+                takes,
+                got: input,
+            });
+        }
+        Ok(match &self.head {
+            Some(head) => head.weight.lazy_shape().to_vec()[1],
+            None => self.embed_dim(),
+        })
+    }
+
+    fn forward(&self, x: Features) -> Features {
+        match x {
+            Features::D4(x) => Features::D2(VisionTransformer::forward(self, x)),
+            other => unexpected_rank("VisionTransformer", other.rank()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// timm's parameter counts (`sum(p.numel() for p in model.parameters())` of
+    /// `timm.create_model(name)`, 1000 classes).
+    #[test]
+    fn parameter_counts_match_timm() {
+        for (name, params) in [
+            ("vit_tiny_patch16_224", 5_717_416u128),
+            ("vit_small_patch16_224", 22_050_664),
+            ("vit_base_patch32_384", 88_297_192),
+            ("vit_base_patch16_reg4_gap_256", 86_615_272),
+        ] {
+            let spec = VisionTransformerConfig::variant(name)
+                .with_num_classes(1000)
+                .resolve()
+                .unwrap();
+            assert_eq!(spec.parameter_count(), Some(params), "{name}");
+        }
+    }
+
+    #[test]
+    fn names_resolve_as_timm_defines_them() {
+        let s = VisionTransformerConfig::variant("vit_base_patch16_reg4_gap_256.dinov2")
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            (s.embed_dim, s.depth, s.num_heads, s.patch_size, s.img_size),
+            (768, 12, 12, 16, 256)
+        );
+        assert_eq!((s.class_token, s.reg_tokens, s.no_embed_class), (false, 4, true));
+        assert_eq!(s.global_pool, GlobalPool::Avg);
+        let s = VisionTransformerConfig::variant("vit_large_patch32_224")
+            .with_img_size(384)
+            .resolve()
+            .unwrap();
+        assert_eq!((s.embed_dim, s.depth, s.grid(), s.pos_tokens()), (1024, 24, 12, Some(145)));
+        for (name, says) in [
+            ("resnet50", "not a timm Vision Transformer"),
+            ("vit_gigantic_patch16_224", "unknown size `gigantic`"),
+            ("vit_base_patch16_clip_224", "`clip` is not a part"),
+            ("vit_base_224", "names no patch size"),
+        ] {
+            let err = VisionTransformerConfig::variant(name).resolve().unwrap_err();
+            assert_eq!(err.field, "variant");
+            assert!(err.message.contains(says), "{name}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn impossible_values_name_their_field() {
+        let base = VisionTransformerConfig::variant("vit_small_patch16_224");
+        for (config, field) in [
+            (
+                VisionTransformerConfig {
+                    num_heads: Some(5),
+                    ..base.clone()
+                },
+                "num_heads",
+            ),
+            (base.clone().with_img_size(100), "img_size"),
+            (
+                VisionTransformerConfig {
+                    class_token: Some(false),
+                    global_pool: Some(GlobalPool::Token),
+                    ..base.clone()
+                },
+                "global_pool",
+            ),
+            (
+                VisionTransformerConfig {
+                    embed_dim: Some(1 << 40),
+                    num_heads: Some(1),
+                    ..base.clone()
+                },
+                "embed_dim",
+            ),
+            (VisionTransformerConfig::default(), "embed_dim"),
+        ] {
+            assert_eq!(config.resolve().unwrap_err().field, field, "{config:?}");
+        }
+    }
+}
