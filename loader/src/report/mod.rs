@@ -443,6 +443,32 @@ impl LoadReport {
     }
 }
 
+/// Splits with the same stored shape and the same parts below their common parent (`query.weight,
+/// key.weight, value.weight` of every block's `qkv.weight`), with their keys, in order of first
+/// appearance: one line per group, however deep the model.
+fn group_splits(splits: &[Split]) -> Vec<((Vec<usize>, Vec<String>), Vec<String>)> {
+    let mut groups: Vec<((Vec<usize>, Vec<String>), Vec<String>)> = Vec::new();
+    for s in splits {
+        let segments: Vec<Vec<&str>> = s.parts.iter().map(|p| p.split('.').collect()).collect();
+        let common = match segments.split_first() {
+            Some((first, rest)) if !rest.is_empty() => rest.iter().fold(first.len(), |n, p| {
+                n.min(first.iter().zip(p).take_while(|(a, b)| a == b).count())
+            }),
+            _ => 0,
+        };
+        let parts: Vec<String> = segments
+            .iter()
+            .map(|p| fold::printable(p[common.min(p.len())..].join(".")))
+            .collect();
+        let group = (s.checkpoint_shape.clone(), parts);
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, keys)) => keys.push(s.key.clone()),
+            None => groups.push((group, vec![s.key.clone()])),
+        }
+    }
+    groups
+}
+
 /// `fc.weight: model [10, 512] vs. checkpoint [1000, 512]`, and the rule that kept it.
 fn mismatch_line(m: &Mismatch) -> String {
     let rule = match &m.rule {
@@ -660,14 +686,13 @@ impl fmt::Display for LoadReport {
         }
         if !self.split.is_empty() {
             writeln!(f, "  split packed tensors:")?;
-            for s in &self.split {
+            for ((shape, parts), keys) in group_splits(&self.split) {
                 writeln!(
                     f,
-                    "    {} {:?} → {} parts ({})",
-                    fold::printable(s.key.clone()),
-                    s.checkpoint_shape,
-                    s.parts.len(),
-                    s.parts.join(", ")
+                    "    {} {shape:?} → {} parts ({})",
+                    fold_keys(&keys).join(", "),
+                    parts.len(),
+                    parts.join(", ")
                 )?;
             }
         }

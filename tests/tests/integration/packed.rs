@@ -29,11 +29,11 @@ fn lstm_gru_rnn_attention_encoder_and_swiglu_load_from_one_pytorch_checkpoint() 
     assert_eq!(report.loaded().len(), stored.entries().len());
     let text = report.to_string();
     assert!(
-        text.contains("lstm.weight_ih_l0 [64, 8] → 4 parts"),
+        text.contains("lstm.{weight_ih_l0,weight_ih_l0_reverse} [64, 8] → 4 parts (input_gate.input_transform.weight, forget_gate.input_transform.weight, cell_gate.input_transform.weight, output_gate.input_transform.weight)"),
         "{text}"
     );
     assert!(
-        text.contains("lstm.weight_hh_l1_reverse [64, 16] → 4 parts"),
+        text.contains("lstm.{weight_hh_l0,weight_hh_l0_reverse,weight_hh_l1,weight_hh_l1_reverse} [64, 16] → 4 parts"),
         "{text}"
     );
     assert!(

@@ -67,6 +67,12 @@ fn narrow_vit_loads_every_tensor_and_matches_timm() {
                 "blocks.1.attn.qkv.bias"
             ]
         );
+        // One line per kind of packed tensor, however many blocks.
+        let text = report.to_string();
+        assert!(
+            text.contains("    blocks.{0,1}.attn.qkv.weight [144, 48] → 3 parts (query.weight, key.weight, value.weight)\n"),
+            "{text}"
+        );
         let err = output(&model, "timm/vit_narrow_io.safetensors", "logits");
         assert!(err <= 1e-4, "{file}: logits relative error {err}");
     }
