@@ -58,7 +58,9 @@ fn timm(dir: &Path, name: &str, device: &Device) -> anyhow::Result<f32> {
     let load = start.elapsed();
     let report = &built.report.loads()[0].report;
     anyhow::ensure!(
-        report.missing().is_empty() && report.mismatched().is_empty() && report.unexpected().is_empty(),
+        report.missing().is_empty()
+            && report.mismatched().is_empty()
+            && report.unexpected().is_empty(),
         "{report}"
     );
     let io = Checkpoint::open(dir.join(format!("{}_io.safetensors", name.replace('@', "_"))))?;

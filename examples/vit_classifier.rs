@@ -36,11 +36,16 @@ fn host(data: TensorData) -> anyhow::Result<Vec<f32>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/vit_classifier.yaml");
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/vit_classifier.yaml");
     let io = Checkpoint::open(bundled("timm/vit_narrow_io.safetensors"))?;
     let read = |key: &str| -> anyhow::Result<TensorData> {
         let e = io.get(key).ok_or_else(|| anyhow::anyhow!("no `{key}`"))?;
-        Ok(TensorData::from_bytes_vec(e.read()?, e.shape().to_vec(), DType::F32))
+        Ok(TensorData::from_bytes_vec(
+            e.read()?,
+            e.shape().to_vec(),
+            DType::F32,
+        ))
     };
     let (input, timm_features) = (read("input")?, read("features")?);
     let timm_features = host(timm_features)?;

@@ -298,7 +298,12 @@ fn load_writes_a_timm_vit_s_logits_at_another_image_size() {
     let out = run(&["load", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let wrong = fixture("resnet/classifier_input.npy");
-    let out = run(&["load", config.to_str().unwrap(), "--input", wrong.to_str().unwrap()]);
+    let out = run(&[
+        "load",
+        config.to_str().unwrap(),
+        "--input",
+        wrong.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("images, the model takes 384×384"),

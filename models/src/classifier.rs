@@ -7,8 +7,8 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{ChannelError, Features, RankError, Stage, StageError, unexpected_rank};
 use crate::convnext::ConvNeXt;
+use crate::features::{ChannelError, Features, RankError, Stage, StageError, unexpected_rank};
 use crate::resnet::ResNet;
 use crate::vit::VisionTransformer;
 

@@ -113,8 +113,7 @@ impl ConvNeXtConfig {
             Some(name) => {
                 let base = name.split('.').next().unwrap_or_default();
                 let size = base.strip_prefix("convnext_").unwrap_or_default();
-                let Some(&(_, depths, dims, conv_mlp)) =
-                    VARIANTS.iter().find(|(s, ..)| *s == size)
+                let Some(&(_, depths, dims, conv_mlp)) = VARIANTS.iter().find(|(s, ..)| *s == size)
                 else {
                     let known: Vec<String> = VARIANTS
                         .iter()
@@ -176,11 +175,8 @@ impl ConvNeXtSpec {
     /// Parameter values of the network, timm's count (`None` on overflow).
     pub fn parameter_count(&self) -> Option<u128> {
         use crate::limits::product as p;
-        let sum = |parts: &[Option<u128>]| {
-            parts
-                .iter()
-                .try_fold(0u128, |a, v| a.checked_add((*v)?))
-        };
+        let sum =
+            |parts: &[Option<u128>]| parts.iter().try_fold(0u128, |a, v| a.checked_add((*v)?));
         let [c0, ..] = self.dims;
         let mut total = sum(&[p(&[self.in_chans, 16, c0]), p(&[c0]), p(&[2, c0])])?;
         let mut prev = c0;
@@ -477,7 +473,9 @@ mod tests {
 
     #[test]
     fn unknown_names_and_impossible_values_name_their_field() {
-        let err = ConvNeXtConfig::variant("convnext_huge").resolve().unwrap_err();
+        let err = ConvNeXtConfig::variant("convnext_huge")
+            .resolve()
+            .unwrap_err();
         assert_eq!(err.field, "variant");
         assert!(err.message.contains("convnext_atto"), "{}", err.message);
         let mut c = ConvNeXtConfig::variant("convnext_tiny.fb_in22k");

@@ -32,8 +32,8 @@ mod vit;
 
 pub use classifier::{Activation, Backbone, Classifier};
 pub use convnext::{
-    BlockMlp, ConvMlp, ConvNeXt, ConvNeXtBlock, ConvNeXtConfig, ConvNeXtSpec, ConvNeXtStage, NormHead,
-    StageDownsample, Stem,
+    BlockMlp, ConvMlp, ConvNeXt, ConvNeXtBlock, ConvNeXtConfig, ConvNeXtSpec, ConvNeXtStage,
+    NormHead, StageDownsample, Stem,
 };
 pub use features::{ChannelError, Features, RankError, Stage, StageError};
 pub use head::{ClassifierHead, ClassifierHeadConfig, Head};

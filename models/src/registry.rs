@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::classifier::{Activation, Backbone, Classifier};
+use crate::convnext::ConvNeXtConfig;
 use crate::head::{ClassifierHeadConfig, Head};
 use crate::neck::{GlobalAveragePoolingConfig, Identity, Neck};
-use crate::convnext::ConvNeXtConfig;
 use crate::resnet::{InvalidField, ResNetConfig};
 use crate::vit::VisionTransformerConfig;
 

@@ -237,7 +237,10 @@ impl VisionTransformerConfig {
         let in_chans = pick(self.in_chans, None, "in_chans", Some(3))?;
         let reg_tokens = pick(self.reg_tokens, named.reg_tokens, "reg_tokens", Some(0))?;
         let class_token = self.class_token.or(named.class_token).unwrap_or(true);
-        let no_embed_class = self.no_embed_class.or(named.no_embed_class).unwrap_or(false);
+        let no_embed_class = self
+            .no_embed_class
+            .or(named.no_embed_class)
+            .unwrap_or(false);
         let global_pool = self
             .global_pool
             .or(named.global_pool)
@@ -415,7 +418,8 @@ impl VitSpec {
                 .collect(),
             norm: (!avg).then(norm),
             fc_norm: avg.then(norm),
-            head: (self.num_classes > 0).then(|| LinearConfig::new(d, self.num_classes).init(device)),
+            head: (self.num_classes > 0)
+                .then(|| LinearConfig::new(d, self.num_classes).init(device)),
             img_size: self.img_size,
             prefix_tokens: self.prefix_tokens(),
             no_embed_class: self.no_embed_class,
@@ -719,20 +723,28 @@ mod tests {
             (s.embed_dim, s.depth, s.num_heads, s.patch_size, s.img_size),
             (768, 12, 12, 16, 256)
         );
-        assert_eq!((s.class_token, s.reg_tokens, s.no_embed_class), (false, 4, true));
+        assert_eq!(
+            (s.class_token, s.reg_tokens, s.no_embed_class),
+            (false, 4, true)
+        );
         assert_eq!(s.global_pool, GlobalPool::Avg);
         let s = VisionTransformerConfig::variant("vit_large_patch32_224")
             .with_img_size(384)
             .resolve()
             .unwrap();
-        assert_eq!((s.embed_dim, s.depth, s.grid(), s.pos_tokens()), (1024, 24, 12, Some(145)));
+        assert_eq!(
+            (s.embed_dim, s.depth, s.grid(), s.pos_tokens()),
+            (1024, 24, 12, Some(145))
+        );
         for (name, says) in [
             ("resnet50", "not a timm Vision Transformer"),
             ("vit_gigantic_patch16_224", "unknown size `gigantic`"),
             ("vit_base_patch16_clip_224", "`clip` is not a part"),
             ("vit_base_224", "names no patch size"),
         ] {
-            let err = VisionTransformerConfig::variant(name).resolve().unwrap_err();
+            let err = VisionTransformerConfig::variant(name)
+                .resolve()
+                .unwrap_err();
             assert_eq!(err.field, "variant");
             assert!(err.message.contains(says), "{name}: {}", err.message);
         }

@@ -135,7 +135,7 @@ fn huge_pages(buffer: &mut [u8]) {
 
 /// Copy `src` into `dst` (equal lengths) in parallel chunks; `done(offset, len)` is told each
 /// chunk of `src` once it is copied.
-pub(crate) fn copy_chunks(src: &[u8], dst: &mut [u8], done: &(dyn Fn(usize, usize) + Sync)) {
+fn copy_chunks(src: &[u8], dst: &mut [u8], done: &(dyn Fn(usize, usize) + Sync)) {
     dst.par_chunks_mut(CHUNK)
         .zip(src.par_chunks(CHUNK))
         .enumerate()

@@ -170,12 +170,9 @@ fn read_copy(
             Ok(hasher)
         })
         .collect();
-    let mut whole = crc32fast::Hasher::new();
-    for piece in pieces {
-        whole.combine(&piece?);
-    }
-    if span.crc32.is_some() && Some(whole.finalize()) != span.crc32 {
-        span.verify(bytes)?;
+    let pieces = pieces.into_iter().collect::<std::io::Result<Vec<_>>>()?;
+    if let Some(expected) = span.crc32 {
+        crate::format::crc32_is(crate::format::combined_crc32(pieces), expected)?;
     }
     entry.check(bytes)?;
     Ok(vec![(
@@ -234,16 +231,8 @@ impl<'a> Checked<'a> {
         if !tiled {
             return self.span.verify(self.bytes);
         }
-        let mut whole = crc32fast::Hasher::new();
-        for (.., piece) in &pieces {
-            whole.combine(piece);
-        }
-        let found = whole.finalize();
-        if found == expected {
-            Ok(())
-        } else {
-            crate::format::crc32_matches(&[(self.bytes, expected)])
-        }
+        let found = crate::format::combined_crc32(pieces.into_iter().map(|(.., piece)| piece));
+        crate::format::crc32_is(found, expected)
     }
 }
 

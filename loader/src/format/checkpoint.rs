@@ -40,40 +40,46 @@ impl Span {
     /// `Ok` if `bytes` (this range's) match the recorded CRC-32, or none is recorded.
     pub(crate) fn verify(&self, bytes: &[u8]) -> io::Result<()> {
         match self.crc32 {
-            Some(expected) => crc32_matches(&[(bytes, expected)]),
+            Some(expected) => crc32_matches(bytes, expected),
             None => Ok(()),
         }
     }
 }
 
-/// Check each `(bytes, crc)`: the CRC-32 of the bytes, computed in parallel 4 MiB pieces and
-/// combined, must equal the recorded one.
-pub(crate) fn crc32_matches(ranges: &[(&[u8], u32)]) -> io::Result<()> {
-    use rayon::prelude::*;
-    for (bytes, expected) in ranges {
-        let pieces: Vec<crc32fast::Hasher> = bytes
-            .par_chunks(4 << 20)
-            .map(|piece| {
-                let mut h = crc32fast::Hasher::new();
-                h.update(piece);
-                h
-            })
-            .collect();
-        let mut whole = crc32fast::Hasher::new();
-        for piece in pieces {
-            whole.combine(&piece);
-        }
-        let found = whole.finalize();
-        if found != *expected {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "checksum mismatch: the storage's bytes have CRC-32 {found:#010x}, the archive records {expected:#010x} (damaged file)"
-                ),
-            ));
-        }
+/// The CRC-32 of consecutive pieces, each hashed on its own (in parallel), in order.
+pub(crate) fn combined_crc32(pieces: impl IntoIterator<Item = crc32fast::Hasher>) -> u32 {
+    let mut whole = crc32fast::Hasher::new();
+    for piece in pieces {
+        whole.combine(&piece);
     }
-    Ok(())
+    whole.finalize()
+}
+
+/// `Ok` if `found` is the CRC-32 the archive records, else the damaged-file error.
+pub(crate) fn crc32_is(found: u32, expected: u32) -> io::Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "checksum mismatch: the storage's bytes have CRC-32 {found:#010x}, the archive records {expected:#010x} (damaged file)"
+        ),
+    ))
+}
+
+/// Check that `bytes` have the CRC-32 `expected`, computed in parallel 4 MiB pieces.
+pub(crate) fn crc32_matches(bytes: &[u8], expected: u32) -> io::Result<()> {
+    use rayon::prelude::*;
+    let pieces: Vec<crc32fast::Hasher> = bytes
+        .par_chunks(4 << 20)
+        .map(|piece| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(piece);
+            h
+        })
+        .collect();
+    crc32_is(combined_crc32(pieces), expected)
 }
 
 impl TensorEntry {

@@ -15,7 +15,7 @@ mod sniff;
 mod torch_pickle;
 
 pub use checkpoint::{Checkpoint, TensorEntry, natural_cmp};
-pub(crate) use checkpoint::{Opened, Span, crc32_matches};
+pub(crate) use checkpoint::{Opened, Span, combined_crc32, crc32_is};
 pub use safetensors::safetensors_dtype;
 
 use std::fmt;

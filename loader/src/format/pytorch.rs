@@ -228,8 +228,15 @@ fn facts<R: Read + Seek>(shown: &Path, reader: R) -> Result<Option<ArchiveFacts>
         format: Format::PytorchZip,
         source: e,
     };
-    let mut archive =
-        zip::ZipArchive::new(reader).map_err(|e| corrupt(context("zip archive", e)))?;
+    // The archive starts at byte 0, as PyTorch's own reader requires. The zip crate's
+    // detection of prepended bytes is not asked: it takes a `torch.save` file whose stem has
+    // 21 characters for one with 76 prepended bytes (its first directory entry is as long as
+    // the zip64 records after the directory) and fails.
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    let mut archive = zip::ZipArchive::with_config(config, reader)
+        .map_err(|e| corrupt(context("zip archive", e)))?;
     if scripted(&archive) {
         return Err(Error::TorchScript {
             path: shown.to_path_buf(),

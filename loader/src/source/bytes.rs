@@ -142,8 +142,11 @@ impl ByteSource for Mapped {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let bytes = self.slice(offset, len)?.to_vec();
-        self.release(offset, len);
+        // Bounds first (a damaged header must not allocate), then one positional read: the
+        // mapping's pages are never touched, so there is nothing to release.
+        self.slice(offset, len)?;
+        let mut bytes = vec![0; len];
+        self.read_into(offset, &mut bytes)?;
         Ok(bytes)
     }
 

@@ -79,6 +79,25 @@ fn views_and_shared_storages_read_as_pytorch_reads_them() {
     assert_eq!(nocrc.get("weight").unwrap().read().unwrap().len(), 36);
 }
 
+/// `torch.save` names the archive's root after the file's stem; with 21 characters its first
+/// directory entry is as long as the zip64 records after the directory, which the zip crate's
+/// detection of prepended bytes took for 76 of them (`vit_small_patch16_224.pth` failed).
+#[test]
+fn a_checkpoint_whose_stem_has_21_characters_reads() {
+    let checkpoint = Checkpoint::open(fixture("storage/stem_of_21_characters.pth")).unwrap();
+    let views = Checkpoint::open(fixture("storage/views.pth")).unwrap();
+    let ours = checkpoint.get("plain").unwrap();
+    assert_eq!(ours.shape(), [4, 6]);
+    assert!(
+        ours.byte_range().is_some(),
+        "read in place, not by the fallback"
+    );
+    assert_eq!(
+        ours.read().unwrap(),
+        views.get("plain").unwrap().read().unwrap()
+    );
+}
+
 #[test]
 fn every_resnet_tensor_is_read_in_place_as_pytorch_reader_reads_it() {
     // The ResNet fixtures are plain `state_dict()`s: every tensor is a contiguous storage,

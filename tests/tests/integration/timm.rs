@@ -97,7 +97,10 @@ fn a_vit_checkpoint_for_224_loads_into_384_with_its_grid_resampled() {
     };
     assert_eq!(adapted.key, "pos_embed");
     assert_eq!(
-        (adapted.checkpoint_shape.clone(), adapted.model_shape.clone()),
+        (
+            adapted.checkpoint_shape.clone(),
+            adapted.model_shape.clone()
+        ),
         (vec![1, 197, 48], vec![1, 577, 48])
     );
     assert_eq!(
@@ -123,7 +126,9 @@ fn a_vit_checkpoint_for_224_loads_into_384_with_its_grid_resampled() {
     assert_eq!(report.mismatched()[0].rule.as_deref(), Some("^pos_embed$"));
 
     // A dry run plans the same adaptation without reading a tensor.
-    let planned = BACKBONES.plan(&config_with_plain_pretrain(), &Device::flex()).unwrap();
+    let planned = BACKBONES
+        .plan(&config_with_plain_pretrain(), &Device::flex())
+        .unwrap();
     let report = &planned.report.loads()[0].report;
     assert_eq!(report.adapted().len(), 1);
     assert_eq!(report.bytes_read(), 0);
@@ -144,7 +149,10 @@ fn vit_with_register_tokens_and_average_pooling_matches_timm() {
         "pretrain": path("timm/vit_reg_narrow.pth"),
     });
     let (model, report) = build_backbone(&config);
-    assert_eq!(report.loaded().len(), stored_keys("timm/vit_reg_narrow.pth"));
+    assert_eq!(
+        report.loaded().len(),
+        stored_keys("timm/vit_reg_narrow.pth")
+    );
     assert!(report.loaded().iter().any(|k| k == "reg_token"));
     assert!(report.loaded().iter().any(|k| k == "fc_norm.weight"));
     assert!(!report.loaded().iter().any(|k| k == "cls_token"));
@@ -165,10 +173,19 @@ fn narrow_convnexts_load_every_tensor_and_match_timm() {
             "depths": depths, "dims": [8, 16, 24, 32], "pretrain": path(&pth),
         });
         let (model, report) = build_backbone(&config);
-        assert_eq!(report.loaded().len(), stored_keys(&pth), "{variant}: {report}");
+        assert_eq!(
+            report.loaded().len(),
+            stored_keys(&pth),
+            "{variant}: {report}"
+        );
         assert!(report.unexpected().is_empty() && report.missing().is_empty());
         // The layer scale is timm's `gamma`, loaded as itself.
-        assert!(report.loaded().iter().any(|k| k == "stages.2.blocks.0.gamma"));
+        assert!(
+            report
+                .loaded()
+                .iter()
+                .any(|k| k == "stages.2.blocks.0.gamma")
+        );
         let err = output(&model, &io, "logits");
         assert!(err <= 1e-4, "{variant}: logits relative error {err}");
 
@@ -223,7 +240,10 @@ fn classifier_with_a_vit_backbone_and_a_200_class_head() {
     save_pretrained(&built.model, &file).unwrap();
     let saved = Checkpoint::open(&file).unwrap();
     assert_eq!(
-        saved.get("backbone.blocks.0.attn.qkv.weight").unwrap().shape(),
+        saved
+            .get("backbone.blocks.0.attn.qkv.weight")
+            .unwrap()
+            .shape(),
         [144, 48]
     );
     let mut config = vit_config(0);
@@ -245,7 +265,11 @@ fn timm_backbones_build_from_yaml_and_toml() {
         path("timm/vit_narrow.pth")
     );
     for (text, format, io) in [
-        (yaml, ConfigFormat::Yaml, "timm/convnext_atto_narrow_io.safetensors"),
+        (
+            yaml,
+            ConfigFormat::Yaml,
+            "timm/convnext_atto_narrow_io.safetensors",
+        ),
         (toml, ConfigFormat::Toml, "timm/vit_narrow_io.safetensors"),
     ] {
         let config = parse_config(&text, format, "<test>").unwrap();
