@@ -10,35 +10,26 @@
 //! and prints the relative error against PyTorch's output.
 
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
-use burn_pretrain::{Checkpoint, PretrainExt};
-use burn_pretrain_examples::{bundled, devices::devices};
+use burn_pretrain::PretrainExt;
+use burn_pretrain_examples::{
+    bundled, bundled_data, devices::devices, host_values, relative_error,
+};
 use burn_pretrain_models::ResNetConfig;
 
 fn main() -> anyhow::Result<()> {
-    let io = Checkpoint::open(bundled("resnet/resnet18_narrow_io.safetensors"))?;
-    let read = |key: &str| -> anyhow::Result<TensorData> {
-        let e = io.get(key).ok_or_else(|| anyhow::anyhow!("no `{key}`"))?;
-        Ok(TensorData::from_bytes_vec(
-            e.read()?,
-            e.shape().to_vec(),
-            DType::F32,
-        ))
-    };
-    let (input, expected) = (read("input")?, read("features")?);
+    let io = "resnet/resnet18_narrow_io.safetensors";
+    let (input, expected) = (bundled_data(io, "input")?, bundled_data(io, "features")?);
+    let expected = host_values(expected)?;
     for (name, device) in devices() {
         let net = ResNetConfig::resnet18()
             .with_base_channels(8)
             .init(&device)?;
         let (net, report) = net.load_pretrained(bundled("resnet/resnet18_narrow.pth"))?;
         let out = net.forward(Tensor::<4>::from_data(input.clone(), &device));
-        let want = Tensor::<4>::from_data(expected.clone(), &device);
-        let diff: f32 = (out - want.clone()).abs().max().into_scalar();
-        let scale: f32 = want.abs().max().into_scalar();
         println!(
             "{name:8} {device:?}: {} tensors loaded, relative error vs PyTorch {:.3e}",
             report.loaded().len(),
-            diff / scale
+            relative_error(&host_values(out.into_data())?, &expected)
         );
     }
     Ok(())

@@ -14,41 +14,15 @@
 //! trained, so its classes mean nothing yet: fine-tuning starts here.
 
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
-use burn_pretrain::Checkpoint;
-use burn_pretrain_examples::{bundled, devices::devices};
+use burn_pretrain_examples::{bundled_data, devices::devices, host_values, relative_error};
 use burn_pretrain_models::{Features, MODELS, Stage};
-
-fn relative_error(a: &[f32], b: &[f32]) -> f32 {
-    let diff = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    diff / b.iter().map(|y| y.abs()).fold(0f32, f32::max)
-}
-
-/// A tensor's values on the host, as f32.
-fn host(data: TensorData) -> anyhow::Result<Vec<f32>> {
-    data.convert::<f32>()
-        .try_to_vec()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-}
 
 fn main() -> anyhow::Result<()> {
     let config =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/vit_classifier.yaml");
-    let io = Checkpoint::open(bundled("timm/vit_narrow_io.safetensors"))?;
-    let read = |key: &str| -> anyhow::Result<TensorData> {
-        let e = io.get(key).ok_or_else(|| anyhow::anyhow!("no `{key}`"))?;
-        Ok(TensorData::from_bytes_vec(
-            e.read()?,
-            e.shape().to_vec(),
-            DType::F32,
-        ))
-    };
-    let (input, timm_features) = (read("input")?, read("features")?);
-    let timm_features = host(timm_features)?;
+    let io = "timm/vit_narrow_io.safetensors";
+    let input = bundled_data(io, "input")?;
+    let timm_features = host_values(bundled_data(io, "features")?)?;
     let mut first: Option<Vec<f32>> = None;
     for (name, device) in devices() {
         let built = MODELS.build_from_file(&config, &device)?;
@@ -58,7 +32,7 @@ fn main() -> anyhow::Result<()> {
         let Features::D2(features) = model.backbone.forward(Features::D4(images.clone())) else {
             anyhow::bail!("the backbone gives pooled features")
         };
-        let features = host(features.into_data())?;
+        let features = host_values(features.into_data())?;
         println!(
             "backbone features vs timm: relative error {:.2e}",
             relative_error(&features, &timm_features)
@@ -67,12 +41,11 @@ fn main() -> anyhow::Result<()> {
         let probabilities = model.forward(images);
         let [_, classes] = probabilities.dims();
         let (top, index) = probabilities.topk_with_indices(3, 1);
-        let top = host(top.into_data())?;
-        let index: Vec<i64> = index
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let top = host_values(top.into_data())?;
+        let index: Vec<usize> = host_values(index.into_data())?
+            .into_iter()
+            .map(|i| i as usize)
+            .collect();
         println!("{classes} classes, top 3 (untrained head): {index:?} with {top:.4?}");
         match &first {
             None => first = Some(features),

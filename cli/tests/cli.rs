@@ -248,16 +248,7 @@ fn load_runs_the_model_and_matches_pytorch() {
     assert_eq!(json["unexpected"], serde_json::json!([]));
     assert_eq!(json["mismatched"], serde_json::json!([]));
     assert_eq!(json["output_shape"], serde_json::json!([2, 100]));
-    let got = read_npy(&out_path);
-    let want = read_npy(&fixture("resnet/classifier_probabilities.npy"));
-    assert_eq!(got.len(), want.len());
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    let scale = want.iter().map(|b| b.abs()).fold(0f32, f32::max);
-    assert!(diff / scale <= 1e-4, "relative error {}", diff / scale);
+    assert_npy_close(&out_path, &fixture("resnet/classifier_probabilities.npy"));
 }
 
 /// A timm ViT made for 224 built at 384 from a config: the position embedding is resampled
@@ -283,16 +274,7 @@ fn load_writes_a_timm_vit_s_logits_at_another_image_size() {
         "{text}"
     );
     assert!(text.contains("output [1, 10]"), "{text}");
-    let got = read_npy(&out_path);
-    let want = read_npy(&fixture("timm/vit_narrow_384_logits.npy"));
-    assert_eq!(got.len(), want.len());
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    let scale = want.iter().map(|b| b.abs()).fold(0f32, f32::max);
-    assert!(diff / scale <= 1e-4, "relative error {}", diff / scale);
+    assert_npy_close(&out_path, &fixture("timm/vit_narrow_384_logits.npy"));
 
     // Without an input the generated batch has the model's size; a wrong size is refused.
     let out = run(&["load", config.to_str().unwrap()]);
@@ -310,6 +292,19 @@ fn load_writes_a_timm_vit_s_logits_at_another_image_size() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The arrays of two .npy files agree within a relative error of 1e-4 (max |diff| / max |want|).
+fn assert_npy_close(got: &Path, want: &Path) {
+    let (got, want) = (read_npy(got), read_npy(want));
+    assert_eq!(got.len(), want.len());
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let scale = want.iter().map(|b| b.abs()).fold(0f32, f32::max);
+    assert!(diff / scale <= 1e-4, "relative error {}", diff / scale);
 }
 
 fn read_npy(path: &Path) -> Vec<f32> {

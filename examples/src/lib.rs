@@ -139,6 +139,39 @@ pub fn bundled(relative: &str) -> PathBuf {
     path.canonicalize().unwrap_or(path)
 }
 
+/// An f32 tensor PyTorch or timm saved in a bundled file (`resnet/resnet18_narrow_io.safetensors`,
+/// `input`), as data for any device.
+pub fn bundled_data(file: &str, key: &str) -> std::io::Result<burn::tensor::TensorData> {
+    let checkpoint =
+        burn_pretrain::Checkpoint::open(bundled(file)).map_err(std::io::Error::other)?;
+    let entry = checkpoint
+        .get(key)
+        .ok_or_else(|| std::io::Error::other(format!("{file} has no `{key}`")))?;
+    Ok(burn::tensor::TensorData::from_bytes_vec(
+        entry.read()?,
+        entry.shape().to_vec(),
+        burn::tensor::DType::F32,
+    ))
+}
+
+/// Values on the host, as f32.
+pub fn host_values(data: burn::tensor::TensorData) -> std::io::Result<Vec<f32>> {
+    data.convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))
+}
+
+/// max |ours − theirs| / max |theirs|: the figure every parity check in this repository uses.
+pub fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
+    assert_eq!(ours.len(), theirs.len(), "outputs of different sizes");
+    let diff = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    diff / theirs.iter().map(|b| b.abs()).fold(0f32, f32::max)
+}
+
 /// Log to stderr at `info` (or `RUST_LOG`), without targets and times, as the examples do.
 pub fn init_logging() {
     tracing_subscriber::fmt()

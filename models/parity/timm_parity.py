@@ -3,7 +3,7 @@
     python models/parity/timm_parity.py [vit_small_patch16_224 vit_small_patch16_224@384 convnext_tiny ...]
 
 Needs torch and timm (1.0.20 tested). Builds each timm model with random weights (layer scale
-and position embeddings too), saves its state dict (with timm's 1000-class head), an input
+and position embeddings too, as `tests/fixtures/timm/generate.py` randomizes them), saves its state dict (with timm's 1000-class head), an input
 batch [2, 3, S, S] and timm's eval-mode logits into a temporary folder, then runs the Rust
 side (`cargo run --release --example parity`), which builds the model from its config
 (`{"type": "VisionTransformer", "variant": NAME, "num_classes": 1000}`), loads the checkpoint
@@ -25,22 +25,8 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def randomize(model):
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.dim() == 1 and "norm" in name and name.endswith("weight"):
-                t.copy_(torch.rand_like(t) + 0.5)
-            elif name.endswith("gamma"):
-                t.copy_(torch.rand_like(t) * 0.5 + 0.5)
-            elif t.dim() == 1:
-                t.copy_(torch.randn_like(t) * 0.1)
-            elif name in ("pos_embed", "cls_token", "reg_token"):
-                t.copy_(torch.randn_like(t) * 0.5)
-            else:
-                t.copy_(torch.randn_like(t) / t[0].numel() ** 0.5)
-    return model.eval()
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "timm"))
+from generate import randomize  # noqa: E402  (the fixtures' random weights, gamma and pos_embed too)
 
 
 def main(names):

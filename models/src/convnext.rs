@@ -17,7 +17,9 @@ use burn::tensor::activation::gelu;
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{ChannelError, Features, RankError, Stage, unexpected_rank};
+use crate::features::{
+    ChannelError, Features, RankError, Stage, takes_channels, takes_images, unexpected_rank,
+};
 use crate::resnet::InvalidField;
 use crate::vit::Mlp;
 
@@ -412,15 +414,7 @@ impl ConvNeXt {
 
 impl Stage for ConvNeXt {
     fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
-        match input_rank {
-            4 => Ok(2),
-            got => Err(RankError {
-                stage: "ConvNeXt".into(),
-                takes: "images [batch, channels, height, width] (rank 4)".into(),
-                got,
-                hint: None,
-            }),
-        }
+        takes_images("ConvNeXt", input_rank, 2)
     }
 
     fn input_channels(&self) -> Option<usize> {
@@ -428,14 +422,7 @@ impl Stage for ConvNeXt {
     }
 
     fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
-        let takes = self.input_channels().unwrap_or(input);
-        if input != takes {
-            return Err(ChannelError {
-                stage: "ConvNeXt".into(),
-                takes,
-                got: input,
-            });
-        }
+        takes_channels("ConvNeXt", self.input_channels(), input)?;
         Ok(match &self.head.fc {
             Some(fc) => fc.weight.lazy_shape().to_vec()[1],
             None => self.head.norm.gamma.lazy_shape().to_vec()[0],

@@ -103,6 +103,40 @@ pub trait Stage {
     fn forward(&self, x: Features) -> Features;
 }
 
+/// The rank-check of a backbone that takes images: `gives` for rank 4, else the error naming
+/// `stage`.
+pub(crate) fn takes_images(
+    stage: &str,
+    input_rank: usize,
+    gives: usize,
+) -> Result<usize, RankError> {
+    match input_rank {
+        4 => Ok(gives),
+        got => Err(RankError {
+            stage: stage.into(),
+            takes: "images [batch, channels, height, width] (rank 4)".into(),
+            got,
+            hint: None,
+        }),
+    }
+}
+
+/// `Ok` when a backbone taking `takes` image channels (if it fixes them) gets `got`.
+pub(crate) fn takes_channels(
+    stage: &str,
+    takes: Option<usize>,
+    got: usize,
+) -> Result<(), ChannelError> {
+    match takes {
+        Some(takes) if takes != got => Err(ChannelError {
+            stage: stage.into(),
+            takes,
+            got,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A message for the rank a stage did not expect: only reachable when a stage is used
 /// without the build-time check.
 pub(crate) fn unexpected_rank(stage: &str, got: usize) -> ! {

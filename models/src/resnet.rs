@@ -13,7 +13,9 @@ use burn::tensor::activation::relu;
 use burn_pretrain::Pretrainable;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{ChannelError, Features, RankError, Stage, unexpected_rank};
+use crate::features::{
+    ChannelError, Features, RankError, Stage, takes_channels, takes_images, unexpected_rank,
+};
 
 /// The depths torchvision defines, with their block type and blocks per stage.
 const DEPTHS: [(usize, bool, [usize; 4]); 5] = [
@@ -482,15 +484,7 @@ impl ResNet {
 
 impl Stage for ResNet {
     fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
-        match input_rank {
-            4 => Ok(4),
-            got => Err(RankError {
-                stage: "ResNet".into(),
-                takes: "images [batch, channels, height, width] (rank 4)".into(),
-                got,
-                hint: None,
-            }),
-        }
+        takes_images("ResNet", input_rank, 4)
     }
 
     fn input_channels(&self) -> Option<usize> {
@@ -498,14 +492,7 @@ impl Stage for ResNet {
     }
 
     fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
-        let takes = self.input_channels().unwrap_or(input);
-        if input != takes {
-            return Err(ChannelError {
-                stage: "ResNet".into(),
-                takes,
-                got: input,
-            });
-        }
+        takes_channels("ResNet", self.input_channels(), input)?;
         let last = [&self.layer4, &self.layer3, &self.layer2, &self.layer1]
             .into_iter()
             .find_map(|stage| stage.last());

@@ -17,10 +17,12 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use burn_pretrain::Pretrainable;
-use burn_pretrain::mapping::{Layout, Mapper, Part, linear_layout};
+use burn_pretrain::mapping::{Mapper, packed_qkv};
 use serde::{Deserialize, Serialize};
 
-use crate::features::{ChannelError, Features, RankError, Stage, unexpected_rank};
+use crate::features::{
+    ChannelError, Features, RankError, Stage, takes_channels, takes_images, unexpected_rank,
+};
 use crate::resnet::InvalidField;
 
 /// timm's ViT sizes: name, embedding width, depth, heads.
@@ -461,28 +463,10 @@ pub struct Attention {
 
 impl Pretrainable for Attention {
     fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
-        let mha = &mut self.mha;
-        let [q, k, v] = [&mut mha.query, &mut mha.key, &mut mha.value];
-        let layouts = [&q.weight, &k.weight, &v.weight].map(linear_layout);
         m.field("qkv", "mha", |m| {
-            m.packed(
-                "weight",
-                0,
-                vec![
-                    Part::new("query.weight", &mut q.weight, layouts[0]),
-                    Part::new("key.weight", &mut k.weight, layouts[1]),
-                    Part::new("value.weight", &mut v.weight, layouts[2]),
-                ],
-            );
-            let mut biases = Vec::new();
-            for (name, linear) in [("query.bias", q), ("key.bias", k), ("value.bias", v)] {
-                if let Some(bias) = &mut linear.bias {
-                    biases.push(Part::new(name, bias, Layout::Same));
-                }
-            }
-            m.packed("bias", 0, biases);
+            packed_qkv(m, &mut self.mha, "weight", "bias")
         });
-        m.child("proj", "mha.output", &mut mha.output);
+        m.child("proj", "mha.output", &mut self.mha.output);
     }
 }
 
@@ -644,15 +628,7 @@ impl VisionTransformer {
 
 impl Stage for VisionTransformer {
     fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
-        match input_rank {
-            4 => Ok(2),
-            got => Err(RankError {
-                stage: "VisionTransformer".into(),
-                takes: "images [batch, channels, height, width] (rank 4)".into(),
-                got,
-                hint: None,
-            }),
-        }
+        takes_images("VisionTransformer", input_rank, 2)
     }
 
     fn input_channels(&self) -> Option<usize> {
@@ -670,14 +646,7 @@ impl Stage for VisionTransformer {
     }
 
     fn output_channels(&self, input: usize) -> Result<usize, ChannelError> {
-        let takes = self.input_channels().unwrap_or(input);
-        if input != takes {
-            return Err(ChannelError {
-                stage: "VisionTransformer".into(),
-                takes,
-                got: input,
-            });
-        }
+        takes_channels("VisionTransformer", self.input_channels(), input)?;
         Ok(match &self.head {
             Some(head) => head.weight.lazy_shape().to_vec()[1],
             None => self.embed_dim(),

@@ -11,6 +11,8 @@
 
 mod nn;
 
+pub use nn::packed_qkv;
+
 use std::collections::{BTreeSet, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};

@@ -307,15 +307,11 @@ recurrent!(nn::Rnn, nn::BiRnn, |rnn| vec![("gate", &mut rnn.gate)]);
 
 impl Pretrainable for attention::MultiHeadAttention {
     fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
-        let [q, k, v] = [&mut self.query, &mut self.key, &mut self.value];
-        let layouts = [
-            linear_layout(&q.weight),
-            linear_layout(&k.weight),
-            linear_layout(&v.weight),
-        ];
         // PyTorch stores separate projections only when key/value dims differ from the
         // model's; a checkpoint holding them is taken in that form.
         if m.has_key("q_proj_weight") && !m.has_key("in_proj_weight") {
+            let [q, k, v] = [&mut self.query, &mut self.key, &mut self.value];
+            let layouts = [&q.weight, &k.weight, &v.weight].map(linear_layout);
             m.field("q_proj_weight", "query.weight", |m| {
                 m.param(&mut q.weight, layouts[0])
             });
@@ -325,26 +321,52 @@ impl Pretrainable for attention::MultiHeadAttention {
             m.field("v_proj_weight", "value.weight", |m| {
                 m.param(&mut v.weight, layouts[2])
             });
+            m.packed("in_proj_bias", 0, qkv_biases([q, k, v]));
         } else {
-            m.packed(
-                "in_proj_weight",
-                0,
-                vec![
-                    Part::new("query.weight", &mut q.weight, layouts[0]),
-                    Part::new("key.weight", &mut k.weight, layouts[1]),
-                    Part::new("value.weight", &mut v.weight, layouts[2]),
-                ],
-            );
+            packed_qkv(m, self, "in_proj_weight", "in_proj_bias");
         }
-        let mut biases = Vec::new();
-        for (name, linear) in [("query.bias", q), ("key.bias", k), ("value.bias", v)] {
-            if let Some(bias) = &mut linear.bias {
-                biases.push(Part::new(name, bias, Layout::Same));
-            }
-        }
-        m.packed("in_proj_bias", 0, biases);
         m.child("out_proj", "output", &mut self.output);
     }
+}
+
+/// Map a `MultiHeadAttention`'s query, key and value from one packed projection, as PyTorch
+/// and timm store them: the weights stacked along the output axis at `weight`
+/// (`[3·D, D]`), the biases at `bias` (`[3·D]`; none where the projections have none), both
+/// keys below the current level. `nn.MultiheadAttention` names them `in_proj_weight` and
+/// `in_proj_bias`; timm's `Attention` is a Linear `qkv` (`qkv.weight`, `qkv.bias`). The output
+/// projection is the caller's to map (`out_proj`, timm's `proj`).
+pub fn packed_qkv(
+    m: &mut Mapper<'_>,
+    mha: &mut attention::MultiHeadAttention,
+    weight: &str,
+    bias: &str,
+) {
+    let [q, k, v] = [&mut mha.query, &mut mha.key, &mut mha.value];
+    let layouts = [&q.weight, &k.weight, &v.weight].map(linear_layout);
+    m.packed(
+        weight,
+        0,
+        vec![
+            Part::new("query.weight", &mut q.weight, layouts[0]),
+            Part::new("key.weight", &mut k.weight, layouts[1]),
+            Part::new("value.weight", &mut v.weight, layouts[2]),
+        ],
+    );
+    m.packed(bias, 0, qkv_biases([q, k, v]));
+}
+
+/// The biases of query, key and value that exist, in that order.
+fn qkv_biases<'p>(linears: [&'p mut nn::Linear; 3]) -> Vec<Part<'p, 1>> {
+    ["query.bias", "key.bias", "value.bias"]
+        .into_iter()
+        .zip(linears)
+        .filter_map(|(name, linear)| {
+            linear
+                .bias
+                .as_mut()
+                .map(|bias| Part::new(name, bias, Layout::Same))
+        })
+        .collect()
 }
 
 impl Pretrainable for transformer::TransformerEncoderLayer {

@@ -443,11 +443,14 @@ impl LoadReport {
     }
 }
 
+/// A stored shape and the parts below their common parent.
+type SplitKind = (Vec<usize>, Vec<String>);
+
 /// Splits with the same stored shape and the same parts below their common parent (`query.weight,
 /// key.weight, value.weight` of every block's `qkv.weight`), with their keys, in order of first
 /// appearance: one line per group, however deep the model.
-fn group_splits(splits: &[Split]) -> Vec<((Vec<usize>, Vec<String>), Vec<String>)> {
-    let mut groups: Vec<((Vec<usize>, Vec<String>), Vec<String>)> = Vec::new();
+fn group_splits(splits: &[Split]) -> Vec<(SplitKind, Vec<String>)> {
+    let mut groups: Vec<(SplitKind, Vec<String>)> = Vec::new();
     for s in splits {
         let segments: Vec<Vec<&str>> = s.parts.iter().map(|p| p.split('.').collect()).collect();
         let common = match segments.split_first() {

@@ -3,16 +3,14 @@
 //! flex's within 1e-4; timm's ViT and ConvNeXt match timm on each.
 
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
-use burn_pretrain::{Checkpoint, PretrainExt};
-use burn_pretrain_examples::devices::devices;
+use burn::tensor::TensorData;
+use burn_pretrain::PretrainExt;
+use burn_pretrain_examples::{bundled_data, devices::devices, relative_error};
 use burn_pretrain_models::ResNetConfig;
 use burn_pretrain_tests::fixture;
 
 fn io(key: &str) -> TensorData {
-    let ckpt = Checkpoint::open(fixture("resnet/resnet18_narrow_io.safetensors")).unwrap();
-    let e = ckpt.get(key).unwrap();
-    TensorData::from_bytes_vec(e.read().unwrap(), e.shape().to_vec(), DType::F32)
+    bundled_data("resnet/resnet18_narrow_io.safetensors", key).unwrap()
 }
 
 /// Load and run on `device`; the output comes back to the host.
@@ -34,16 +32,6 @@ fn features_on(device: &Device) -> (usize, Vec<f32>) {
         report.loaded().len(),
         out.into_data().convert::<f32>().try_to_vec().unwrap(),
     )
-}
-
-fn relative_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let diff = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    diff / b.iter().map(|y| y.abs()).fold(0f32, f32::max)
 }
 
 #[test]
@@ -87,11 +75,7 @@ fn timm_backbones_on_every_backend() {
             "timm/convnext_tiny_narrow_io.safetensors",
         ),
     ] {
-        let ckpt = Checkpoint::open(fixture(io)).unwrap();
-        let read = |key: &str| {
-            let e = ckpt.get(key).unwrap();
-            TensorData::from_bytes_vec(e.read().unwrap(), e.shape().to_vec(), DType::F32)
-        };
+        let read = |key: &str| bundled_data(io, key).unwrap();
         let timm: Vec<f32> = read("logits").convert::<f32>().try_to_vec().unwrap();
         for (name, device) in devices() {
             let model = BACKBONES.build(&config, &device).unwrap().model;
