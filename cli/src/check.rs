@@ -100,6 +100,13 @@ fn text(
                 m.key, m.model_shape, m.checkpoint_shape
             ));
         }
+        // Loads whose shapes a policy will change (counted in `load`): what it will do.
+        for a in r.adapted() {
+            out.push_str(&format!(
+                "  {}: checkpoint {:?} → model {:?}, {}\n",
+                a.key, a.checkpoint_shape, a.model_shape, a.how
+            ));
+        }
     }
     out.push_str(&models::table(rows));
     if !unexpected.is_empty() {

@@ -276,6 +276,15 @@ fn load_writes_a_timm_vit_s_logits_at_another_image_size() {
     assert!(text.contains("output [1, 10]"), "{text}");
     assert_npy_close(&out_path, &fixture("timm/vit_narrow_384_logits.npy"));
 
+    // `check` plans the same resampling, reading no tensor.
+    let out = run(&["check", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("  pos_embed: checkpoint [1, 197, 48] → model [1, 577, 48], resampled grid 14×14 → 24×24"),
+        "{text}"
+    );
+
     // Without an input the generated batch has the model's size; a wrong size is refused.
     let out = run(&["load", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
