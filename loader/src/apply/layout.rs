@@ -39,6 +39,49 @@ impl Buffer {
         buffer
     }
 
+    /// `elements` elements of `size` bytes written by `fill`, which is handed the buffer's
+    /// bytes uninitialised and must write every one of them before it returns `Ok` (as
+    /// [`Mapped::read_into_uninit`](crate::source::bytes::Mapped::read_into_uninit) does): no
+    /// zeroing pass over memory that is about to be overwritten.
+    pub(crate) fn filled<E>(
+        size: usize,
+        elements: usize,
+        fill: impl FnOnce(&mut [std::mem::MaybeUninit<u8>]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        fn make<T: bytemuck::Pod, E>(
+            elements: usize,
+            fill: impl FnOnce(&mut [std::mem::MaybeUninit<u8>]) -> Result<(), E>,
+        ) -> Result<Vec<T>, E> {
+            let mut out: Vec<T> = Vec::with_capacity(elements);
+            let spare = &mut out.spare_capacity_mut()[..elements];
+            let len = size_of_val(spare);
+            // SAFETY: the spare capacity of `elements` values of `T` is `len` bytes of memory
+            // this function owns; viewing it as uninitialised bytes is always valid.
+            #[allow(unsafe_code)]
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(
+                    spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
+                    len,
+                )
+            };
+            huge_pages_uninit(bytes);
+            fill(bytes)?;
+            // SAFETY: `fill` returned `Ok`, so it wrote every byte of the first `elements`
+            // values, and any bit pattern is a valid `T` (`Pod`).
+            #[allow(unsafe_code)]
+            unsafe {
+                out.set_len(elements)
+            };
+            Ok(out)
+        }
+        Ok(match size {
+            2 => Self::B2(make(elements, fill)?),
+            4 => Self::B4(make(elements, fill)?),
+            8 => Self::B8(make(elements, fill)?),
+            _ => Self::B1(make(elements * size.max(1), fill)?),
+        })
+    }
+
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
             Self::B1(v) => v,
@@ -123,6 +166,29 @@ fn huge_pages(buffer: &mut [u8]) {
             // SAFETY: `first..end` lies inside `buffer`, which this process owns and nothing
             // else refers to yet; MADV_HUGEPAGE only marks the range as eligible for huge
             // pages and never changes its contents or mapping. Its result is advisory.
+            #[allow(unsafe_code)]
+            let _ = unsafe {
+                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE)
+            };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buffer;
+}
+
+/// [`huge_pages`] for a buffer not written yet.
+fn huge_pages_uninit(buffer: &mut [std::mem::MaybeUninit<u8>]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        if buffer.len() < 2 * HUGE {
+            return;
+        }
+        let start = buffer.as_mut_ptr() as usize;
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + buffer.len()) / HUGE * HUGE;
+        if end > first {
+            // SAFETY: as in `huge_pages`: an advisory flag over memory this process owns.
             #[allow(unsafe_code)]
             let _ = unsafe {
                 libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE)

@@ -146,35 +146,38 @@ fn read_copy(
     piece: &Piece,
 ) -> std::io::Result<Vec<(String, TensorData)>> {
     let dtype = entry.dtype().to_burn_dtype();
-    let mut out = Buffer::zeroed(dtype.size(), entry.num_elements());
-    let bytes = out.bytes_mut();
-    if bytes.len() != span.len {
+    let elements = entry.num_elements();
+    if elements.checked_mul(dtype.size()) != Some(span.len) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
                 "expected {} bytes, the file holds {}",
-                bytes.len(),
+                elements.saturating_mul(dtype.size()),
                 span.len
             ),
         ));
     }
-    let pieces: Vec<std::io::Result<crc32fast::Hasher>> = bytes
-        .par_chunks_mut(layout::CHUNK)
-        .enumerate()
-        .map(|(i, piece)| {
-            map.read_into(span.offset + (i * layout::CHUNK) as u64, piece)?;
-            let mut hasher = crc32fast::Hasher::new();
-            if span.crc32.is_some() {
-                hasher.update(piece);
-            }
-            Ok(hasher)
-        })
-        .collect();
-    let pieces = pieces.into_iter().collect::<std::io::Result<Vec<_>>>()?;
-    if let Some(expected) = span.crc32 {
-        crate::format::crc32_is(crate::format::combined_crc32(pieces), expected)?;
-    }
-    entry.check(bytes)?;
+    let out = Buffer::filled(dtype.size(), elements, |bytes| {
+        let pieces = bytes
+            .par_chunks_mut(layout::CHUNK)
+            .enumerate()
+            .map(|(i, piece)| {
+                let piece =
+                    map.read_into_uninit(span.offset + (i * layout::CHUNK) as u64, piece)?;
+                let mut hasher = crc32fast::Hasher::new();
+                if span.crc32.is_some() {
+                    hasher.update(piece);
+                }
+                Ok(hasher)
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        if let Some(expected) = span.crc32 {
+            crate::format::crc32_is(crate::format::combined_crc32(pieces), expected)?;
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    let mut out = out;
+    entry.check(out.bytes_mut())?;
     Ok(vec![(
         piece.model_path.clone(),
         out.into_data(entry.shape().to_vec(), dtype),

@@ -83,6 +83,70 @@ impl Mapped {
         }
     }
 
+    /// [`read_into`](Self::read_into) for memory not yet written (a fresh allocation's spare
+    /// capacity): the kernel's positional reads fill it, with no zeroing pass first. Returns
+    /// the bytes, every one of them read from the file.
+    pub(crate) fn read_into_uninit<'b>(
+        &self,
+        offset: u64,
+        buffer: &'b mut [std::mem::MaybeUninit<u8>],
+    ) -> io::Result<&'b mut [u8]> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            let len = buffer.len();
+            let past_end = || {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "bytes {offset}..{} lie past the end of the file (it shrank?)",
+                        offset + len as u64
+                    ),
+                )
+            };
+            let mut done = 0;
+            while done < len {
+                let at = libc::off_t::try_from(offset + done as u64).map_err(|_| past_end())?;
+                // SAFETY: `buffer[done..]` is memory this call borrows mutably and `pread`
+                // writes at most `len - done` bytes into it; it never reads it, so its being
+                // uninitialised is fine. The file descriptor is ours and open.
+                #[allow(unsafe_code)]
+                let n = unsafe {
+                    libc::pread(
+                        self.file.as_raw_fd(),
+                        buffer[done..].as_mut_ptr().cast(),
+                        len - done,
+                        at,
+                    )
+                };
+                match n {
+                    0 => return Err(past_end()),
+                    n if n < 0 => {
+                        let e = io::Error::last_os_error();
+                        if e.kind() != io::ErrorKind::Interrupted {
+                            return Err(e);
+                        }
+                    }
+                    n => done += n as usize,
+                }
+            }
+            // SAFETY: the loop above wrote every byte of `buffer` (it only ends when `done`
+            // reaches `len`), so all of it is initialised `u8`s.
+            #[allow(unsafe_code)]
+            Ok(unsafe { &mut *(std::ptr::from_mut(buffer) as *mut [u8]) })
+        }
+        #[cfg(not(unix))]
+        {
+            let bytes = self.slice(offset, buffer.len())?;
+            for (dst, src) in buffer.iter_mut().zip(bytes) {
+                dst.write(*src);
+            }
+            // SAFETY: every byte was written just above.
+            #[allow(unsafe_code)]
+            Ok(unsafe { &mut *(std::ptr::from_mut(buffer) as *mut [u8]) })
+        }
+    }
+
     /// The bytes `offset..offset + len`, or an error naming the range if the file is shorter.
     pub(crate) fn slice(&self, offset: u64, len: usize) -> io::Result<&[u8]> {
         usize::try_from(offset)
