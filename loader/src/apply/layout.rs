@@ -102,6 +102,55 @@ impl Buffer {
         TensorData::from_bytes(bytes, shape, dtype)
     }
 
+    /// `src` (`rows × cols` elements of `size` bytes) transposed into a new buffer, written
+    /// once: no zeroing pass where `src` is aligned for its elements (every file PyTorch and
+    /// safetensors write), else through [`transpose_into`].
+    pub(crate) fn transposed(src: &[u8], rows: usize, cols: usize, size: usize) -> Self {
+        fn typed<T: bytemuck::Pod + Send + Sync>(
+            src: &[u8],
+            rows: usize,
+            cols: usize,
+        ) -> Option<Vec<T>> {
+            let src: &[T] = bytemuck::try_cast_slice(src).ok()?;
+            let n = rows.checked_mul(cols)?;
+            if src.len() != n || n == 0 {
+                return None;
+            }
+            let mut out: Vec<T> = Vec::with_capacity(n);
+            let spare = &mut out.spare_capacity_mut()[..n];
+            // SAFETY: viewing spare capacity as uninitialised bytes is always valid; only
+            // the huge-page advice looks at the range, never its contents.
+            #[allow(unsafe_code)]
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(
+                    spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
+                    size_of_val(spare),
+                )
+            };
+            huge_pages_uninit(bytes);
+            transpose_uninit(src, rows, cols, spare);
+            // SAFETY: `transpose_uninit` wrote all `n` elements (every destination row of
+            // every band), and any bit pattern is a valid `T` (`Pod`).
+            #[allow(unsafe_code)]
+            unsafe {
+                out.set_len(n)
+            };
+            Some(out)
+        }
+        let typed = match size {
+            1 => typed::<u8>(src, rows, cols).map(Self::B1),
+            2 => typed::<u16>(src, rows, cols).map(Self::B2),
+            4 => typed::<u32>(src, rows, cols).map(Self::B4),
+            8 => typed::<u64>(src, rows, cols).map(Self::B8),
+            _ => None,
+        };
+        typed.unwrap_or_else(|| {
+            let mut out = Self::zeroed(size, rows * cols);
+            transpose_into(src, rows, cols, size, out.bytes_mut());
+            out
+        })
+    }
+
     /// A copy of `src` (elements of `size` bytes) in an aligned buffer: one pass, without
     /// zeroing the buffer first. A large `src` is copied in parallel pieces into fresh memory
     /// (whose zero pages cost no pass of ours), a smaller one appended piece by piece;
@@ -337,6 +386,20 @@ fn transpose_tiles<T: bytemuck::Pod + Send + Sync>(
     cols: usize,
     dst: &mut [T],
 ) {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and `transpose_uninit` only ever writes
+    // initialised `T`s through it, so `dst` holds valid values throughout.
+    #[allow(unsafe_code)]
+    let dst = unsafe { &mut *(std::ptr::from_mut(dst) as *mut [std::mem::MaybeUninit<T>]) };
+    transpose_uninit(src, rows, cols, dst);
+}
+
+/// [`transpose_tiles`] into memory not written yet; writes every element of `dst`.
+fn transpose_uninit<T: bytemuck::Pod + Send + Sync>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    dst: &mut [std::mem::MaybeUninit<T>],
+) {
     // A band is `WIDE` destination rows (source columns); a tile `TALL` source rows of it.
     const WIDE: usize = 32;
     const TALL: usize = 128;
@@ -355,7 +418,7 @@ fn transpose_tiles<T: bytemuck::Pod + Send + Sync>(
                 for c in 0..width {
                     let line = &mut out[c * rows + r0..c * rows + r0 + height];
                     for (k, value) in line.iter_mut().enumerate() {
-                        *value = tile[k * WIDE + c];
+                        value.write(tile[k * WIDE + c]);
                     }
                 }
             }

@@ -263,8 +263,7 @@ fn prepare(
         let to = cast.map_or(from, DType::to_burn_dtype);
         if transposed(piece, shape.len()) && to == from {
             let (rows, cols) = (shape[0], shape[1]);
-            let mut out = Buffer::zeroed(from.size(), rows * cols);
-            layout::transpose_into(bytes, rows, cols, from.size(), out.bytes_mut());
+            let out = Buffer::transposed(bytes, rows, cols, from.size());
             return Ok(vec![(
                 piece.model_path.clone(),
                 out.into_data(vec![cols, rows], from),
