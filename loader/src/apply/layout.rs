@@ -64,7 +64,7 @@ impl Buffer {
                     len,
                 )
             };
-            huge_pages_uninit(bytes);
+            huge_pages_at(bytes.as_ptr() as usize, len);
             fill(bytes)?;
             // SAFETY: `fill` returned `Ok`, so it wrote every byte of the first `elements`
             // values, and any bit pattern is a valid `T` (`Pod`).
@@ -118,16 +118,7 @@ impl Buffer {
             }
             let mut out: Vec<T> = Vec::with_capacity(n);
             let spare = &mut out.spare_capacity_mut()[..n];
-            // SAFETY: viewing spare capacity as uninitialised bytes is always valid; only
-            // the huge-page advice looks at the range, never its contents.
-            #[allow(unsafe_code)]
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(
-                    spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
-                    size_of_val(spare),
-                )
-            };
-            huge_pages_uninit(bytes);
+            huge_pages_at(spare.as_ptr() as usize, size_of_val(spare));
             transpose_uninit(src, rows, cols, spare);
             // SAFETY: `transpose_uninit` wrote all `n` elements (every destination row of
             // every band), and any bit pattern is a valid `T` (`Pod`).
@@ -202,42 +193,24 @@ impl Buffer {
 /// costs (measured: 88 MiB in 8 MiB buffers filled in 14 ms instead of 23). Where THP is off
 /// or `never`, or the memory is already faulted, nothing changes.
 fn huge_pages(buffer: &mut [u8]) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        if buffer.len() < 2 * HUGE {
-            return;
-        }
-        let start = buffer.as_mut_ptr() as usize;
-        let first = start.next_multiple_of(HUGE);
-        let end = (start + buffer.len()) / HUGE * HUGE;
-        if end > first {
-            // SAFETY: `first..end` lies inside `buffer`, which this process owns and nothing
-            // else refers to yet; MADV_HUGEPAGE only marks the range as eligible for huge
-            // pages and never changes its contents or mapping. Its result is advisory.
-            #[allow(unsafe_code)]
-            let _ = unsafe {
-                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE)
-            };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = buffer;
+    huge_pages_at(buffer.as_mut_ptr() as usize, buffer.len());
 }
 
-/// [`huge_pages`] for a buffer not written yet.
-fn huge_pages_uninit(buffer: &mut [std::mem::MaybeUninit<u8>]) {
+/// [`huge_pages`] over `len` bytes at address `start` that this process owns and has not
+/// written yet (a buffer's spare capacity).
+fn huge_pages_at(start: usize, len: usize) {
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
-        if buffer.len() < 2 * HUGE {
+        if len < 2 * HUGE {
             return;
         }
-        let start = buffer.as_mut_ptr() as usize;
         let first = start.next_multiple_of(HUGE);
-        let end = (start + buffer.len()) / HUGE * HUGE;
+        let end = (start + len) / HUGE * HUGE;
         if end > first {
-            // SAFETY: as in `huge_pages`: an advisory flag over memory this process owns.
+            // SAFETY: `first..end` lies inside memory this process owns and nothing else
+            // refers to yet; MADV_HUGEPAGE only marks the range as eligible for huge pages and
+            // never changes its contents or mapping. Its result is advisory.
             #[allow(unsafe_code)]
             let _ = unsafe {
                 libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE)
@@ -245,7 +218,7 @@ fn huge_pages_uninit(buffer: &mut [std::mem::MaybeUninit<u8>]) {
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = buffer;
+    let _ = (start, len);
 }
 
 /// Copy `src` into `dst` (equal lengths) in parallel chunks; `done(offset, len)` is told each
