@@ -157,7 +157,7 @@ fn read_copy(
             ),
         ));
     }
-    let out = Buffer::filled(dtype.size(), elements, |bytes| {
+    let mut out = Buffer::filled(dtype.size(), elements, |bytes| {
         let pieces = bytes
             .par_chunks_mut(layout::CHUNK)
             .enumerate()
@@ -176,7 +176,6 @@ fn read_copy(
         }
         Ok::<_, std::io::Error>(())
     })?;
-    let mut out = out;
     entry.check(out.bytes_mut())?;
     Ok(vec![(
         piece.model_path.clone(),

@@ -87,9 +87,7 @@ fn narrow_vit_loads_every_tensor_and_matches_timm() {
 
 #[test]
 fn a_vit_checkpoint_for_224_loads_into_384_with_its_grid_resampled() {
-    let mut config = vit_config(10);
-    config["img_size"] = json!(384);
-    config["pretrain"] = json!(path("timm/vit_narrow.pth"));
+    let mut config = config_with_plain_pretrain();
     let (model, report) = build_backbone(&config);
     assert_eq!(report.loaded().len(), stored_keys("timm/vit_narrow.pth"));
     let [adapted] = report.adapted() else {
