@@ -1,6 +1,6 @@
 """Load speed, memory and bytes read: PyTorch, burn-store and burn-pretrain side by side, in one run.
 
-    python scripts/bench_load.py [--reps 5] [--large-blocks 24] [--markdown FILE]
+    python scripts/bench_load.py [--rounds 5] [--reps 5] [--large-blocks 24] [--markdown FILE]
 
 Needs torch, torchvision and safetensors (fixture tools; never CI). Writes, into a temporary
 folder, with PyTorch and random weights:
@@ -9,7 +9,8 @@ folder, with PyTorch and random weights:
 - a "ViT-L/16-sized stack of Linears" (`blocks.N.{qkv,proj,fc1,fc2}`, width 1024, MLP 4096;
   24 blocks = 1.2 GB in float32) as safetensors and .pth, to show how time and memory grow.
 
-Then, each in its own fresh process (so peak memory is its own), loads every file REPS times:
+Then loads every file with each side below, the sides taking turns for ROUNDS rounds (the
+order rotating), each turn a fresh process that loads REPS times after a warm-up run:
 
 - PyTorch: build the model, `torch.load(..., weights_only=True)` or `safetensors.torch.load_file`,
   then `load_state_dict`;
@@ -17,10 +18,11 @@ Then, each in its own fresh process (so peak memory is its own), loads every fil
   `allow_partial`, into the same burn model as ours (`examples/bench_load.rs`, flex backend);
 - burn-pretrain: `load_pretrained` (our ResNet, built lazily: no random init).
 
-Prints medians over REPS runs in one process (a first warm-up run is dropped), the ratios ours /
-theirs (below 1 is faster or smaller), the peak resident-set growth of a process that loads once
-over the bytes the model ends up holding, and
-bytes of tensor data read: a full load, `check` (`plan_pretrained`: headers only) and a
+Prints each side's median over its ROUNDS × REPS timed loads, the ratios ours / theirs (below 1
+is faster or smaller) with their spread over the rounds (this machine's slow spells fall on
+every side alike when they take turns, so the ratio holds still where times alone drift), the
+peak resident-set growth of a process that loads once over the bytes the model ends up holding,
+and bytes of tensor data read: a full load, `check` (`plan_pretrained`: headers only) and a
 `sub_level` load of one block, which reads that block's bytes only. `--markdown FILE` also
 writes the table the README shows.
 """
@@ -136,25 +138,51 @@ def write_checkpoints(folder, large_blocks):
     return out
 
 
-def measure(cmd, reps):
-    """Median load time over `reps` runs in one process (after a warm-up run), and the peak
-    resident-set growth of a process that loads once (memory a single load costs, without
-    allocator reuse between runs)."""
-    def run(n):
-        out = subprocess.run(cmd + [str(n)], cwd=ROOT, check=True, capture_output=True, text=True).stdout
-        rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        return rows[:-1], rows[-1]
+def run_side(cmd, n):
+    """One process loading `n` times: its per-run rows and its memory row."""
+    out = subprocess.run(cmd + [str(n)], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return rows[:-1], rows[-1]
 
-    runs, _ = run(reps + 1)
-    runs = runs[1:] if len(runs) > 1 else runs  # drop the warm-up
-    _, memory = run(1)
-    return {
-        "load_s": statistics.median(r["load_s"] for r in runs),
-        "build_load_s": statistics.median(r["construct_s"] + r["load_s"] for r in runs),
-        "peak_growth": (memory["peak_rss_kib"] - memory["baseline_rss_kib"]) * 1024,
-        "loaded": runs[0]["loaded"],
-        "bytes_read": runs[0]["bytes_read"],
-    }
+
+def measure(sides, rounds, reps):
+    """Every side of `sides` ({name: command}) in `rounds` rounds, taking turns (the order
+    rotates each round), each turn a fresh process that loads `reps` times after a warm-up run.
+    Taking turns spreads this machine's slow spells over every side alike, so the ratios hold
+    still where the times alone drift; a ratio's spread over the rounds shows how still.
+
+    Per side: the median load time over every timed run, the median per round, and the peak
+    resident-set growth of one more process that loads once (memory a single load costs,
+    without allocator reuse between runs)."""
+    names = list(sides)
+    runs = {name: [] for name in names}
+    per_round = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            timed, _ = run_side(sides[name], reps + 1)
+            timed = timed[1:] if len(timed) > 1 else timed  # drop the warm-up
+            runs[name] += timed
+            per_round[name].append(statistics.median(t["load_s"] for t in timed))
+    out = {}
+    for name in names:
+        _, memory = run_side(sides[name], 1)
+        rows = runs[name]
+        out[name] = {
+            "load_s": statistics.median(t["load_s"] for t in rows),
+            "build_load_s": statistics.median(t["construct_s"] + t["load_s"] for t in rows),
+            "rounds_s": per_round[name],
+            "peak_growth": (memory["peak_rss_kib"] - memory["baseline_rss_kib"]) * 1024,
+            "loaded": rows[0]["loaded"],
+            "bytes_read": rows[0]["bytes_read"],
+        }
+    return out
+
+
+def spread(ours, theirs):
+    """`min–max` of ours / theirs over the rounds."""
+    ratios = [o / t for o, t in zip(ours["rounds_s"], theirs["rounds_s"])]
+    return f"{min(ratios):.2f}–{max(ratios):.2f}"
 
 
 def machine():
@@ -172,7 +200,8 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=5, help="timed loads per process, after a warm-up")
+    parser.add_argument("--rounds", type=int, default=5, help="turns each side takes, interleaved")
     parser.add_argument("--large-blocks", type=int, default=24, help="blocks of the Linear stack (24: 1.2 GB)")
     parser.add_argument("--markdown", type=Path, help="also write the README's table here")
     args = parser.parse_args()
@@ -183,20 +212,23 @@ def main():
     ours_bin = str(ROOT / "target" / "release" / "examples" / "bench_load")
     reps = args.reps
     header_info = (f"{datetime.date.today()}, {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
-                   f"{args.reps} runs, median after a warm-up; page cache warm")
+                   f"sides taking turns, {args.rounds} rounds of a process each that loads {args.reps} times after a warm-up; "
+                   f"medians of the {args.rounds * args.reps} loads, ratios' spread over the rounds in brackets; page cache warm")
     print(header_info)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, model, path, held in write_checkpoints(Path(tmp), args.large_blocks):
-            torch_side = measure([sys.executable, "-c", TORCH_WORKER, str(path), model], reps)
-            store = measure([ours_bin, "burn-store", model, str(path)], reps)
-            ours = measure([ours_bin, "ours", model, str(path)], reps)
-            check = measure([ours_bin, "ours-check", model, str(path)], 1)
-            sub = measure([ours_bin, "ours-sub", model, str(path)], 1) if model.startswith("linears") else None
+            sides = measure({"torch": [sys.executable, "-c", TORCH_WORKER, str(path), model],
+                             "store": [ours_bin, "burn-store", model, str(path)],
+                             "ours": [ours_bin, "ours", model, str(path)]}, args.rounds, reps)
+            torch_side, store, ours = sides["torch"], sides["store"], sides["ours"]
+            check = run_side([ours_bin, "ours-check", model, str(path)], 1)[0][0]
+            sub = run_side([ours_bin, "ours-sub", model, str(path)], 1)[0][0] if model.startswith("linears") else None
             row = {"label": label, "held": held, "torch": torch_side, "store": store, "ours": ours, "check": check, "sub": sub}
             rows.append(row)
             print(f"{label:<28} load ms: torch {torch_side['load_s'] * 1e3:8.1f}  burn-store {store['load_s'] * 1e3:8.1f}  ours {ours['load_s'] * 1e3:8.1f}"
-                  f"  | ours/torch {ours['load_s'] / torch_side['load_s']:.2f}  ours/burn-store {ours['load_s'] / store['load_s']:.2f}", flush=True)
+                  f"  | ours/torch {ours['load_s'] / torch_side['load_s']:.2f} (rounds {spread(ours, torch_side)})"
+                  f"  ours/burn-store {ours['load_s'] / store['load_s']:.2f} (rounds {spread(ours, store)})", flush=True)
             print(f"{'':<28} build + load ms: torch {torch_side['build_load_s'] * 1e3:8.1f}  burn-store {store['build_load_s'] * 1e3:8.1f}  ours {ours['build_load_s'] * 1e3:8.1f}", flush=True)
             print(f"{'':<28} peak RSS growth / bytes held ({held / 2**20:.0f} MiB): torch {torch_side['peak_growth'] / held:.2f}  "
                   f"burn-store {store['peak_growth'] / held:.2f}  ours {ours['peak_growth'] / held:.2f}", flush=True)
@@ -213,12 +245,12 @@ def main():
             print(f"time per byte, large / ResNet-50 (safetensors): {(r['ours']['load_s'] / r['held']) / per_byte:.2f}")
     if args.markdown:
         lines = [f"Measured {header_info}.", "",
-                 "| checkpoint | load: PyTorch | burn-store | burn-pretrain | ours / PyTorch | ours / burn-store | build + load: PyTorch, burn-store, ours | peak RSS growth / bytes held: PyTorch, burn-store, ours |",
+                 "| checkpoint | load: PyTorch | burn-store | burn-pretrain | ours / PyTorch (rounds) | ours / burn-store (rounds) | build + load: PyTorch, burn-store, ours | peak RSS growth / bytes held: PyTorch, burn-store, ours |",
                  "|---|---:|---:|---:|---:|---:|---|---|"]
         for r in rows:
             t, s, o = r["torch"], r["store"], r["ours"]
             lines.append(f"| {r['label']} | {t['load_s'] * 1e3:.1f} ms | {s['load_s'] * 1e3:.1f} ms | {o['load_s'] * 1e3:.1f} ms | "
-                         f"{o['load_s'] / t['load_s']:.2f} | {o['load_s'] / s['load_s']:.2f} | "
+                         f"{o['load_s'] / t['load_s']:.2f} ({spread(o, t)}) | {o['load_s'] / s['load_s']:.2f} ({spread(o, s)}) | "
                          f"{t['build_load_s'] * 1e3:.0f}, {s['build_load_s'] * 1e3:.0f}, {o['build_load_s'] * 1e3:.0f} ms | "
                          f"{t['peak_growth'] / r['held']:.2f}, {s['peak_growth'] / r['held']:.2f}, {o['peak_growth'] / r['held']:.2f} |")
         args.markdown.write_text("\n".join(lines) + "\n")

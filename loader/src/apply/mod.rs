@@ -272,9 +272,7 @@ fn prepare(
             let out = if to == from {
                 Buffer::copied_with(bytes, from.size(), release)
             } else {
-                let mut out = Buffer::zeroed(to.size(), entry.num_elements());
-                layout::cast_chunks(bytes, from, out.bytes_mut(), to, release);
-                out
+                Buffer::cast(bytes, from, to, release)
             };
             return Ok(vec![(piece.model_path.clone(), out.into_data(shape, to))]);
         }
@@ -294,9 +292,7 @@ fn prepare(
     } else if let Some(to) = cast {
         let to = to.to_burn_dtype();
         data = if layout::fast_cast(from, to) {
-            let mut out = Buffer::zeroed(to.size(), entry.num_elements());
-            layout::cast_chunks(data.as_bytes(), from, out.bytes_mut(), to, &|_, _| {});
-            out.into_data(shape, to)
+            Buffer::cast(data.as_bytes(), from, to, &|_, _| {}).into_data(shape, to)
         } else {
             data.convert_dtype(to)
         };
