@@ -8,6 +8,7 @@ use burn::tensor::{Bytes, DType as BurnDType, TensorData};
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Bytes per parallel chunk of a copy or cast: big enough to amortise the task, small enough
 /// to spread one large tensor over every core and to release its mapped pages as it goes.
@@ -196,30 +197,16 @@ impl Buffer {
         to: BurnDType,
         done: &(dyn Fn(usize, usize) + Sync),
     ) -> Self {
-        /// Staging bytes: in L1 beside the source and destination lines.
-        const STAGE: usize = 16 << 10;
         let (sin, sout) = (from.size().max(1), to.size().max(1));
         // A checked entry holds whole elements; a stray tail byte is not an element.
         let src = &src[..src.len() / sin * sin];
         let per_chunk = CHUNK / sin.max(sout);
-        let per_stage = STAGE / sout;
         let filled = Self::filled(sout, src.len() / sin, |out| {
             out.par_chunks_mut(per_chunk * sout)
                 .zip(src.par_chunks(per_chunk * sin))
                 .enumerate()
                 .for_each(|(i, (d, s))| {
-                    let mut stage = [0u64; STAGE / 8];
-                    let stage: &mut [u8] = bytemuck::cast_slice_mut(&mut stage);
-                    // `d` and `s` hold the same number of elements, so their pieces pair up
-                    // one to one and every byte of `d` is written.
-                    for (d, s) in d
-                        .chunks_mut(per_stage * sout)
-                        .zip(s.chunks(per_stage * sin))
-                    {
-                        let staged = &mut stage[..d.len()];
-                        cast_chunk(s, from, staged, to);
-                        d.write_copy_of_slice(staged);
-                    }
+                    cast_staged(s, from, d, to);
                     done(i * per_chunk * sin, s.len());
                 });
             Ok::<_, std::convert::Infallible>(())
@@ -228,6 +215,43 @@ impl Buffer {
             Ok(buffer) => buffer,
             Err(never) => match never {},
         }
+    }
+
+    /// [`Buffer::cast`] of `len` bytes that `read(offset, piece)` reads (each piece a
+    /// positional read of the file into a reused buffer that stays in cache, returned
+    /// initialised): no mapped pages to fault in or release.
+    pub(crate) fn cast_read<E: Send>(
+        len: usize,
+        from: BurnDType,
+        to: BurnDType,
+        read: &(dyn for<'a> Fn(usize, &'a mut [MaybeUninit<u8>]) -> Result<&'a [u8], E> + Sync),
+    ) -> Result<Self, E> {
+        let (sin, sout) = (from.size().max(1), to.size().max(1));
+        let per_chunk = CHUNK / sin.max(sout);
+        Self::filled(sout, len / sin, |out| {
+            out.par_chunks_mut(per_chunk * sout)
+                .enumerate()
+                .map_init(
+                    || Vec::<u64>::with_capacity(per_chunk * sin / 8 + 1),
+                    |stage, (i, d)| {
+                        let n = d.len() / sout * sin;
+                        let spare = stage.spare_capacity_mut();
+                        // SAFETY: the spare capacity is `size_of_val(spare)` ≥ `n` bytes this
+                        // closure owns; viewing it as uninitialised bytes is always valid.
+                        #[allow(unsafe_code)]
+                        let bytes = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                spare.as_mut_ptr().cast::<MaybeUninit<u8>>(),
+                                size_of_val(spare),
+                            )
+                        };
+                        let s = read(i * per_chunk * sin, &mut bytes[..n])?;
+                        cast_staged(s, from, d, to);
+                        Ok(())
+                    },
+                )
+                .collect::<Result<(), E>>()
+        })
     }
 }
 
@@ -285,6 +309,27 @@ pub(crate) fn fast_cast(from: BurnDType, to: BurnDType) -> bool {
         (from, to),
         (B::F16 | B::BF16, B::F32) | (B::F32, B::F16 | B::BF16)
     )
+}
+
+/// Cast `s` (elements of `from`) into `d` (as many elements of `to`, at most 8 bytes each),
+/// writing every byte of `d`: through a 16 KiB staging buffer in cache, so `half`'s slice
+/// conversions never see uninitialised memory.
+fn cast_staged(s: &[u8], from: BurnDType, d: &mut [MaybeUninit<u8>], to: BurnDType) {
+    const STAGE: usize = 16 << 10;
+    let (sin, sout) = (from.size().max(1), to.size().max(1));
+    let per_stage = STAGE / sout;
+    let mut stage = [0u64; STAGE / 8];
+    let stage: &mut [u8] = bytemuck::cast_slice_mut(&mut stage);
+    // `d` and `s` hold the same number of elements, so their pieces pair up one to one and
+    // every byte of `d` is written.
+    for (d, s) in d
+        .chunks_mut(per_stage * sout)
+        .zip(s.chunks(per_stage * sin))
+    {
+        let staged = &mut stage[..d.len()];
+        cast_chunk(s, from, staged, to);
+        d.write_copy_of_slice(staged);
+    }
 }
 
 fn cast_chunk(src: &[u8], from: BurnDType, dst: &mut [u8], to: BurnDType) {
@@ -540,6 +585,17 @@ mod tests {
         assert_eq!(pieces, [(0, CHUNK / 2), (CHUNK / 2, CHUNK / 2), (CHUNK, 6)]);
         let got = dst.into_data(vec![values.len()], BurnDType::F32);
         let want: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+        assert_eq!(got.try_to_vec::<f32>().unwrap(), want);
+        // The same through positional pieces, each read into a reused buffer.
+        let read = Buffer::cast_read(src.len(), BurnDType::F16, BurnDType::F32, &|at, piece| {
+            let n = piece.len();
+            piece.write_copy_of_slice(&src[at..at + n]);
+            // SAFETY (test): every byte of `piece` was just written.
+            #[allow(unsafe_code)]
+            Ok::<_, ()>(unsafe { std::slice::from_raw_parts(piece.as_ptr().cast::<u8>(), n) })
+        })
+        .unwrap();
+        let got = read.into_data(vec![values.len()], BurnDType::F32);
         assert_eq!(got.try_to_vec::<f32>().unwrap(), want);
         // Back to bf16, then compared with half's scalar conversion.
         let back = Buffer::cast(

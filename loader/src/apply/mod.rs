@@ -87,6 +87,12 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                 {
                     read_copy(map, span, entry, piece)
                 }
+                Src::Mapped(map, span)
+                    if let Some((piece, to)) =
+                        plain_cast(&item.target, entry, to, adapt.as_ref()) =>
+                {
+                    read_cast(map, span, entry, piece, to)
+                }
                 Src::Mapped(map, span) => map.slice(span.offset, span.len).and_then(|bytes| {
                     let checked = Checked::new(span, bytes);
                     let release = |at: usize, n: usize| {
@@ -136,6 +142,80 @@ fn plain_copy<'a>(
     (adapt.is_none() && cast.is_none_or(|to| to == entry.dtype()) && !transposed).then_some(piece)
 }
 
+/// The one piece a tensor loads into with only a cast (one [`layout::fast_cast`] does), and
+/// the type it is cast to; `None` otherwise.
+fn plain_cast<'a>(
+    target: &'a Target,
+    entry: &TensorEntry,
+    cast: Option<DType>,
+    adapt: Option<&Adapt>,
+) -> Option<(&'a Piece, DType)> {
+    let to = cast.filter(|to| *to != entry.dtype())?;
+    let piece = plain_copy(target, entry, None, adapt)?;
+    layout::fast_cast(entry.dtype().to_burn_dtype(), to.to_burn_dtype()).then_some((piece, to))
+}
+
+/// A tensor that needs only a cast: positional reads of its file into small buffers that stay
+/// in cache, each cast on into the buffer the model will own (see [`Buffer::cast_read`]), the
+/// CRC-32 computed on each piece as it is read.
+fn read_cast(
+    map: &Mapped,
+    span: &Span,
+    entry: &TensorEntry,
+    piece: &Piece,
+    to: DType,
+) -> std::io::Result<Vec<(String, TensorData)>> {
+    let (from, to) = (entry.dtype().to_burn_dtype(), to.to_burn_dtype());
+    expect_len(entry, span)?;
+    let pieces = std::sync::Mutex::new(Vec::new());
+    // Named so the closure's borrow of `buffer` is what it returns.
+    fn reader<F>(f: F) -> F
+    where
+        F: for<'a> Fn(usize, &'a mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<&'a [u8]>,
+    {
+        f
+    }
+    let read = reader(|at, buffer| {
+        let bytes = map.read_into_uninit(span.offset + at as u64, buffer)?;
+        if span.crc32.is_some() {
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(bytes);
+            if let Ok(mut pieces) = pieces.lock() {
+                pieces.push((at, hasher));
+            }
+        }
+        Ok(&*bytes)
+    });
+    let out = Buffer::cast_read(span.len, from, to, &read)?;
+    if let Some(expected) = span.crc32 {
+        let mut pieces = pieces.into_inner().unwrap_or_default();
+        pieces.sort_by_key(|(at, _)| *at);
+        let found = crate::format::combined_crc32(pieces.into_iter().map(|(_, h)| h));
+        crate::format::crc32_is(found, expected)?;
+    }
+    Ok(vec![(
+        piece.model_path.clone(),
+        out.into_data(entry.shape().to_vec(), to),
+    )])
+}
+
+/// The error of a stored range whose length is not its tensor's.
+fn expect_len(entry: &TensorEntry, span: &Span) -> std::io::Result<()> {
+    let size = entry.dtype().to_burn_dtype().size();
+    let elements = entry.num_elements();
+    if elements.checked_mul(size) == Some(span.len) {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "expected {} bytes, the file holds {}",
+            elements.saturating_mul(size),
+            span.len
+        ),
+    ))
+}
+
 /// A tensor that needs no conversion, read from its file straight into the buffer the model
 /// will own (positional reads of 1 MiB pieces, in parallel), its CRC-32 computed on each piece
 /// as it lands.
@@ -147,16 +227,7 @@ fn read_copy(
 ) -> std::io::Result<Vec<(String, TensorData)>> {
     let dtype = entry.dtype().to_burn_dtype();
     let elements = entry.num_elements();
-    if elements.checked_mul(dtype.size()) != Some(span.len) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "expected {} bytes, the file holds {}",
-                elements.saturating_mul(dtype.size()),
-                span.len
-            ),
-        ));
-    }
+    expect_len(entry, span)?;
     let mut out = Buffer::filled(dtype.size(), elements, |bytes| {
         let pieces = bytes
             .par_chunks_mut(layout::CHUNK)
