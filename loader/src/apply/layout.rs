@@ -18,6 +18,11 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// smaller ones append into an uninitialised `Vec`, sparing the allocator's zeroing pass.
 const PARALLEL_COPY: usize = 8 << 20;
 
+/// Reads the piece of a stored tensor at an offset into the buffer it is handed, returning
+/// that buffer initialised.
+pub(crate) type PieceReader<'r, E> =
+    dyn for<'a> Fn(usize, &'a mut [MaybeUninit<u8>]) -> Result<&'a [u8], E> + Sync + 'r;
+
 /// A zeroed host buffer whose alignment is its element size's.
 pub(crate) enum Buffer {
     B1(Vec<u8>),
@@ -224,7 +229,7 @@ impl Buffer {
         len: usize,
         from: BurnDType,
         to: BurnDType,
-        read: &(dyn for<'a> Fn(usize, &'a mut [MaybeUninit<u8>]) -> Result<&'a [u8], E> + Sync),
+        read: &PieceReader<'_, E>,
     ) -> Result<Self, E> {
         let (sin, sout) = (from.size().max(1), to.size().max(1));
         let per_chunk = CHUNK / sin.max(sout);
