@@ -59,17 +59,8 @@ impl Buffer {
             fill: impl FnOnce(&mut [std::mem::MaybeUninit<u8>]) -> Result<(), E>,
         ) -> Result<Vec<T>, E> {
             let mut out: Vec<T> = Vec::with_capacity(elements);
-            let spare = &mut out.spare_capacity_mut()[..elements];
-            let len = size_of_val(spare);
-            // SAFETY: the spare capacity of `elements` values of `T` is `len` bytes of memory
-            // this function owns; viewing it as uninitialised bytes is always valid.
-            #[allow(unsafe_code)]
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(
-                    spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
-                    len,
-                )
-            };
+            let bytes = spare_bytes(&mut out, elements);
+            let len = bytes.len();
             huge_pages_at(bytes.as_ptr() as usize, len);
             fill(bytes)?;
             // SAFETY: `fill` returned `Ok`, so it wrote every byte of the first `elements`
@@ -240,16 +231,7 @@ impl Buffer {
                     || Vec::<u64>::with_capacity(per_chunk * sin / 8 + 1),
                     |stage, (i, d)| {
                         let n = d.len() / sout * sin;
-                        let spare = stage.spare_capacity_mut();
-                        // SAFETY: the spare capacity is `size_of_val(spare)` ≥ `n` bytes this
-                        // closure owns; viewing it as uninitialised bytes is always valid.
-                        #[allow(unsafe_code)]
-                        let bytes = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                spare.as_mut_ptr().cast::<MaybeUninit<u8>>(),
-                                size_of_val(spare),
-                            )
-                        };
+                        let bytes = spare_bytes(stage, per_chunk * sin / 8 + 1);
                         let s = read(i * per_chunk * sin, &mut bytes[..n])?;
                         cast_staged(s, from, d, to);
                         Ok(())
@@ -257,6 +239,19 @@ impl Buffer {
                 )
                 .collect::<Result<(), E>>()
         })
+    }
+}
+
+/// The first `elements` values of `vec`'s spare capacity (which must hold them) as
+/// uninitialised bytes, to be written before they are read or the length is set.
+fn spare_bytes<T: bytemuck::Pod>(vec: &mut Vec<T>, elements: usize) -> &mut [MaybeUninit<u8>] {
+    let spare = &mut vec.spare_capacity_mut()[..elements];
+    let len = size_of_val(spare);
+    // SAFETY: the spare capacity of `elements` values of `T` is `len` bytes of memory `vec`
+    // owns and this borrow holds; viewing it as uninitialised bytes is always valid.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<MaybeUninit<u8>>(), len)
     }
 }
 
@@ -322,7 +317,7 @@ pub(crate) fn fast_cast(from: BurnDType, to: BurnDType) -> bool {
 fn cast_staged(s: &[u8], from: BurnDType, d: &mut [MaybeUninit<u8>], to: BurnDType) {
     const STAGE: usize = 16 << 10;
     let (sin, sout) = (from.size().max(1), to.size().max(1));
-    // Every byte of `d` must be written: the callers' pieces pair up element for element.
+    // Every byte of `d` must be written, so the pieces must pair up element for element.
     assert!(
         s.len().is_multiple_of(sin)
             && d.len().is_multiple_of(sout)
@@ -337,8 +332,6 @@ fn cast_staged(s: &[u8], from: BurnDType, d: &mut [MaybeUninit<u8>], to: BurnDTy
     let per_stage = STAGE / sout;
     let mut stage = [0u64; STAGE / 8];
     let stage: &mut [u8] = bytemuck::cast_slice_mut(&mut stage);
-    // `d` and `s` hold the same number of elements, so their pieces pair up one to one and
-    // every byte of `d` is written.
     for (d, s) in d
         .chunks_mut(per_stage * sout)
         .zip(s.chunks(per_stage * sin))

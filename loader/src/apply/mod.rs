@@ -168,14 +168,7 @@ fn read_cast(
     let (from, to) = (entry.dtype().to_burn_dtype(), to.to_burn_dtype());
     expect_len(entry, span)?;
     let pieces = std::sync::Mutex::new(Vec::new());
-    // Named so the closure's borrow of `buffer` is what it returns.
-    fn reader<F>(f: F) -> F
-    where
-        F: for<'a> Fn(usize, &'a mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<&'a [u8]>,
-    {
-        f
-    }
-    let read = reader(|at, buffer| {
+    let out = Buffer::cast_read(span.len, from, to, &|at, buffer| {
         let bytes = map.read_into_uninit(span.offset + at as u64, buffer)?;
         if span.crc32.is_some() {
             let mut hasher = crc32fast::Hasher::new();
@@ -184,9 +177,8 @@ fn read_cast(
                 pieces.push((at, hasher));
             }
         }
-        Ok(&*bytes)
-    });
-    let out = Buffer::cast_read(span.len, from, to, &read)?;
+        Ok::<_, std::io::Error>(&*bytes)
+    })?;
     if let Some(expected) = span.crc32 {
         let mut pieces = pieces.into_inner().unwrap_or_default();
         pieces.sort_by_key(|(at, _)| *at);
