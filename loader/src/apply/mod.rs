@@ -93,6 +93,12 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                 {
                     read_cast(map, span, entry, piece, to)
                 }
+                Src::Mapped(map, span)
+                    if let Some(piece) =
+                        plain_transpose(&item.target, entry, to, adapt.as_ref()) =>
+                {
+                    read_transposed(map, span, entry, piece)
+                }
                 Src::Mapped(map, span) => map.slice(span.offset, span.len).and_then(|bytes| {
                     let checked = Checked::new(span, bytes);
                     let release = |at: usize, n: usize| {
@@ -134,12 +140,17 @@ fn plain_copy<'a>(
     cast: Option<DType>,
     adapt: Option<&Adapt>,
 ) -> Option<&'a Piece> {
-    let piece = match target.pieces.as_slice() {
-        [piece] if !target.is_packed() => piece,
-        _ => return None,
-    };
+    let piece = single(target)?;
     let transposed = matches!(piece.layout, Layout::Transposed) && entry.shape().len() == 2;
     (adapt.is_none() && cast.is_none_or(|to| to == entry.dtype()) && !transposed).then_some(piece)
+}
+
+/// The one piece of a target that is not packed.
+fn single(target: &Target) -> Option<&Piece> {
+    match target.pieces.as_slice() {
+        [piece] if !target.is_packed() => Some(piece),
+        _ => None,
+    }
 }
 
 /// The one piece a tensor loads into with only a cast (one [`layout::fast_cast`] does), and
@@ -155,6 +166,46 @@ fn plain_cast<'a>(
     layout::fast_cast(entry.dtype().to_burn_dtype(), to.to_burn_dtype()).then_some((piece, to))
 }
 
+/// The one piece a 2-D tensor loads into with only a transpose (a Linear's `[out, in]` as
+/// burn's `[in, out]`), or `None`.
+fn plain_transpose<'a>(
+    target: &'a Target,
+    entry: &TensorEntry,
+    cast: Option<DType>,
+    adapt: Option<&Adapt>,
+) -> Option<&'a Piece> {
+    let piece = single(target)?;
+    let transposed = matches!(piece.layout, Layout::Transposed) && entry.shape().len() == 2;
+    // Booleans keep the copy path, whose check names the element that is neither 0 nor 1.
+    let plain = entry.dtype() != DType::Bool && adapt.is_none();
+    (transposed && plain && cast.is_none_or(|to| to == entry.dtype())).then_some(piece)
+}
+
+/// A tensor that needs only a transpose: blocks of its rows read by positional reads into
+/// small buffers that stay in cache, each scattered on into the buffer the model will own
+/// (see [`Buffer::transposed_read`]), the CRC-32 computed on each block as it is read.
+fn read_transposed(
+    map: &Mapped,
+    span: &Span,
+    entry: &TensorEntry,
+    piece: &Piece,
+) -> std::io::Result<Vec<(String, TensorData)>> {
+    let dtype = entry.dtype().to_burn_dtype();
+    let (rows, cols) = (entry.shape()[0], entry.shape()[1]);
+    expect_len(entry, span)?;
+    let crc = Crc::new(span);
+    let out = Buffer::transposed_read(rows, cols, dtype.size(), &|at, buffer| {
+        let bytes = map.read_into_uninit(span.offset + at as u64, buffer)?;
+        crc.record(at, bytes);
+        Ok::<_, std::io::Error>(&*bytes)
+    })?;
+    crc.verify()?;
+    Ok(vec![(
+        piece.model_path.clone(),
+        out.into_data(vec![cols, rows], dtype),
+    )])
+}
+
 /// A tensor that needs only a cast: positional reads of its file into small buffers that stay
 /// in cache, each cast on into the buffer the model will own (see [`Buffer::cast_read`]), the
 /// CRC-32 computed on each piece as it is read.
@@ -167,24 +218,13 @@ fn read_cast(
 ) -> std::io::Result<Vec<(String, TensorData)>> {
     let (from, to) = (entry.dtype().to_burn_dtype(), to.to_burn_dtype());
     expect_len(entry, span)?;
-    let pieces = std::sync::Mutex::new(Vec::new());
+    let crc = Crc::new(span);
     let out = Buffer::cast_read(span.len, from, to, &|at, buffer| {
         let bytes = map.read_into_uninit(span.offset + at as u64, buffer)?;
-        if span.crc32.is_some() {
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(bytes);
-            if let Ok(mut pieces) = pieces.lock() {
-                pieces.push((at, hasher));
-            }
-        }
+        crc.record(at, bytes);
         Ok::<_, std::io::Error>(&*bytes)
     })?;
-    if let Some(expected) = span.crc32 {
-        let mut pieces = pieces.into_inner().unwrap_or_default();
-        pieces.sort_by_key(|(at, _)| *at);
-        let found = crate::format::combined_crc32(pieces.into_iter().map(|(_, h)| h));
-        crate::format::crc32_is(found, expected)?;
-    }
+    crc.verify()?;
     Ok(vec![(
         piece.model_path.clone(),
         out.into_data(entry.shape().to_vec(), to),
@@ -220,25 +260,18 @@ fn read_copy(
     let dtype = entry.dtype().to_burn_dtype();
     let elements = entry.num_elements();
     expect_len(entry, span)?;
+    let crc = Crc::new(span);
     let mut out = Buffer::filled(dtype.size(), elements, |bytes| {
-        let pieces = bytes
+        bytes
             .par_chunks_mut(layout::CHUNK)
             .enumerate()
-            .map(|(i, piece)| {
-                let piece =
-                    map.read_into_uninit(span.offset + (i * layout::CHUNK) as u64, piece)?;
-                let mut hasher = crc32fast::Hasher::new();
-                if span.crc32.is_some() {
-                    hasher.update(piece);
-                }
-                Ok(hasher)
+            .try_for_each(|(i, piece)| {
+                let at = i * layout::CHUNK;
+                crc.record(at, map.read_into_uninit(span.offset + at as u64, piece)?);
+                Ok::<_, std::io::Error>(())
             })
-            .collect::<std::io::Result<Vec<_>>>()?;
-        if let Some(expected) = span.crc32 {
-            crate::format::crc32_is(crate::format::combined_crc32(pieces), expected)?;
-        }
-        Ok::<_, std::io::Error>(())
     })?;
+    crc.verify()?;
     entry.check(out.bytes_mut())?;
     Ok(vec![(
         piece.model_path.clone(),
@@ -246,58 +279,92 @@ fn read_copy(
     )])
 }
 
-/// A mapped range's CRC-32 check, computed piece by piece while the pieces are copied (in
-/// cache) where a conversion copies in pieces, else over the whole range at the end.
-struct Checked<'a> {
+/// A stored range's CRC-32 check, computed piece by piece as the pieces are read or copied
+/// (while they are in cache), in any order and on any thread, then combined in order.
+struct Crc<'a> {
     span: &'a Span,
-    bytes: &'a [u8],
     pieces: std::sync::Mutex<Vec<(usize, usize, crc32fast::Hasher)>>,
 }
 
-impl<'a> Checked<'a> {
-    fn new(span: &'a Span, bytes: &'a [u8]) -> Self {
+impl<'a> Crc<'a> {
+    fn new(span: &'a Span) -> Self {
         Self {
             span,
-            bytes,
             pieces: std::sync::Mutex::new(Vec::new()),
         }
     }
 
-    /// `bytes[at..at + len]` has been consumed.
-    fn record(&self, at: usize, len: usize) {
+    /// `piece`, the range's bytes from `at` on, has been read.
+    fn record(&self, at: usize, piece: &[u8]) {
         if self.span.crc32.is_none() {
             return;
         }
         let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&self.bytes[at..at + len]);
+        hasher.update(piece);
         if let Ok(mut pieces) = self.pieces.lock() {
-            pieces.push((at, len, hasher));
+            pieces.push((at, piece.len(), hasher));
         }
     }
 
-    fn verify(&self) -> std::io::Result<()> {
-        let Some(expected) = self.span.crc32 else {
-            return Ok(());
-        };
+    /// The CRC-32 of the recorded pieces, if they tile the whole range.
+    fn combined(&self) -> Option<u32> {
         let mut pieces = self
             .pieces
             .lock()
             .map(|mut p| std::mem::take(&mut *p))
             .unwrap_or_default();
         pieces.sort_by_key(|(at, ..)| *at);
-        // The pieces must tile the range; otherwise (a path that did not copy in pieces)
-        // the whole range is checked now.
         let mut next = 0;
         let tiled = pieces.iter().all(|(at, len, _)| {
             let ok = *at == next;
             next = at + len;
             ok
-        }) && next == self.bytes.len();
-        if !tiled {
-            return self.span.verify(self.bytes);
+        }) && next == self.span.len;
+        tiled.then(|| crate::format::combined_crc32(pieces.into_iter().map(|(.., h)| h)))
+    }
+
+    /// `Ok` if the pieces read match the recorded CRC-32 (or none is recorded).
+    fn verify(&self) -> std::io::Result<()> {
+        let Some(expected) = self.span.crc32 else {
+            return Ok(());
+        };
+        match self.combined() {
+            Some(found) => crate::format::crc32_is(found, expected),
+            None => Err(std::io::Error::other(
+                "the pieces read do not cover the stored range (a bug: please report it)",
+            )),
         }
-        let found = crate::format::combined_crc32(pieces.into_iter().map(|(.., piece)| piece));
-        crate::format::crc32_is(found, expected)
+    }
+}
+
+/// [`Crc`] over a mapped range that a conversion consumes in pieces — or not: a path that
+/// did not record pieces is checked over the whole range at the end.
+struct Checked<'a> {
+    crc: Crc<'a>,
+    bytes: &'a [u8],
+}
+
+impl<'a> Checked<'a> {
+    fn new(span: &'a Span, bytes: &'a [u8]) -> Self {
+        Self {
+            crc: Crc::new(span),
+            bytes,
+        }
+    }
+
+    /// `bytes[at..at + len]` has been consumed.
+    fn record(&self, at: usize, len: usize) {
+        self.crc.record(at, &self.bytes[at..at + len]);
+    }
+
+    fn verify(&self) -> std::io::Result<()> {
+        let Some(expected) = self.crc.span.crc32 else {
+            return Ok(());
+        };
+        match self.crc.combined() {
+            Some(found) => crate::format::crc32_is(found, expected),
+            None => self.crc.span.verify(self.bytes),
+        }
     }
 }
 

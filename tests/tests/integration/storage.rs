@@ -145,6 +145,55 @@ fn a_damaged_storage_fails_its_checksum_naming_the_tensor() {
     assert!(err.to_string().contains(&damaged[0].0), "{err}");
 }
 
+#[derive(burn::module::Module, Debug, burn_pretrain::Pretrainable)]
+struct Proj {
+    proj: burn::nn::Linear,
+}
+
+#[test]
+fn a_damaged_linear_fails_its_checksum_and_leaves_the_model_unchanged() {
+    // A Linear's weight is transposed on its way in ([out, in] → [in, out]), read block by
+    // block: the blocks' CRC-32s must still add up to the archive's. One byte of `proj.weight`
+    // (found by its values in `layers.pth`) is flipped in a copy.
+    let want = burn_pretrain_tests::expected("layers")["proj.weight"]
+        .1
+        .clone();
+    let needle: Vec<u8> = want[..4].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut data = std::fs::read(fixture("layers/layers.pth")).unwrap();
+    let at = data
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .expect("proj.weight's bytes in layers.pth");
+    data[at + 5] ^= 0x40;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.pth");
+    std::fs::write(&path, &data).unwrap();
+
+    let device = Device::flex();
+    let model = Proj {
+        proj: burn::nn::LinearConfig::new(6, 3)
+            .with_bias(false)
+            .init(&device),
+    };
+    let before = model.proj.weight.val().into_data();
+    let err = model.clone().load_pretrained(&path).unwrap_err();
+    assert!(matches!(err, Error::TensorData { .. }), "{err:?}");
+    let message = err.to_string();
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        cause.as_deref().is_some_and(|c| c.contains("CRC-32")),
+        "{cause:?}"
+    );
+    assert!(message.contains("proj.weight"), "{message}");
+    assert!(message.contains("damaged.pth"), "{message}");
+    assert_eq!(model.proj.weight.val().into_data(), before);
+    // The undamaged file loads the same tensor through the same path.
+    let (loaded, report) = model.load_pretrained(fixture("layers/layers.pth")).unwrap();
+    assert_eq!(report.loaded(), ["proj.weight"], "{report}");
+    let got = loaded.proj.weight.val().transpose().into_data();
+    assert_eq!(got.convert::<f32>().try_to_vec::<f32>().unwrap(), want);
+}
+
 #[test]
 fn a_load_reads_the_planned_tensors_bytes_and_a_check_none() {
     // A training checkpoint: `state_dict` (DataParallel's `module.backbone`, `module.head`),
