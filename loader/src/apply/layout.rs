@@ -236,9 +236,7 @@ impl Buffer {
             let n = rows * cols;
             let mut out: Vec<T> = Vec::with_capacity(n);
             let spare = &mut out.spare_capacity_mut()[..n];
-            if std::env::var_os("NOHUGE").is_none() {
-                huge_pages_at(spare.as_ptr() as usize, size_of_val(spare));
-            }
+            huge_pages_at(spare.as_ptr() as usize, size_of_val(spare));
             transpose_read(rows, cols, read, spare)?;
             // SAFETY: `transpose_read` returned `Ok`, so it wrote all `n` elements (every
             // column of every block of source rows), and any bit pattern is a valid `T`.
@@ -288,8 +286,11 @@ fn transpose_read<T: bytemuck::Pod + Send + Sync, E: Send>(
     read: &PieceReader<'_, E>,
     dst: &mut [MaybeUninit<T>],
 ) -> Result<(), E> {
-    // Measured on the benchmark's 1.2 GB of Linears: blocks of 1 MiB load them in 0.60× the
-    // time that bands read straight from the mapped file took; 256 KiB blocks, 0.70×.
+    // Measured on the benchmark's 1.2 GB of Linears, against bands of destination rows read
+    // straight from the mapped file (A/B runs taking turns, with the AVX tiles): blocks of
+    // 1 MiB took 0.54–0.60× its time, 2 MiB the same, 512 KiB 0.70×, 256 KiB 0.92×, 4 MiB
+    // 0.85×. Each destination row gets `h` consecutive elements at a time; larger blocks
+    // leave the core's cache.
     const BLOCK: usize = 1 << 20;
     assert_eq!(
         dst.len(),
@@ -354,6 +355,7 @@ const TALL: usize = 128;
 /// The vector instructions [`put_tile`] may use, detected once per tensor.
 #[derive(Clone, Copy)]
 struct Simd {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx: bool,
 }
 
