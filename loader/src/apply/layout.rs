@@ -112,60 +112,38 @@ impl Buffer {
         }
     }
 
-    /// A copy of `src` (elements of `size` bytes) in an aligned buffer: one pass, without
-    /// zeroing the buffer first. A large `src` is copied in parallel pieces into fresh memory
-    /// (whose zero pages cost no pass of ours), a smaller one appended piece by piece;
-    /// `done(offset, len)` is told each piece of `src` once it is copied.
-    pub(crate) fn copied_with(
-        src: &[u8],
-        size: usize,
-        done: &(dyn Fn(usize, usize) + Sync),
-    ) -> Self {
-        fn append<T: bytemuck::Pod>(
-            src: &[u8],
-            done: &(dyn Fn(usize, usize) + Sync),
-        ) -> Option<Vec<T>> {
-            let elements: &[T] = bytemuck::try_cast_slice(src).ok()?;
-            let mut out = Vec::with_capacity(elements.len());
-            let per_piece = (CHUNK / size_of::<T>()).max(1);
-            for (i, piece) in elements.chunks(per_piece).enumerate() {
-                out.extend_from_slice(piece);
-                done(i * per_piece * size_of::<T>(), size_of_val(piece));
-            }
-            Some(out)
+    /// A copy of `src` (elements of `size` bytes, any alignment) in an aligned buffer: one
+    /// pass, without zeroing the buffer first. A large `src` is copied in parallel pieces into
+    /// fresh memory (whose zero pages cost no pass of ours), a smaller one appended.
+    pub(crate) fn copied(src: &[u8], size: usize) -> Self {
+        fn append<T: bytemuck::Pod>(src: &[u8]) -> Option<Vec<T>> {
+            Some(bytemuck::try_cast_slice::<u8, T>(src).ok()?.to_vec())
         }
         if src.len() < PARALLEL_COPY {
             let appended = match size {
-                2 => append::<u16>(src, done).map(Self::B2),
-                4 => append::<u32>(src, done).map(Self::B4),
-                8 => append::<u64>(src, done).map(Self::B8),
-                _ => append::<u8>(src, done).map(Self::B1),
+                2 => append::<u16>(src).map(Self::B2),
+                4 => append::<u32>(src).map(Self::B4),
+                8 => append::<u64>(src).map(Self::B8),
+                _ => append::<u8>(src).map(Self::B1),
             };
             if let Some(buffer) = appended {
                 return buffer;
             }
         }
-        // Large, or unaligned in the file: zeroed fresh memory, filled in parallel.
+        // Large, or unaligned: zeroed fresh memory, filled in parallel.
         let mut buffer = Self::zeroed(size, src.len() / size.max(1));
-        copy_chunks(src, buffer.bytes_mut(), done);
         buffer
-    }
-
-    /// A copy of `src` (elements of `size` bytes) in an aligned buffer.
-    pub(crate) fn copied(src: &[u8], size: usize) -> Self {
-        Self::copied_with(src, size, &|_, _| {})
+            .bytes_mut()
+            .par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        buffer
     }
 
     /// `src` (elements of `from`) cast to `to`, a pair [`fast_cast`] accepts, in a new buffer
     /// written once: parallel chunks, each converted (with `half`'s vector code) through a
     /// 16 KiB staging buffer in cache and copied on into memory that was never zeroed.
-    /// `done(offset, len)` is told each chunk of `src` once it is cast.
-    pub(crate) fn cast(
-        src: &[u8],
-        from: BurnDType,
-        to: BurnDType,
-        done: &(dyn Fn(usize, usize) + Sync),
-    ) -> Self {
+    pub(crate) fn cast(src: &[u8], from: BurnDType, to: BurnDType) -> Self {
         let (sin, sout) = (from.size().max(1), to.size().max(1));
         // A checked entry holds whole elements; a stray tail byte is not an element.
         let src = &src[..src.len() / sin * sin];
@@ -173,11 +151,7 @@ impl Buffer {
         let filled = Self::filled(sout, src.len() / sin, |out| {
             out.par_chunks_mut(per_chunk * sout)
                 .zip(src.par_chunks(per_chunk * sin))
-                .enumerate()
-                .for_each(|(i, (d, s))| {
-                    cast_staged(s, from, d, to);
-                    done(i * per_chunk * sin, s.len());
-                });
+                .for_each(|(d, s)| cast_staged(s, from, d, to));
             Ok::<_, std::convert::Infallible>(())
         });
         match filled {
@@ -520,20 +494,8 @@ fn huge_pages_at(start: usize, len: usize) {
     let _ = (start, len);
 }
 
-/// Copy `src` into `dst` (equal lengths) in parallel chunks; `done(offset, len)` is told each
-/// chunk of `src` once it is copied.
-fn copy_chunks(src: &[u8], dst: &mut [u8], done: &(dyn Fn(usize, usize) + Sync)) {
-    dst.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(i, (d, s))| {
-            d.copy_from_slice(s);
-            done(i * CHUNK, s.len());
-        });
-}
-
-/// Element casts done at memory speed (`half`'s vectorised conversions); `None` for the
-/// pairs left to burn's element-wise conversion.
+/// Whether `from` → `to` is an element cast done at memory speed (`half`'s vectorised
+/// conversions, F16C); `false` for the pairs left to burn's element-wise conversion.
 pub(crate) fn fast_cast(from: BurnDType, to: BurnDType) -> bool {
     use BurnDType as B;
     matches!(
@@ -841,13 +803,7 @@ mod tests {
             .collect();
         let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
         let src: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
-        let pieces = std::sync::Mutex::new(Vec::new());
-        let dst = Buffer::cast(&src, BurnDType::F16, BurnDType::F32, &|at, len| {
-            pieces.lock().unwrap().push((at, len))
-        });
-        let mut pieces = pieces.into_inner().unwrap();
-        pieces.sort();
-        assert_eq!(pieces, [(0, CHUNK / 2), (CHUNK / 2, CHUNK / 2), (CHUNK, 6)]);
+        let dst = Buffer::cast(&src, BurnDType::F16, BurnDType::F32);
         let got = dst.into_data(vec![values.len()], BurnDType::F32);
         let want: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
         assert_eq!(got.try_to_vec::<f32>().unwrap(), want);
@@ -867,7 +823,6 @@ mod tests {
             bytemuck::cast_slice(&values),
             BurnDType::F32,
             BurnDType::BF16,
-            &|_, _| {},
         );
         let got = back.into_data(vec![values.len()], BurnDType::BF16);
         let want: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -886,20 +841,9 @@ mod tests {
             (1, 4096),
         ] {
             let bytes = &src[from..from + len];
-            let pieces = std::sync::Mutex::new(Vec::new());
-            let mut copy =
-                Buffer::copied_with(bytes, 4, &|at, n| pieces.lock().unwrap().push((at, n)));
+            let mut copy = Buffer::copied(bytes, 4);
             assert_eq!(copy.bytes_mut(), bytes, "{from} {len}");
             assert_eq!(copy.bytes_mut().as_ptr().align_offset(4), 0);
-            // The pieces reported tile the source.
-            let mut pieces = pieces.into_inner().unwrap();
-            pieces.sort_unstable();
-            let mut next = 0;
-            for (at, n) in pieces {
-                assert_eq!(at, next);
-                next += n;
-            }
-            assert_eq!(next, len);
         }
     }
 

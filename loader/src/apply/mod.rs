@@ -38,9 +38,10 @@ enum Src<'a> {
 /// parameter it goes to: cast, split when packed, laid out as the model holds it. Any
 /// failure is returned before the model is touched.
 ///
-/// Tensors of a memory-mapped file are converted straight from its pages into the buffers
-/// the model will own (one copy), in parallel; each range's pages are released once copied.
-/// Other tensors are read first (neighbours of one remote file in one request).
+/// Tensors of a memory-mapped file go into the buffers the model will own with one copy, in
+/// parallel: by positional reads when they load as stored, are only cast or only transposed;
+/// else converted from the mapped pages, which are released once copied. Other tensors are
+/// read first (neighbours of one remote file in one request).
 pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
     let loads: Vec<_> = plan
         .items
@@ -99,24 +100,18 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                 {
                     read_transposed(map, span, entry, piece)
                 }
+                // A tensor that is split, adapted, or transposed and cast: checked whole, then
+                // converted from the mapped pages, which are released once it is done.
                 Src::Mapped(map, span) => map.slice(span.offset, span.len).and_then(|bytes| {
-                    let checked = Checked::new(span, bytes);
-                    let release = |at: usize, n: usize| {
-                        checked.record(at, n);
-                        map.release(span.offset + at as u64, n);
-                    };
-
-                    let out = prepare(&item.target, entry, to, adapt.as_ref(), bytes, &release);
-                    // Checked before the pages go: a path that did not copy in pieces (a
-                    // transpose) is checked over the whole range, still resident.
-                    let verified = checked.verify();
+                    let out = span
+                        .verify(bytes)
+                        .and_then(|()| prepare(&item.target, entry, to, adapt.as_ref(), bytes));
                     map.release(span.offset, span.len);
-                    verified?;
                     out
                 }),
-                Src::Read(bytes) => bytes.and_then(|bytes| {
-                    prepare(&item.target, entry, to, adapt.as_ref(), &bytes, &|_, _| {})
-                }),
+                Src::Read(bytes) => {
+                    bytes.and_then(|bytes| prepare(&item.target, entry, to, adapt.as_ref(), &bytes))
+                }
             };
             result.map_err(|e| Error::TensorData {
                 path: entry.file().to_path_buf(),
@@ -306,8 +301,12 @@ impl<'a> Crc<'a> {
         }
     }
 
-    /// The CRC-32 of the recorded pieces, if they tile the whole range.
-    fn combined(&self) -> Option<u32> {
+    /// `Ok` if the pieces read, which must tile the range, match the recorded CRC-32 (or none
+    /// is recorded).
+    fn verify(&self) -> std::io::Result<()> {
+        let Some(expected) = self.span.crc32 else {
+            return Ok(());
+        };
         let mut pieces = self
             .pieces
             .lock()
@@ -320,64 +319,24 @@ impl<'a> Crc<'a> {
             next = at + len;
             ok
         }) && next == self.span.len;
-        tiled.then(|| crate::format::combined_crc32(pieces.into_iter().map(|(.., h)| h)))
-    }
-
-    /// `Ok` if the pieces read match the recorded CRC-32 (or none is recorded).
-    fn verify(&self) -> std::io::Result<()> {
-        let Some(expected) = self.span.crc32 else {
-            return Ok(());
-        };
-        match self.combined() {
-            Some(found) => crate::format::crc32_is(found, expected),
-            None => Err(std::io::Error::other(
+        if !tiled {
+            return Err(std::io::Error::other(
                 "the pieces read do not cover the stored range (a bug: please report it)",
-            )),
+            ));
         }
-    }
-}
-
-/// [`Crc`] over a mapped range that a conversion consumes in pieces — or not: a path that
-/// did not record pieces is checked over the whole range at the end.
-struct Checked<'a> {
-    crc: Crc<'a>,
-    bytes: &'a [u8],
-}
-
-impl<'a> Checked<'a> {
-    fn new(span: &'a Span, bytes: &'a [u8]) -> Self {
-        Self {
-            crc: Crc::new(span),
-            bytes,
-        }
-    }
-
-    /// `bytes[at..at + len]` has been consumed.
-    fn record(&self, at: usize, len: usize) {
-        self.crc.record(at, &self.bytes[at..at + len]);
-    }
-
-    fn verify(&self) -> std::io::Result<()> {
-        let Some(expected) = self.crc.span.crc32 else {
-            return Ok(());
-        };
-        match self.crc.combined() {
-            Some(found) => crate::format::crc32_is(found, expected),
-            None => self.crc.span.verify(self.bytes),
-        }
+        let found = crate::format::combined_crc32(pieces.into_iter().map(|(.., h)| h));
+        crate::format::crc32_is(found, expected)
     }
 }
 
 /// One planned tensor from its stored bytes: checked, adapted or cast, split when packed,
-/// laid out as the model holds it. `release(offset, len)` is told each range of `bytes`
-/// once it has been copied.
+/// laid out as the model holds it.
 fn prepare(
     target: &Target,
     entry: &TensorEntry,
     cast: Option<DType>,
     adapt: Option<&Adapt>,
     bytes: &[u8],
-    release: &(dyn Fn(usize, usize) + Sync),
 ) -> std::io::Result<Vec<(String, TensorData)>> {
     entry.check(bytes)?;
     let from = entry.dtype().to_burn_dtype();
@@ -400,9 +359,9 @@ fn prepare(
         }
         if !transposed(piece, shape.len()) && (to == from || layout::fast_cast(from, to)) {
             let out = if to == from {
-                Buffer::copied_with(bytes, from.size(), release)
+                Buffer::copied(bytes, from.size())
             } else {
-                Buffer::cast(bytes, from, to, release)
+                Buffer::cast(bytes, from, to)
             };
             return Ok(vec![(piece.model_path.clone(), out.into_data(shape, to))]);
         }
@@ -422,7 +381,7 @@ fn prepare(
     } else if let Some(to) = cast {
         let to = to.to_burn_dtype();
         data = if layout::fast_cast(from, to) {
-            Buffer::cast(data.as_bytes(), from, to, &|_, _| {}).into_data(shape, to)
+            Buffer::cast(data.as_bytes(), from, to).into_data(shape, to)
         } else {
             data.convert_dtype(to)
         };
