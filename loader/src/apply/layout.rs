@@ -102,14 +102,21 @@ impl Buffer {
     /// `src` (`rows × cols` elements of `size` bytes, row-major, any alignment) transposed
     /// into a new buffer, written once (see [`Buffer::transposed_read`]).
     pub(crate) fn transposed(src: &[u8], rows: usize, cols: usize, size: usize) -> Self {
-        let read = Self::transposed_read(rows, cols, size, &|at, piece| {
-            let n = piece.len();
-            Ok::<_, std::convert::Infallible>(&*piece.write_copy_of_slice(&src[at..at + n]))
-        });
-        match read {
-            Ok(buffer) => buffer,
-            Err(never) => match never {},
-        }
+        let Ok(buffer) = Self::transposed_read(rows, cols, size, &from_slice(src));
+        buffer
+    }
+
+    /// `src` (`rows × cols` elements of `from`) cast to `to` and transposed (see
+    /// [`Buffer::transposed_cast_read`]).
+    pub(crate) fn transposed_cast(
+        src: &[u8],
+        rows: usize,
+        cols: usize,
+        from: BurnDType,
+        to: BurnDType,
+    ) -> Self {
+        let Ok(buffer) = Self::transposed_cast_read(rows, cols, from, to, &from_slice(src));
+        buffer
     }
 
     /// A copy of `src` (elements of `size` bytes, any alignment) in an aligned buffer: one
@@ -202,29 +209,11 @@ impl Buffer {
         size: usize,
         read: &PieceReader<'_, E>,
     ) -> Result<Self, E> {
-        fn typed<T: bytemuck::Pod + Send + Sync, E: Send>(
-            rows: usize,
-            cols: usize,
-            read: &PieceReader<'_, E>,
-        ) -> Result<Vec<T>, E> {
-            let n = rows * cols;
-            let mut out: Vec<T> = Vec::with_capacity(n);
-            let spare = &mut out.spare_capacity_mut()[..n];
-            huge_pages_at(spare.as_ptr() as usize, size_of_val(spare));
-            transpose_read(rows, cols, read, spare)?;
-            // SAFETY: `transpose_read` returned `Ok`, so it wrote all `n` elements (every
-            // column of every block of source rows), and any bit pattern is a valid `T`.
-            #[allow(unsafe_code)]
-            unsafe {
-                out.set_len(n)
-            };
-            Ok(out)
-        }
         match size {
-            1 => typed::<u8, E>(rows, cols, read).map(Self::B1),
-            2 => typed::<u16, E>(rows, cols, read).map(Self::B2),
-            4 => typed::<u32, E>(rows, cols, read).map(Self::B4),
-            8 => typed::<u64, E>(rows, cols, read).map(Self::B8),
+            1 => typed_transpose::<u8, E>(rows, cols, None, read).map(Self::B1),
+            2 => typed_transpose::<u16, E>(rows, cols, None, read).map(Self::B2),
+            4 => typed_transpose::<u32, E>(rows, cols, None, read).map(Self::B4),
+            8 => typed_transpose::<u64, E>(rows, cols, None, read).map(Self::B8),
             _ => {
                 let mut whole = Vec::with_capacity(rows * cols * size);
                 let src = read(0, &mut whole.spare_capacity_mut()[..rows * cols * size])?;
@@ -238,6 +227,58 @@ impl Buffer {
             }
         }
     }
+
+    /// [`Buffer::transposed_read`] of `rows × cols` elements of `from` cast to `to` (a pair
+    /// [`fast_cast`] accepts): each block is cast as it is read, in cache, then transposed —
+    /// an f16 or bf16 Linear loads into an f32 model in one pass over its bytes.
+    pub(crate) fn transposed_cast_read<E: Send>(
+        rows: usize,
+        cols: usize,
+        from: BurnDType,
+        to: BurnDType,
+        read: &PieceReader<'_, E>,
+    ) -> Result<Self, E> {
+        let cast = Some((from, to));
+        match to.size() {
+            2 => typed_transpose::<u16, E>(rows, cols, cast, read).map(Self::B2),
+            4 => typed_transpose::<u32, E>(rows, cols, cast, read).map(Self::B4),
+            size => unreachable!("a cast to {size}-byte elements: `fast_cast` refuses it"),
+        }
+    }
+}
+
+/// A [`PieceReader`] of bytes already in memory: each piece copied out of `src`.
+fn from_slice(
+    src: &[u8],
+) -> impl for<'a> Fn(usize, &'a mut [MaybeUninit<u8>]) -> Result<&'a [u8], std::convert::Infallible>
++ Sync
++ '_ {
+    move |at, piece| {
+        let n = piece.len();
+        Ok(&*piece.write_copy_of_slice(&src[at..at + n]))
+    }
+}
+
+/// [`transpose_read`] into a new `Vec` of `rows × cols` elements (each source element cast
+/// first where `cast` says so).
+fn typed_transpose<T: bytemuck::Pod + Send + Sync, E: Send>(
+    rows: usize,
+    cols: usize,
+    cast: Option<(BurnDType, BurnDType)>,
+    read: &PieceReader<'_, E>,
+) -> Result<Vec<T>, E> {
+    let n = rows * cols;
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    let spare = &mut out.spare_capacity_mut()[..n];
+    huge_pages_at(spare.as_ptr() as usize, size_of_val(spare));
+    transpose_read(rows, cols, cast, read, spare)?;
+    // SAFETY: `transpose_read` returned `Ok`, so it wrote all `n` elements (every column of
+    // every block of source rows), and any bit pattern is a valid `T`.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(n)
+    };
+    Ok(out)
 }
 
 /// The destination of [`transpose_read`], shared by the blocks that write disjoint parts of it.
@@ -252,11 +293,13 @@ unsafe impl<T: Send> Sync for Scatter<T> {}
 /// every element. A block of source rows `r0..r0 + h` (about 1 MiB, read into `stage`, where
 /// it stays in the core's cache) lands in destination columns `r0..r0 + h` of every
 /// destination row: the block owns that strip, so blocks run in parallel without overlapping,
-/// and each destination row gets `h` consecutive elements at a time. Within a block, tiles of
+/// and each destination row gets `h` consecutive elements at a time. With a `cast`, the block
+/// is read as `from` elements into `raw` and cast into `stage`. Within a block, tiles of
 /// `TALL × WIDE` are gathered into a local array and written out by [`put_tile`].
 fn transpose_read<T: bytemuck::Pod + Send + Sync, E: Send>(
     rows: usize,
     cols: usize,
+    cast: Option<(BurnDType, BurnDType)>,
     read: &PieceReader<'_, E>,
     dst: &mut [MaybeUninit<T>],
 ) -> Result<(), E> {
@@ -271,8 +314,9 @@ fn transpose_read<T: bytemuck::Pod + Send + Sync, E: Send>(
         rows * cols,
         "a transpose into a buffer of another size"
     );
-    let row_bytes = cols * size_of::<T>();
-    let height = (BLOCK / row_bytes.max(1)).clamp(1, rows.max(1));
+    // Bytes of a source row as stored (before any cast).
+    let row_bytes = cols * cast.map_or(size_of::<T>(), |(from, _)| from.size());
+    let height = (BLOCK / (cols * size_of::<T>()).max(1)).clamp(1, rows.max(1));
     let simd = Simd::detect();
     let out = Scatter(dst.as_mut_ptr());
     let out = &out;
@@ -280,16 +324,36 @@ fn transpose_read<T: bytemuck::Pod + Send + Sync, E: Send>(
         .into_par_iter()
         .map_init(
             || {
+                let raw_words = cast.map_or(0, |_| (height * row_bytes).div_ceil(8));
                 (
                     Vec::<T>::with_capacity(height * cols),
+                    Vec::<u64>::with_capacity(raw_words),
                     [[T::zeroed(); WIDE]; TALL],
                 )
             },
-            |(stage, tile), block| {
+            |(stage, raw, tile), block| {
                 let r0 = block * height;
                 let h = height.min(rows - r0);
-                let bytes = spare_bytes(stage, h * cols);
-                let src: &[T] = bytemuck::cast_slice(read(r0 * row_bytes, bytes)?);
+                let src: &[T] = match cast {
+                    None => {
+                        bytemuck::cast_slice(read(r0 * row_bytes, spare_bytes(stage, h * cols))?)
+                    }
+                    Some((from, to)) => {
+                        let raw =
+                            &mut spare_bytes(raw, (h * row_bytes).div_ceil(8))[..h * row_bytes];
+                        let stored = read(r0 * row_bytes, raw)?;
+                        stage.clear();
+                        cast_staged(stored, from, spare_bytes(stage, h * cols), to);
+                        // SAFETY: `cast_staged` wrote every byte of the first `h * cols`
+                        // elements (it asserts that the pieces pair up), which the capacity
+                        // holds, and any bit pattern is a valid `T`.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            stage.set_len(h * cols)
+                        };
+                        stage
+                    }
+                };
                 for c0 in (0..cols).step_by(WIDE) {
                     let width = WIDE.min(cols - c0);
                     for k0 in (0..h).step_by(TALL) {
@@ -790,6 +854,47 @@ mod tests {
                             "{rows}x{cols}x{size}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposes_cast_on_the_way_match_half_and_the_definition() {
+        // f16/bf16 → f32 and back, one block and several, off the tiles' edges.
+        for (rows, cols) in [(1, 1), (130, 70), (9, 33), (600, 1000)] {
+            let values: Vec<f32> = (0..rows * cols)
+                .map(|i| (i as f32 - 500.0) * 0.0137)
+                .collect();
+            let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+            let out = Buffer::transposed_cast(
+                bytemuck::cast_slice(&halves),
+                rows,
+                cols,
+                BurnDType::F16,
+                BurnDType::F32,
+            );
+            let got = out.into_data(vec![cols, rows], BurnDType::F32);
+            let got = got.try_to_vec::<f32>().unwrap();
+            let brains: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
+            let back = Buffer::transposed_cast(
+                bytemuck::cast_slice(&values),
+                rows,
+                cols,
+                BurnDType::F32,
+                BurnDType::BF16,
+            );
+            let back = back.into_data(vec![cols, rows], BurnDType::BF16);
+            let back = back.try_to_vec::<bf16>().unwrap();
+            for r in 0..rows {
+                for c in 0..cols {
+                    let (from, to) = (r * cols + c, c * rows + r);
+                    assert_eq!(
+                        got[to],
+                        halves[from].to_f32(),
+                        "{rows}x{cols} f16 at {r},{c}"
+                    );
+                    assert_eq!(back[to], brains[from], "{rows}x{cols} bf16 at {r},{c}");
                 }
             }
         }

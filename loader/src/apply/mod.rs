@@ -95,10 +95,10 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                     read_cast(map, span, entry, piece, to)
                 }
                 Src::Mapped(map, span)
-                    if let Some(piece) =
+                    if let Some((piece, to)) =
                         plain_transpose(&item.target, entry, to, adapt.as_ref()) =>
                 {
-                    read_transposed(map, span, entry, piece)
+                    read_transposed(map, span, entry, piece, to)
                 }
                 // A tensor that is split, adapted, or transposed and cast: checked whole, then
                 // converted from the mapped pages, which are released once it is done.
@@ -162,42 +162,53 @@ fn plain_cast<'a>(
 }
 
 /// The one piece a 2-D tensor loads into with only a transpose (a Linear's `[out, in]` as
-/// burn's `[in, out]`), or `None`.
+/// burn's `[in, out]`), maybe cast on the way (by [`layout::fast_cast`]), and the type it
+/// ends in; `None` otherwise.
 fn plain_transpose<'a>(
     target: &'a Target,
     entry: &TensorEntry,
     cast: Option<DType>,
     adapt: Option<&Adapt>,
-) -> Option<&'a Piece> {
+) -> Option<(&'a Piece, DType)> {
     let piece = single(target)?;
     let transposed = matches!(piece.layout, Layout::Transposed) && entry.shape().len() == 2;
     // Booleans keep the copy path, whose check names the element that is neither 0 nor 1.
     let plain = entry.dtype() != DType::Bool && adapt.is_none();
-    (transposed && plain && cast.is_none_or(|to| to == entry.dtype())).then_some(piece)
+    let to = cast.unwrap_or(entry.dtype());
+    let castable =
+        to == entry.dtype() || layout::fast_cast(entry.dtype().to_burn_dtype(), to.to_burn_dtype());
+    (transposed && plain && castable).then_some((piece, to))
 }
 
-/// A tensor that needs only a transpose: blocks of its rows read by positional reads into
-/// small buffers that stay in cache, each scattered on into the buffer the model will own
-/// (see [`Buffer::transposed_read`]), the CRC-32 computed on each block as it is read.
+/// A tensor that needs only a transpose (and maybe a cast): blocks of its rows read by
+/// positional reads into small buffers that stay in cache, each cast there if need be and
+/// scattered on into the buffer the model will own (see [`Buffer::transposed_read`]), the
+/// CRC-32 computed on each block as it is read.
 fn read_transposed(
     map: &Mapped,
     span: &Span,
     entry: &TensorEntry,
     piece: &Piece,
+    to: DType,
 ) -> std::io::Result<Vec<(String, TensorData)>> {
-    let dtype = entry.dtype().to_burn_dtype();
+    let (from, to) = (entry.dtype().to_burn_dtype(), to.to_burn_dtype());
     let (rows, cols) = (entry.shape()[0], entry.shape()[1]);
     expect_len(entry, span)?;
     let crc = Crc::new(span);
-    let out = Buffer::transposed_read(rows, cols, dtype.size(), &|at, buffer| {
+    let read: &layout::PieceReader<'_, std::io::Error> = &|at, buffer| {
         let bytes = map.read_into_uninit(span.offset + at as u64, buffer)?;
         crc.record(at, bytes);
-        Ok::<_, std::io::Error>(&*bytes)
-    })?;
+        Ok(&*bytes)
+    };
+    let out = if from == to {
+        Buffer::transposed_read(rows, cols, from.size(), read)?
+    } else {
+        Buffer::transposed_cast_read(rows, cols, from, to, read)?
+    };
     crc.verify()?;
     Ok(vec![(
         piece.model_path.clone(),
-        out.into_data(vec![cols, rows], dtype),
+        out.into_data(vec![cols, rows], to),
     )])
 }
 
@@ -349,12 +360,16 @@ fn prepare(
         && let Some(piece) = single
     {
         let to = cast.map_or(from, DType::to_burn_dtype);
-        if transposed(piece, shape.len()) && to == from {
+        if transposed(piece, shape.len()) && (to == from || layout::fast_cast(from, to)) {
             let (rows, cols) = (shape[0], shape[1]);
-            let out = Buffer::transposed(bytes, rows, cols, from.size());
+            let out = if to == from {
+                Buffer::transposed(bytes, rows, cols, from.size())
+            } else {
+                Buffer::transposed_cast(bytes, rows, cols, from, to)
+            };
             return Ok(vec![(
                 piece.model_path.clone(),
-                out.into_data(vec![cols, rows], from),
+                out.into_data(vec![cols, rows], to),
             )]);
         }
         if !transposed(piece, shape.len()) && (to == from || layout::fast_cast(from, to)) {

@@ -79,6 +79,63 @@ fn half_precision_is_cast_and_reported() {
     );
 }
 
+#[derive(burn::module::Module, Debug, burn_pretrain::Pretrainable)]
+struct TwoLinears {
+    a: burn::nn::Linear,
+    b: burn::nn::Linear,
+}
+
+#[test]
+fn half_precision_linears_are_cast_and_transposed_in_one_pass() {
+    // float16 and bfloat16 Linears (as most Hub checkpoints are) into an f32 model: each
+    // weight cast and transposed block by block, with the zip's CRC-32 for the `.pth`.
+    let device = Device::flex();
+    let want = expected("half_linears");
+    for file in [
+        "half_linears/linears.pth",
+        "half_linears/linears.safetensors",
+    ] {
+        let model = TwoLinears {
+            a: burn::nn::LinearConfig::new(70, 130).init(&device),
+            b: burn::nn::LinearConfig::new(130, 64).init(&device),
+        };
+        let (model, report) = model.load_pretrained(fixture(file)).unwrap();
+        assert!(report.is_complete(), "{file}: {report}");
+        let mut cast: Vec<_> = report
+            .cast()
+            .iter()
+            .map(|c| (c.key.as_str(), c.from, c.to))
+            .collect();
+        cast.sort_unstable_by_key(|c| c.0);
+        assert_eq!(
+            cast,
+            [
+                ("a.bias", DType::F16, DType::F32),
+                ("a.weight", DType::F16, DType::F32),
+                ("b.bias", DType::BF16, DType::F32),
+                ("b.weight", DType::BF16, DType::F32),
+            ],
+            "{file}"
+        );
+        for (key, linear) in [("a", &model.a), ("b", &model.b)] {
+            // burn holds `[in, out]`; PyTorch's values are `[out, in]`, row-major.
+            let (shape, values) = &want[&format!("{key}.weight")];
+            let weight = linear.weight.val();
+            assert_eq!(weight.dims(), [shape[1], shape[0]], "{file}: {key}");
+            assert_eq!(weight.dtype(), burn::tensor::DType::F32, "{file}: {key}");
+            let got = weight.transpose().into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(&got, values, "{file}: {key}.weight");
+            let bias = linear.bias.as_ref().unwrap().val().into_data();
+            let want_bias = &want[&format!("{key}.bias")].1;
+            assert_eq!(
+                &bias.try_to_vec::<f32>().unwrap(),
+                want_bias,
+                "{file}: {key}.bias"
+            );
+        }
+    }
+}
+
 #[test]
 fn checkpoint_lists_tensors_without_reading_them() {
     let ckpt = Checkpoint::open(fixture("legacy/backbone_legacy.pth")).unwrap();
