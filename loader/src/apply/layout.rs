@@ -754,6 +754,21 @@ mod tests {
         );
     }
 
+    /// `dst` holds `src` (`rows × cols` elements of `size` bytes) transposed.
+    fn assert_transposed(src: &[u8], dst: &[u8], rows: usize, cols: usize, size: usize) {
+        for r in 0..rows {
+            for c in 0..cols {
+                let from = (r * cols + c) * size;
+                let to = (c * rows + r) * size;
+                assert_eq!(
+                    dst[to..to + size],
+                    src[from..from + size],
+                    "{rows}x{cols}x{size} at {r},{c}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn transposes_of_unaligned_bytes_match_the_definition() {
         // Sizes around the 8 × 8 blocks and the tiles' edges, every element size, the source
@@ -766,17 +781,7 @@ mod tests {
                 let src = &bytes[1..];
                 let mut out = Buffer::transposed(src, rows, cols, size);
                 let dst = out.bytes_mut();
-                for r in 0..rows {
-                    for c in 0..cols {
-                        let from = (r * cols + c) * size;
-                        let to = (c * rows + r) * size;
-                        assert_eq!(
-                            dst[to..to + size],
-                            src[from..from + size],
-                            "{rows}x{cols}x{size}"
-                        );
-                    }
-                }
+                assert_transposed(src, dst, rows, cols, size);
             }
         }
     }
@@ -844,17 +849,7 @@ mod tests {
                 assert_eq!(next, src.len(), "{rows}x{cols}x{size}");
                 let mut out = out;
                 let dst = out.bytes_mut();
-                for r in 0..rows {
-                    for c in 0..cols {
-                        let from = (r * cols + c) * size;
-                        let to = (c * rows + r) * size;
-                        assert_eq!(
-                            dst[to..to + size],
-                            src[from..from + size],
-                            "{rows}x{cols}x{size}"
-                        );
-                    }
-                }
+                assert_transposed(&src, dst, rows, cols, size);
             }
         }
     }

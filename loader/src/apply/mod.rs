@@ -195,21 +195,32 @@ fn read_transposed(
     let (rows, cols) = (entry.shape()[0], entry.shape()[1]);
     expect_len(entry, span)?;
     let crc = Crc::new(span);
-    let read: &layout::PieceReader<'_, std::io::Error> = &|at, buffer| {
-        let bytes = map.read_into_uninit(span.offset + at as u64, buffer)?;
-        crc.record(at, bytes);
-        Ok(&*bytes)
-    };
+    let read = crc_read(map, span, &crc);
     let out = if from == to {
-        Buffer::transposed_read(rows, cols, from.size(), read)?
+        Buffer::transposed_read(rows, cols, from.size(), &read)?
     } else {
-        Buffer::transposed_cast_read(rows, cols, from, to, read)?
+        Buffer::transposed_cast_read(rows, cols, from, to, &read)?
     };
     crc.verify()?;
     Ok(vec![(
         piece.model_path.clone(),
         out.into_data(vec![cols, rows], to),
     )])
+}
+
+/// The [`layout::PieceReader`] of a stored range: positional reads of its file, each piece
+/// handed to `crc` as it lands.
+fn crc_read<'r>(
+    map: &'r Mapped,
+    span: &'r Span,
+    crc: &'r Crc<'_>,
+) -> impl for<'a> Fn(usize, &'a mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<&'a [u8]> + Sync + 'r
+{
+    move |at, buffer| {
+        let bytes = map.read_into_uninit(span.offset + at as u64, buffer)?;
+        crc.record(at, bytes);
+        Ok(&*bytes)
+    }
 }
 
 /// A tensor that needs only a cast: positional reads of its file into small buffers that stay
@@ -225,11 +236,7 @@ fn read_cast(
     let (from, to) = (entry.dtype().to_burn_dtype(), to.to_burn_dtype());
     expect_len(entry, span)?;
     let crc = Crc::new(span);
-    let out = Buffer::cast_read(span.len, from, to, &|at, buffer| {
-        let bytes = map.read_into_uninit(span.offset + at as u64, buffer)?;
-        crc.record(at, bytes);
-        Ok::<_, std::io::Error>(&*bytes)
-    })?;
+    let out = Buffer::cast_read(span.len, from, to, &crc_read(map, span, &crc))?;
     crc.verify()?;
     Ok(vec![(
         piece.model_path.clone(),
