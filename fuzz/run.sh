@@ -16,7 +16,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(checkpoint config location npy)
 jobs=${JOBS:-$(nproc)}
 # No sanitizer by default: our `unsafe` is the file map, madvise calls, writes into
-# uninitialised buffers (positional reads, transposes, casts) and the F16C cast, each with its
+# uninitialised buffers (positional reads, transposes, casts), the transpose's blocks writing
+# disjoint strips of one buffer, and the F16C cast and AVX 8x8 transposes, each with its
 # SAFETY argument, and ASan makes burn's build and every run several times slower. SANITIZER=address to check the dependencies' unsafe code too.
 sanitizer=${SANITIZER:-none}
 for t in "${targets[@]}"; do cargo +nightly fuzz build --sanitizer "$sanitizer" "$t"; done
