@@ -39,9 +39,9 @@ enum Src<'a> {
 /// failure is returned before the model is touched.
 ///
 /// Tensors of a memory-mapped file go into the buffers the model will own with one copy, in
-/// parallel: by positional reads when they load as stored, are only cast or only transposed;
-/// else converted from the mapped pages, which are released once copied. Other tensors are
-/// read first (neighbours of one remote file in one request).
+/// parallel: by positional reads when they load as stored, cast, transposed or both; else
+/// converted from the mapped pages, which are released once copied. Other tensors are read
+/// first (neighbours of one remote file in one request).
 pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
     let loads: Vec<_> = plan
         .items
@@ -100,8 +100,8 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                 {
                     read_transposed(map, span, entry, piece, to)
                 }
-                // A tensor that is split, adapted, or transposed and cast: checked whole, then
-                // converted from the mapped pages, which are released once it is done.
+                // A tensor that is split, adapted, or cast by burn's element-wise conversion:
+                // checked whole, then converted from the mapped pages, released once it is done.
                 Src::Mapped(map, span) => map.slice(span.offset, span.len).and_then(|bytes| {
                     let out = span
                         .verify(bytes)
