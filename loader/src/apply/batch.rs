@@ -27,7 +27,7 @@ pub(crate) fn read_many(entries: &[&TensorEntry]) -> (Vec<io::Result<Vec<u8>>>, 
                 .or_default()
                 .push((i, span)),
             None => {
-                bytes_read += (entry.num_elements() * entry.dtype().size()) as u64;
+                bytes_read += entry.byte_len().unwrap_or(0) as u64;
                 out[i] = Some(entry.read());
             }
         }

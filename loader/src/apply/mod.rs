@@ -246,18 +246,13 @@ fn read_cast(
 
 /// The error of a stored range whose length is not its tensor's.
 fn expect_len(entry: &TensorEntry, span: &Span) -> std::io::Result<()> {
-    let size = entry.dtype().to_burn_dtype().size();
-    let elements = entry.num_elements();
-    if elements.checked_mul(size) == Some(span.len) {
+    let expected = entry.byte_len()?;
+    if expected == span.len {
         return Ok(());
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::InvalidData,
-        format!(
-            "expected {} bytes, the file holds {}",
-            elements.saturating_mul(size),
-            span.len
-        ),
+        format!("expected {expected} bytes, the file holds {}", span.len),
     ))
 }
 

@@ -164,6 +164,23 @@ impl TensorEntry {
         self.shape.iter().product()
     }
 
+    /// The bytes the tensor's shape and dtype add up to, or an error where that overflows
+    /// (a damaged header: the loaders size their buffers and transposes from the shape).
+    pub(crate) fn byte_len(&self) -> io::Result<usize> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size(), |n, &d| n.checked_mul(d))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a shape of {:?} {} elements overflows memory",
+                        self.shape, self.dtype
+                    ),
+                )
+            })
+    }
+
     /// Read the tensor's bytes: contiguous, row-major, little-endian.
     pub fn read(&self) -> io::Result<Vec<u8>> {
         self.checked((self.read)()?)
@@ -178,7 +195,7 @@ impl TensorEntry {
 
     /// [`checked`](Self::checked) for bytes the caller keeps.
     pub(crate) fn check(&self, bytes: &[u8]) -> io::Result<()> {
-        let expected = self.num_elements() * self.dtype.size();
+        let expected = self.byte_len()?;
         if bytes.len() != expected {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -469,7 +486,20 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use super::natural_cmp;
+    use super::{DType, TensorEntry, natural_cmp};
+
+    #[test]
+    fn a_shape_whose_size_overflows_is_an_error_not_a_wrapped_length() {
+        // 2^62 × 8 f32 elements wrap to 0 bytes in `usize`: empty data must not pass for them
+        // (the loaders size buffers and transposes from the shape).
+        let entry = TensorEntry::new("w".into(), vec![1 << 62, 8], DType::F32, || Ok(vec![]));
+        let err = entry.check(&[]).unwrap_err();
+        assert!(err.to_string().contains("overflows"), "{err}");
+        assert!(entry.read().is_err());
+        let fine = TensorEntry::new("w".into(), vec![2, 3], DType::F32, || Ok(vec![0; 24]));
+        assert_eq!(fine.byte_len().unwrap(), 24);
+        assert_eq!(fine.read().unwrap().len(), 24);
+    }
 
     #[test]
     fn natural_order_sorts_numbers_by_value() {
