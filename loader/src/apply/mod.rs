@@ -92,13 +92,13 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                     if let Some((piece, to)) =
                         plain_cast(&item.target, entry, to, adapt.as_ref()) =>
                 {
-                    read_cast(map, span, entry, piece, to)
+                    read_converted(map, span, entry, piece, to, false)
                 }
                 Src::Mapped(map, span)
                     if let Some((piece, to)) =
                         plain_transpose(&item.target, entry, to, adapt.as_ref()) =>
                 {
-                    read_transposed(map, span, entry, piece, to)
+                    read_converted(map, span, entry, piece, to, true)
                 }
                 // A tensor that is split, adapted, or cast by burn's element-wise conversion:
                 // checked whole, then converted from the mapped pages, released once it is done.
@@ -180,32 +180,39 @@ fn plain_transpose<'a>(
     (transposed && plain && castable).then_some((piece, to))
 }
 
-/// A tensor that needs only a transpose (and maybe a cast): blocks of its rows read by
-/// positional reads into small buffers that stay in cache, each cast there if need be and
-/// scattered on into the buffer the model will own (see [`Buffer::transposed_read`]), the
-/// CRC-32 computed on each block as it is read.
-fn read_transposed(
+/// A tensor that needs only a cast, a (2-D) transpose or both: positional reads of its file
+/// into small buffers that stay in cache, each converted on into the buffer the model will own
+/// ([`Buffer::cast_read`]; for a transpose, blocks of its rows, cast there if need be and
+/// scattered into their strip: [`Buffer::transposed_read`]), the CRC-32 computed on each
+/// piece as it is read.
+fn read_converted(
     map: &Mapped,
     span: &Span,
     entry: &TensorEntry,
     piece: &Piece,
     to: DType,
+    transpose: bool,
 ) -> std::io::Result<Vec<(String, TensorData)>> {
     let (from, to) = (entry.dtype().to_burn_dtype(), to.to_burn_dtype());
-    let (rows, cols) = (entry.shape()[0], entry.shape()[1]);
     expect_len(entry, span)?;
     let crc = Crc::new(span);
     let read = crc_read(map, span, &crc);
-    let out = if from == to {
-        Buffer::transposed_read(rows, cols, from.size(), &read)?
+    let (out, shape) = if transpose {
+        let (rows, cols) = (entry.shape()[0], entry.shape()[1]);
+        let out = if from == to {
+            Buffer::transposed_read(rows, cols, from.size(), &read)?
+        } else {
+            Buffer::transposed_cast_read(rows, cols, from, to, &read)?
+        };
+        (out, vec![cols, rows])
     } else {
-        Buffer::transposed_cast_read(rows, cols, from, to, &read)?
+        (
+            Buffer::cast_read(span.len, from, to, &read)?,
+            entry.shape().to_vec(),
+        )
     };
     crc.verify()?;
-    Ok(vec![(
-        piece.model_path.clone(),
-        out.into_data(vec![cols, rows], to),
-    )])
+    Ok(vec![(piece.model_path.clone(), out.into_data(shape, to))])
 }
 
 /// The [`layout::PieceReader`] of a stored range: positional reads of its file, each piece
@@ -221,27 +228,6 @@ fn crc_read<'r>(
         crc.record(at, bytes);
         Ok(&*bytes)
     }
-}
-
-/// A tensor that needs only a cast: positional reads of its file into small buffers that stay
-/// in cache, each cast on into the buffer the model will own (see [`Buffer::cast_read`]), the
-/// CRC-32 computed on each piece as it is read.
-fn read_cast(
-    map: &Mapped,
-    span: &Span,
-    entry: &TensorEntry,
-    piece: &Piece,
-    to: DType,
-) -> std::io::Result<Vec<(String, TensorData)>> {
-    let (from, to) = (entry.dtype().to_burn_dtype(), to.to_burn_dtype());
-    expect_len(entry, span)?;
-    let crc = Crc::new(span);
-    let out = Buffer::cast_read(span.len, from, to, &crc_read(map, span, &crc))?;
-    crc.verify()?;
-    Ok(vec![(
-        piece.model_path.clone(),
-        out.into_data(entry.shape().to_vec(), to),
-    )])
 }
 
 /// The error of a stored range whose length is not its tensor's.
