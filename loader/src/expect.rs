@@ -1,7 +1,7 @@
-//! What a load must achieve to count as a success ([`Expect`]), and what to do with a tensor
-//! whose shape does not fit ([`MismatchRule`], [`Policy`]).
+//! What a load must achieve to count as a success: [`Expect`], the user's value, and
+//! `Expectations`, the same resolved once per load (fractions checked, patterns compiled).
 //!
-//! Expectations are checked on the plan, before any tensor is read: an unmet one is
+//! Expectations are checked on the plan's report, before any tensor is read: an unmet one is
 //! [`Error::Unmet`](crate::Error::Unmet), which carries the report, and the model is unchanged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -10,7 +10,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::report::LoadReport;
+use crate::report::{LoadReport, Mismatch, fold_keys, percent};
 
 /// What a load must achieve, or it is an `Err` and the model stays as it was.
 ///
@@ -57,14 +57,26 @@ impl Expect {
         *self == Self::default()
     }
 
-    /// Fractions in [0, 1] and patterns that compile.
-    pub(crate) fn validate(&self) -> Result<()> {
-        let fractions = self
+}
+
+/// [`Expect`] resolved: fractions checked, key patterns compiled.
+#[derive(Debug)]
+pub(crate) struct Expectations {
+    expect: Expect,
+    allow_missing: Vec<Regex>,
+    allow_unexpected: Vec<Regex>,
+}
+
+impl Expectations {
+    /// Check `expect`'s fractions (in [0, 1]) and compile its patterns.
+    pub fn compile(expect: &Expect) -> Result<Self> {
+        let fractions = expect
             .coverage
             .iter()
             .map(|f| ("coverage".to_string(), *f))
             .chain(
-                self.subtrees
+                expect
+                    .subtrees
                     .iter()
                     .map(|(s, f)| (format!("subtrees.{s}"), *f)),
             );
@@ -76,28 +88,29 @@ impl Expect {
                 });
             }
         }
-        patterns("expect.allow_missing", &self.allow_missing)?;
-        patterns("expect.allow_unexpected", &self.allow_unexpected)?;
-        Ok(())
+        Ok(Self {
+            allow_missing: patterns("expect.allow_missing", &expect.allow_missing)?,
+            allow_unexpected: patterns("expect.allow_unexpected", &expect.allow_unexpected)?,
+            expect: expect.clone(),
+        })
     }
 
     /// The expectations `report` does not meet, one line each.
-    pub(crate) fn unmet(&self, report: &LoadReport) -> Result<Vec<String>> {
-        let allow_missing = patterns("expect.allow_missing", &self.allow_missing)?;
-        let allow_unexpected = patterns("expect.allow_unexpected", &self.allow_unexpected)?;
-        let allowed = |key: &str| allow_missing.iter().any(|re| re.is_match(key));
-        let mut out = report.policy_failures().to_vec();
+    pub fn unmet(&self, report: &LoadReport) -> Vec<String> {
+        let allowed = |key: &str| self.allow_missing.iter().any(|re| re.is_match(key));
+        let expect = &self.expect;
+        let mut out = report.failures().to_vec();
         let total = report.total();
         let loaded = report.loaded().len();
-        if total > 0 && loaded == 0 && !self.allow_empty {
+        if total > 0 && loaded == 0 && !expect.allow_empty {
             out.push(format!(
                 "nothing loaded: none of the model's {total} tensors is in the checkpoint under its name and shape"
             ));
         }
-        if !self.allow_partial {
+        if !expect.allow_partial {
             out.extend(half_loaded(report, &allowed));
         }
-        if let Some(want) = self.coverage
+        if let Some(want) = expect.coverage
             && !meets(loaded, total, want)
         {
             out.push(format!(
@@ -106,7 +119,7 @@ impl Expect {
                 percent_of(want)
             ));
         }
-        for (prefix, want) in &self.subtrees {
+        for (prefix, want) in &expect.subtrees {
             let under = |k: &str| {
                 k == prefix
                     || (k.starts_with(prefix.as_str()) && k[prefix.len()..].starts_with('.'))
@@ -123,7 +136,7 @@ impl Expect {
                 ));
             }
         }
-        if self.strict {
+        if expect.strict {
             let not_loaded: Vec<&str> = report
                 .missing()
                 .iter()
@@ -134,43 +147,29 @@ impl Expect {
             if !not_loaded.is_empty() {
                 out.push(format!(
                     "strict: not loaded {}",
-                    crate::report::fold_keys(&not_loaded).join(", ")
+                    fold_keys(&not_loaded).join(", ")
                 ));
             }
             let unused: Vec<&str> = report
                 .unexpected()
                 .iter()
                 .map(String::as_str)
-                .filter(|k| !allow_unexpected.iter().any(|re| re.is_match(k)))
+                .filter(|k| !self.allow_unexpected.iter().any(|re| re.is_match(k)))
                 .collect();
             if !unused.is_empty() {
                 out.push(format!(
                     "strict: unused in the checkpoint {}",
-                    crate::report::fold_keys(&unused).join(", ")
+                    fold_keys(&unused).join(", ")
                 ));
             }
         }
-        Ok(out)
+        out
     }
 }
 
 /// `loaded/total ≥ want`, with room for rounding in `want`.
 fn meets(loaded: usize, total: usize, want: f64) -> bool {
     total == 0 || loaded as f64 / total as f64 + 1e-9 >= want
-}
-
-/// `30/32` → `94 %`; only a complete load shows 100 % and only an empty one 0 %.
-pub(crate) fn percent(loaded: usize, total: usize) -> String {
-    if total == 0 {
-        return "100 %".into();
-    }
-    let rounded = (loaded * 100 + total / 2) / total;
-    let shown = match loaded {
-        0 => 0,
-        n if n == total => 100,
-        _ => rounded.clamp(1, 99),
-    };
-    format!("{shown} %")
 }
 
 fn percent_of(f: f64) -> String {
@@ -181,7 +180,7 @@ fn percent_of(f: f64) -> String {
 /// `keep` policy or `allow_missing` covers does not count.
 fn half_loaded(report: &LoadReport, allowed: &dyn Fn(&str) -> bool) -> Vec<String> {
     let loaded: HashSet<&str> = report.loaded().iter().map(String::as_str).collect();
-    let mismatched: HashMap<&str, &crate::report::Mismatch> = report
+    let mismatched: HashMap<&str, &Mismatch> = report
         .mismatched()
         .iter()
         .map(|m| (m.key.as_str(), m))
@@ -236,165 +235,4 @@ fn patterns(field: &str, list: &[String]) -> Result<Vec<Regex>> {
             })
         })
         .collect()
-}
-
-/// What to do with a tensor whose stored shape differs from the model's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "policy", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Policy {
-    /// The model keeps its value and the mismatch is reported (the default). Named
-    /// explicitly, the layer does not count as half loaded.
-    Keep,
-    /// The load fails.
-    Error,
-    /// A conv weight `[O, C_src, k...]` becomes `[O, C_dst, k...]`: for one channel the
-    /// channels are summed; for more they are repeated and scaled by `C_src / C_dst` (timm's
-    /// `adapt_input_conv`, for any `C_src`).
-    AdaptInChannels,
-    /// A position embedding `[1, prefix + H·W, D]` or `[1, D, H, W]` is resampled to the
-    /// model's grid, bicubic with antialiasing like timm's `resample_abs_pos_embed`; the
-    /// `prefix_tokens` (class, distillation, register tokens) are kept as they are. Without
-    /// `prefix_tokens` the count that makes both grids square is taken.
-    ResampleGrid {
-        /// Leading tokens that are not part of the grid.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        prefix_tokens: Option<usize>,
-    },
-    /// Keep the rows (classes) at these indices of a classifier's weight and bias, in this
-    /// order: from a list, or from a file of indices (whitespace or comma separated, `#`
-    /// comments).
-    SelectRows {
-        /// The row indices.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        rows: Vec<usize>,
-        /// A file holding the row indices.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        rows_file: Option<String>,
-    },
-}
-
-impl Policy {
-    /// `select_rows` with these indices.
-    pub fn select_rows(rows: impl IntoIterator<Item = usize>) -> Self {
-        Self::SelectRows {
-            rows: rows.into_iter().collect(),
-            rows_file: None,
-        }
-    }
-
-    /// `select_rows` with the indices in `file`.
-    pub fn select_rows_from(file: impl Into<String>) -> Self {
-        Self::SelectRows {
-            rows: Vec::new(),
-            rows_file: Some(file.into()),
-        }
-    }
-
-    /// `resample_grid`, guessing the prefix tokens.
-    pub fn resample_grid() -> Self {
-        Self::ResampleGrid {
-            prefix_tokens: None,
-        }
-    }
-
-    /// The name used in configs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Policy::Keep => "keep",
-            Policy::Error => "error",
-            Policy::AdaptInChannels => "adapt_in_channels",
-            Policy::ResampleGrid { .. } => "resample_grid",
-            Policy::SelectRows { .. } => "select_rows",
-        }
-    }
-}
-
-/// A [`Policy`] for the mismatched tensors whose checkpoint key (after the view) or model path
-/// matches the regex `keys`. The first rule that matches decides.
-///
-/// In a config: `"on_mismatch": [{"keys": "^patch_embed\\.proj\\.weight$", "policy":
-/// "adapt_in_channels"}, {"keys": "^head\\.", "policy": "select_rows", "rows": [1, 7]}]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MismatchRule {
-    /// Regex matched against the checkpoint key and the model path.
-    pub keys: String,
-    /// What to do.
-    #[serde(flatten)]
-    pub policy: Policy,
-}
-
-/// Compiled rules, with `select_rows` files read.
-pub(crate) struct Rules {
-    rules: Vec<(Regex, Policy)>,
-}
-
-impl Rules {
-    pub fn compile(rules: &[MismatchRule]) -> Result<Self> {
-        let mut out = Vec::new();
-        for rule in rules {
-            let re = Regex::new(&rule.keys).map_err(|source| Error::InvalidPattern {
-                field: "on_mismatch.keys".into(),
-                pattern: rule.keys.clone(),
-                source,
-            })?;
-            let policy = match &rule.policy {
-                Policy::SelectRows { rows, rows_file } => {
-                    let mut rows = rows.clone();
-                    if let Some(file) = rows_file {
-                        rows.extend(read_rows(file)?);
-                    }
-                    if rows.is_empty() {
-                        return Err(Error::InvalidSpec {
-                            field: "on_mismatch.select_rows".into(),
-                            detail: format!(
-                                "rule `{}` selects no rows: give `rows` or `rows_file`",
-                                rule.keys
-                            ),
-                        });
-                    }
-                    Policy::select_rows(rows)
-                }
-                other => other.clone(),
-            };
-            out.push((re, policy));
-        }
-        Ok(Self { rules: out })
-    }
-
-    /// The rule for a mismatched tensor: `(pattern, policy)`.
-    pub fn find<'a>(
-        &self,
-        key: &str,
-        model_paths: impl IntoIterator<Item = &'a str> + Clone,
-    ) -> Option<(&str, &Policy)> {
-        self.rules
-            .iter()
-            .find(|(re, _)| {
-                re.is_match(key) || model_paths.clone().into_iter().any(|p| re.is_match(p))
-            })
-            .map(|(re, p)| (re.as_str(), p))
-    }
-}
-
-/// Row indices from a file: integers separated by whitespace or commas; `#` starts a comment.
-fn read_rows(file: &str) -> Result<Vec<usize>> {
-    let text = std::fs::read_to_string(file).map_err(|source| Error::Open {
-        path: file.into(),
-        source,
-    })?;
-    let mut rows = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or_default();
-        for word in line
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|w| !w.is_empty())
-        {
-            rows.push(word.parse().map_err(|_| Error::InvalidSpec {
-                field: "on_mismatch.rows_file".into(),
-                detail: format!("{file}:{}: `{word}` is not a row index", n + 1),
-            })?);
-        }
-    }
-    Ok(rows)
 }

@@ -36,6 +36,7 @@ pub mod format;
 mod load;
 pub mod mapping;
 mod plan;
+pub mod policy;
 pub mod report;
 pub mod source;
 pub mod spec;
@@ -44,11 +45,12 @@ pub mod view;
 // What a user needs to load, report and export; everything else under its stage's module.
 pub use burn_pretrain_derive::Pretrainable;
 pub use error::{Error, Result};
-pub use expect::{Expect, MismatchRule, Policy};
+pub use expect::Expect;
 pub use export::save_pretrained;
 pub use format::Checkpoint;
 pub use load::{PretrainExt, open_checkpoint};
 pub use mapping::Pretrainable;
+pub use policy::{MismatchRule, Policy};
 pub use report::LoadReport;
 pub use spec::Pretrain;
 

@@ -4,14 +4,15 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::expect::Rules;
-use crate::format::{Checkpoint, Opened, sharded};
+use crate::expect::Expectations;
+use crate::format::{Checkpoint, Convention, Opened, sharded};
 use crate::mapping::{Mapper, Mode, Pretrainable};
 use crate::plan::Plan;
+use crate::policy::Rules;
 use crate::report::LoadReport;
-use crate::source::{self, Location};
-use crate::spec::{FetchOptions, Pretrain};
-use crate::view::View;
+use crate::source::{self, Fetcher, Location};
+use crate::spec::Pretrain;
+use crate::view::{View, ViewRules};
 
 /// Loading methods, available on every [`Pretrainable`] module.
 pub trait PretrainExt: Pretrainable + Clone {
@@ -46,9 +47,9 @@ pub trait PretrainExt: Pretrainable + Clone {
     /// Load `spec` into `self`. Every tensor is read and checked before the model is
     /// changed, so on `Err` the model is exactly as it was.
     fn load_pretrained_in_place(&mut self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
-        let spec = spec.into();
+        let spec = Resolved::new(&spec.into())?;
         let prepared = Prepared::new(&*self, &spec)?;
-        let report = prepared.checked_report(&spec, false)?;
+        let report = prepared.checked_report(&spec.expect, false)?;
         let read = crate::apply::read(&prepared.plan, &prepared.view)?;
         let model = crate::apply::apply(
             &*self,
@@ -67,7 +68,7 @@ pub trait PretrainExt: Pretrainable + Clone {
 
     /// The checkpoint keys this model's tensors load from, in the PyTorch convention.
     fn pretrain_keys(&self) -> Vec<String> {
-        let mut mapper = Mapper::new(crate::format::Convention::Pytorch, None, Mode::Plan);
+        let mut mapper = Mapper::new(Convention::Pytorch, None, Mode::Plan);
         self.clone().map_pretrain(&mut mapper);
         mapper.targets.into_iter().map(|t| t.key).collect()
     }
@@ -75,8 +76,8 @@ pub trait PretrainExt: Pretrainable + Clone {
     /// Plan loading `spec` without reading any tensor bytes or changing the model: the
     /// report says what a load would do. Unmet expectations are an `Err` here too.
     fn plan_pretrained(&self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
-        let spec = spec.into();
-        Prepared::new(self, &spec)?.checked_report(&spec, true)
+        let spec = Resolved::new(&spec.into())?;
+        Prepared::new(self, &spec)?.checked_report(&spec.expect, true)
     }
 
     /// Write this model as safetensors in PyTorch's names and layouts, which the PyTorch twin
@@ -88,22 +89,43 @@ pub trait PretrainExt: Pretrainable + Clone {
 
 impl<M: Pretrainable + Clone> PretrainExt for M {}
 
+/// A [`Pretrain`] resolved at the entry of a load, in one fallible step: the location parsed,
+/// the fetcher (cache, HTTP client, timeout and offline settings, environment read once), the
+/// view's remaps, the mismatch rules and the expectations compiled. Each stage gets its part.
+struct Resolved {
+    location: Location,
+    fetcher: Fetcher,
+    view: ViewRules,
+    rules: Rules,
+    expect: Expectations,
+}
+
+impl Resolved {
+    fn new(spec: &Pretrain) -> Result<Self> {
+        Ok(Self {
+            expect: Expectations::compile(spec.expect())?,
+            rules: Rules::compile(spec.on_mismatch())?,
+            view: ViewRules::compile(spec.view())?,
+            location: Location::parse(spec.path())?,
+            fetcher: Fetcher::new(spec.fetch())?,
+        })
+    }
+}
+
 struct Prepared {
     model: String,
     view_keys: BTreeSet<String>,
     source: String,
     checkpoint: Checkpoint,
-    convention: crate::format::Convention,
+    convention: Convention,
     view: View,
     plan: Plan,
 }
 
 impl Prepared {
-    fn new<M: Pretrainable + Clone>(model: &M, spec: &Pretrain) -> Result<Self> {
-        spec.expect().validate()?;
-        let rules = Rules::compile(spec.mismatch_rules())?;
-        let (location, checkpoint) = open_located(spec)?;
-        let convention = spec.view().convention.unwrap_or(checkpoint.convention());
+    fn new<M: Pretrainable + Clone>(model: &M, spec: &Resolved) -> Result<Self> {
+        let checkpoint = open_located(&spec.fetcher, &spec.location)?;
+        let convention = spec.view.convention.unwrap_or(checkpoint.convention());
         // Planning walks a clone (cheap: parameters are shared handles, lazy ones stay lazy).
         // A first walk names the model's top-level keys, which the view needs to unwrap
         // containers; the second sees the view, so mappings with alternatives can choose.
@@ -119,7 +141,7 @@ impl Prepared {
             .iter()
             .map(|t| (t.key.as_str(), t.checkpoint_shape()))
             .collect();
-        let view = View::build(&checkpoint, spec.view(), &roots, &shapes)?;
+        let view = View::build(&checkpoint, &spec.view, &roots, &shapes)?;
         let view_keys: BTreeSet<String> = view.entries.iter().map(|e| e.key.clone()).collect();
         let mut mapper = Mapper::new(convention, Some(&view_keys), Mode::Plan);
         model.clone().map_pretrain(&mut mapper);
@@ -128,12 +150,12 @@ impl Prepared {
             std::mem::take(&mut mapper.expected_unused),
             &mapper.skipped,
             &view,
-            &rules,
+            &spec.rules,
         )?;
         Ok(Self {
             model: short_type_name::<M>(),
             view_keys,
-            source: location.to_string(),
+            source: spec.location.to_string(),
             checkpoint,
             convention,
             view,
@@ -141,10 +163,10 @@ impl Prepared {
         })
     }
 
-    /// The report, or [`Error::Unmet`] carrying it when `spec`'s expectations are not met.
-    fn checked_report(&self, spec: &Pretrain, dry_run: bool) -> Result<LoadReport> {
+    /// The report, or [`Error::Unmet`] carrying it when `expect` is not met.
+    fn checked_report(&self, expect: &Expectations, dry_run: bool) -> Result<LoadReport> {
         let report = self.report(dry_run);
-        let unmet = spec.expect().unmet(&report)?;
+        let unmet = expect.unmet(&report);
         if unmet.is_empty() {
             Ok(report)
         } else {
@@ -165,28 +187,25 @@ impl Prepared {
             self.view.steps.clone(),
             &self.plan,
         )
-        .with_hints(&self.plan, self.view.alignment.as_ref().map(|r| r.hint()))
+        .with_hints(&self.plan, self.view.alignment.as_ref())
         .with_shards(self.checkpoint.shards().len())
     }
 }
 
 /// Fetch (through the cache, if remote) and open the checkpoint of `spec`. Reads headers only.
 pub fn open_checkpoint(spec: &Pretrain) -> Result<Checkpoint> {
-    Ok(open_located(spec)?.1)
+    let location = Location::parse(spec.path())?;
+    open_located(&Fetcher::new(spec.fetch())?, &location)
 }
 
-fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
-    let location = Location::parse(spec.path())?;
-    let (index_path, opened) = open_fetched(spec.fetch(), &location)?;
+fn open_located(fetcher: &Fetcher, location: &Location) -> Result<Checkpoint> {
+    let (index_path, opened) = open_fetched(fetcher, location)?;
     let checkpoint = match opened {
         Opened::Tensors(checkpoint) => checkpoint,
         // A sharded checkpoint: each shard comes from beside the index, through the same
         // source and cache. The spec's sha256 is the index's; shards have none.
         Opened::Index(index) => {
-            let shard_options = FetchOptions {
-                sha256: None,
-                ..spec.fetch().clone()
-            };
+            let shard_fetcher = fetcher.for_shards();
             // Shards are fetched (or opened by ranges) several at a time, then merged in
             // index order.
             let names = index.shards();
@@ -194,7 +213,7 @@ fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
                 source::bytes::bounded_map(&names, source::bytes::CONCURRENT_READS, |name| {
                     let shard = location.sibling(name);
                     tracing::debug!("shard {name} of {location}: {shard}");
-                    open_fetched(&shard_options, &shard).map(|(_, opened)| opened)
+                    open_fetched(&shard_fetcher, &shard).map(|(_, opened)| opened)
                 });
             let mut opened: std::collections::HashMap<&str, Result<Opened>> =
                 names.iter().copied().zip(opened).collect();
@@ -206,13 +225,13 @@ fn open_located(spec: &Pretrain) -> Result<(Location, Checkpoint)> {
             })?
         }
     };
-    Ok((location, checkpoint))
+    Ok(checkpoint)
 }
 
 /// Open `location`: by byte ranges when the spec asks and the file allows, else fetched into
 /// a local file; a cache entry that does not parse is fetched again, never used.
-fn open_fetched(options: &FetchOptions, location: &Location) -> Result<(PathBuf, Opened)> {
-    if let Some(remote) = source::open_ranged(options, location)? {
+fn open_fetched(fetcher: &Fetcher, location: &Location) -> Result<(PathBuf, Opened)> {
+    if let Some(remote) = fetcher.open_ranged(location)? {
         let shown = PathBuf::from(location.to_string());
         match Checkpoint::open_source(&shown, remote)? {
             Some(opened) => return Ok((shown, opened)),
@@ -221,11 +240,11 @@ fn open_fetched(options: &FetchOptions, location: &Location) -> Result<(PathBuf,
             ),
         }
     }
-    let fetched = source::fetch(options, location, false)?;
+    let fetched = fetcher.fetch(location, false)?;
     match Checkpoint::open_file(&fetched.path) {
         Err(e) if fetched.cached => {
             tracing::warn!("cached copy of {location} is unreadable ({e}); fetching it again");
-            let fetched = source::fetch(options, location, true)?;
+            let fetched = fetcher.fetch(location, true)?;
             let opened = Checkpoint::open_file(&fetched.path)?;
             Ok((fetched.path, opened))
         }

@@ -6,134 +6,12 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::expect::{Expect, MismatchRule, Policy};
+use crate::expect::Expect;
 use crate::format::Convention;
-
-/// A regex rename applied to every checkpoint key, after unwrapping and `sub_level`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Remap {
-    /// Regular expression matched against each key.
-    pub from: String,
-    /// Replacement; `$1`, `${name}` refer to capture groups.
-    pub to: String,
-}
-
-/// How a remote checkpoint is fetched: integrity, cache, network.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct FetchOptions {
-    /// The expected sha256 (full, or a prefix of at least 8 hex digits) of a download.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// Use only the cache, never download.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub offline: bool,
-    /// The cache folder (else `$BURN_PRETRAIN_CACHE`, else `~/.cache/burn-pretrain`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache_dir: Option<String>,
-    /// The endpoint of an S3-compatible store or of a Hub mirror.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    /// How long a connect, read or write may take (else `$BURN_PRETRAIN_TIMEOUT`, else 30 s).
-    /// In configs: seconds, a positive number.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "seconds::serialize",
-        deserialize_with = "seconds::deserialize"
-    )]
-    pub timeout: Option<Duration>,
-    /// Read remote safetensors by byte ranges instead of downloading them whole.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub ranged: bool,
-}
-
-/// How the checkpoint's keys are seen by the model: containers, prefixes, renames.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct ViewOptions {
-    /// Keep only the keys under this prefix, without it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub_level: Option<String>,
-    /// Regex renames, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub remap: Vec<Remap>,
-    /// Take the EMA weights instead of the raw ones.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub ema: bool,
-    /// The naming convention, instead of the format's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub convention: Option<Convention>,
-    /// Unwrap containers and wrapper prefixes automatically (default on).
-    #[serde(skip_serializing_if = "is_true")]
-    pub unwrap: bool,
-    /// Find the leading-path rewrite that makes the most keys agree with the model.
-    #[serde(skip_serializing_if = "Align::is_off")]
-    pub align: Align,
-}
-
-/// Prefix alignment: when the checkpoint's keys sit under another leading path than the
-/// model's (`encoder.layer1.*` for `backbone.layer1.*`), the rewrite of one leading path into
-/// another (strip, add or replace) that makes the most keys agree in name and shape.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Align {
-    /// Report the best rewrite as a hint only (the default).
-    #[default]
-    Off,
-    /// Apply the best rewrite when it makes more keys agree, as a view step.
-    Auto,
-}
-
-impl Align {
-    fn is_off(&self) -> bool {
-        *self == Align::Off
-    }
-}
-
-impl Default for ViewOptions {
-    fn default() -> Self {
-        Self {
-            sub_level: None,
-            remap: Vec::new(),
-            ema: false,
-            convention: None,
-            unwrap: true,
-            align: Align::Off,
-        }
-    }
-}
-
-/// Timeouts as seconds in configs.
-mod seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_f64(d.as_secs_f64()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let Some(seconds) = Option::<f64>::deserialize(d)? else {
-            return Ok(None);
-        };
-        if seconds.is_nan() || seconds <= 0.0 {
-            return Err(serde::de::Error::custom(format!(
-                "timeout must be a positive number of seconds, not {seconds}"
-            )));
-        }
-        // Longer than a Duration holds (1e300 s): no practical limit.
-        Ok(Some(
-            Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX),
-        ))
-    }
-}
+use crate::policy::{MismatchRule, Policy};
+use crate::source::FetchOptions;
+use crate::source::options::seconds;
+use crate::view::{Align, Remap, ViewOptions};
 
 /// Where a pretrained checkpoint is and how to read it into a model: a location, how to fetch
 /// it ([`FetchOptions`]) and how to view its keys ([`ViewOptions`]).
@@ -166,10 +44,6 @@ pub struct Pretrain {
     on_mismatch: Vec<MismatchRule>,
 }
 
-fn is_true(b: &bool) -> bool {
-    *b
-}
-
 impl Pretrain {
     /// A spec for a checkpoint at `path`, with every default.
     pub fn from_path(path: impl Into<String>) -> Self {
@@ -196,13 +70,13 @@ impl Pretrain {
     }
 
     /// Fail unless at least `fraction` (0 to 1) of the model's tensors load.
-    pub fn expect_coverage(mut self, fraction: f64) -> Self {
+    pub fn with_coverage(mut self, fraction: f64) -> Self {
         self.expect.coverage = Some(fraction);
         self
     }
 
     /// Fail unless at least `fraction` of the tensors under `prefix` (`"backbone"`) load.
-    pub fn expect_subtree(mut self, prefix: impl Into<String>, fraction: f64) -> Self {
+    pub fn with_subtree(mut self, prefix: impl Into<String>, fraction: f64) -> Self {
         let prefix = prefix.into();
         self.expect
             .subtrees
@@ -211,40 +85,40 @@ impl Pretrain {
     }
 
     /// Fail unless every model tensor loads and every checkpoint tensor is used (except keys
-    /// allowed by [`allow_missing`](Self::allow_missing) and
-    /// [`allow_unexpected`](Self::allow_unexpected)).
-    pub fn strict(mut self, strict: bool) -> Self {
+    /// allowed by [`with_allow_missing`](Self::with_allow_missing) and
+    /// [`with_allow_unexpected`](Self::with_allow_unexpected)).
+    pub fn with_strict(mut self, strict: bool) -> Self {
         self.expect.strict = strict;
         self
     }
 
     /// Model keys matching the regex `pattern` may stay unloaded.
-    pub fn allow_missing(mut self, pattern: impl Into<String>) -> Self {
+    pub fn with_allow_missing(mut self, pattern: impl Into<String>) -> Self {
         self.expect.allow_missing.push(pattern.into());
         self
     }
 
     /// Checkpoint keys matching the regex `pattern` may stay unused under `strict`.
-    pub fn allow_unexpected(mut self, pattern: impl Into<String>) -> Self {
+    pub fn with_allow_unexpected(mut self, pattern: impl Into<String>) -> Self {
         self.expect.allow_unexpected.push(pattern.into());
         self
     }
 
     /// Accept layers left half loaded (a weight without its bias), which fail by default.
-    pub fn allow_partial(mut self, allow: bool) -> Self {
+    pub fn with_allow_partial(mut self, allow: bool) -> Self {
         self.expect.allow_partial = allow;
         self
     }
 
     /// Accept a load that loads nothing, which fails by default.
-    pub fn allow_empty(mut self, allow: bool) -> Self {
+    pub fn with_allow_empty(mut self, allow: bool) -> Self {
         self.expect.allow_empty = allow;
         self
     }
 
     /// What to do with mismatched tensors whose checkpoint key or model path matches the regex
     /// `keys` (rules are tried in the order added; the default is [`Policy::Keep`]).
-    pub fn on_mismatch(mut self, keys: impl Into<String>, policy: Policy) -> Self {
+    pub fn with_on_mismatch(mut self, keys: impl Into<String>, policy: Policy) -> Self {
         self.on_mismatch.push(MismatchRule {
             keys: keys.into(),
             policy,
@@ -258,7 +132,7 @@ impl Pretrain {
     }
 
     /// The mismatch rules, in order.
-    pub fn mismatch_rules(&self) -> &[MismatchRule] {
+    pub fn on_mismatch(&self) -> &[MismatchRule] {
         &self.on_mismatch
     }
 

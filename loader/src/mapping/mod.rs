@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::tensor::{DType as BurnDType, Tensor, TensorData};
 
-use crate::expect::Policy;
+use crate::policy::Policy;
 use crate::format::Convention;
 
 /// How a model tensor is laid out relative to the checkpoint's convention.

@@ -4,11 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::apply::adapt::Adaptation;
 use crate::error::{Error, Result};
-use crate::expect::{Policy, Rules};
 use crate::format::DType;
 use crate::mapping::Target;
+use crate::policy::{Adaptation, Policy, PolicySource, Rules};
 use crate::view::View;
 
 /// Each checkpoint key is claimed by one target only (two parameters mapped to one key would
@@ -31,18 +30,18 @@ pub(crate) fn unique_keys(targets: &[Target]) -> Result<()> {
 #[derive(Debug, Clone)]
 pub(crate) enum Action {
     /// Load it; `cast` when the stored dtype differs from the model's; `adapt` when a
-    /// mismatch policy (its rule's pattern) changes the stored shape into the model's.
+    /// mismatch policy changes the stored shape into the model's.
     Load {
         index: usize,
         cast: Option<(DType, DType)>,
         adapt: Option<Adapt>,
     },
-    /// The key exists with another shape: keep the model's value. `rule` is the pattern of
-    /// an explicit policy that decided so; `failure` says why the load must fail (an `error`
-    /// policy, or a policy that cannot apply to these shapes).
+    /// The key exists with another shape: keep the model's value. `rule` is where the
+    /// policy that decided so came from (none: the default `keep`); `failure` says why the
+    /// load must fail (an `error` policy, or a policy that cannot apply to these shapes).
     ShapeMismatch {
         checkpoint_shape: Vec<usize>,
-        rule: Option<String>,
+        rule: Option<PolicySource>,
         failure: Option<String>,
     },
     /// The stored dtype cannot become the model's (e.g. a quantized parameter).
@@ -54,8 +53,8 @@ pub(crate) enum Action {
 /// A mismatch policy's change of a stored tensor into the model's shape.
 #[derive(Debug, Clone)]
 pub(crate) struct Adapt {
-    /// The rule's pattern.
-    pub rule: String,
+    /// Where the policy came from.
+    pub rule: PolicySource,
     pub adaptation: Adaptation,
     /// The stored shape.
     pub stored: Vec<usize>,
@@ -157,11 +156,6 @@ impl Plan {
     }
 }
 
-/// The rule name of a policy the layer declared itself ([`Mapper::on_mismatch`]).
-///
-/// [`Mapper::on_mismatch`]: crate::mapping::Mapper::on_mismatch
-pub(crate) const MODEL_DEFAULT: &str = "model default";
-
 /// A stored tensor whose shape does not fit `target`: the adaptation its rule asks for, or the
 /// mismatch to report (with the rule that kept it, or why the load must fail).
 fn mismatch(
@@ -170,33 +164,28 @@ fn mismatch(
     stored: &[usize],
     rules: &Rules,
 ) -> std::result::Result<Adapt, Action> {
-    let keep = |rule: Option<&str>, failure: Option<String>| Action::ShapeMismatch {
+    let keep = |rule: Option<&PolicySource>, failure: Option<String>| Action::ShapeMismatch {
         checkpoint_shape: stored.to_vec(),
-        rule: rule.map(str::to_string),
+        rule: rule.cloned(),
         failure,
     };
     let paths = target.pieces.iter().map(|p| p.model_path.as_str());
-    let found = rules.find(&target.key, paths).or_else(|| {
-        target
-            .default_policy
-            .as_ref()
-            .map(|policy| (MODEL_DEFAULT, policy))
-    });
-    let Some((pattern, policy)) = found else {
+    let found = rules.find(&target.key, paths, target.default_policy.as_ref());
+    let Some((source, policy)) = found else {
         return Err(keep(None, None));
     };
     let model = target.checkpoint_shape();
     let fail = |why: String| {
         Err(keep(
-            Some(pattern),
+            Some(&source),
             Some(format!(
-                "`{}`: model {model:?} vs. checkpoint {stored:?}: {why} (rule `{pattern}`)",
+                "`{}`: model {model:?} vs. checkpoint {stored:?}: {why} ({source})",
                 target.key
             )),
         ))
     };
     match policy {
-        Policy::Keep => Err(keep(Some(pattern), None)),
+        Policy::Keep => Err(keep(Some(&source), None)),
         Policy::Error => fail("shape mismatch, policy `error`".into()),
         _ if target.is_packed() => fail(format!(
             "{} does not apply to a packed tensor",
@@ -210,11 +199,11 @@ fn mismatch(
         }
         _ => match Adaptation::plan(policy, &model, stored) {
             Ok(adaptation) => Ok(Adapt {
-                rule: pattern.to_string(),
+                rule: source.clone(),
                 adaptation,
                 stored: stored.to_vec(),
             }),
-            Err(why) => fail(why),
+            Err(why) => fail(why.to_string()),
         },
     }
 }

@@ -128,6 +128,26 @@ fn fold_leaves(items: Vec<Vec<String>>) -> Vec<String> {
         .collect()
 }
 
+/// `items` grouped by `key`, groups in order of first appearance, items in order (one hash
+/// lookup each: lists of 100k keys stay linear).
+pub(super) fn group_by<T, K: std::hash::Hash + Eq + Copy>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<(K, Vec<T>)> {
+    let mut groups: Vec<(K, Vec<T>)> = Vec::new();
+    let mut slot: HashMap<K, usize> = HashMap::new();
+    for item in items {
+        let k = key(&item);
+        let i = *slot.entry(k).or_insert_with(|| {
+            groups.push((k, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(item);
+    }
+    groups
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::fold_keys;

@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::source::Location;
-use crate::spec::FetchOptions;
 
 /// Environment variable naming the cache folder.
 pub const CACHE_ENV: &str = "BURN_PRETRAIN_CACHE";
@@ -38,12 +37,10 @@ fn home_cache() -> PathBuf {
 }
 
 impl Cache {
-    /// The cache `options` use: their `cache_dir`, else `$BURN_PRETRAIN_CACHE`, else
-    /// `$XDG_CACHE_HOME/burn-pretrain` or `~/.cache/burn-pretrain`.
-    pub fn new(options: &FetchOptions) -> Self {
-        let dir = options
-            .cache_dir
-            .as_deref()
+    /// The cache in `dir`, else `$BURN_PRETRAIN_CACHE`, else `$XDG_CACHE_HOME/burn-pretrain`
+    /// or `~/.cache/burn-pretrain`; offline when asked or `$BURN_PRETRAIN_OFFLINE` says so.
+    pub fn new(dir: Option<&str>, offline: bool) -> Self {
+        let dir = dir
             .map(PathBuf::from)
             .or_else(|| {
                 std::env::var_os(CACHE_ENV)
@@ -56,7 +53,7 @@ impl Cache {
             .unwrap_or(false);
         Self {
             dir,
-            offline: options.offline || env_offline,
+            offline: offline || env_offline,
         }
     }
 
@@ -78,11 +75,13 @@ impl Cache {
 
     /// Return a verified local copy of `location`, downloading it with `download(file,
     /// offset)` if needed: `file` is the `.part` file opened for appending, `offset` how many
-    /// bytes it already holds. `refetch` drops the entry first (it failed to parse).
+    /// bytes it already holds. `sha256` is the expected hash (lowercase hex, or a prefix of
+    /// it), else torch hub's in the file name. `refetch` drops the entry first (it failed to
+    /// parse).
     pub fn fetch(
         &self,
         location: &Location,
-        options: &FetchOptions,
+        sha256: Option<&str>,
         refetch: bool,
         download: impl FnOnce(&mut File, u64) -> Result<()>,
     ) -> Result<PathBuf> {
@@ -95,10 +94,8 @@ impl Cache {
         };
         fs::create_dir_all(&self.dir).map_err(|e| cache_err(&self.dir, e))?;
         let entry = self.entry(key_uri, file_name);
-        let expected = options
-            .sha256
-            .as_deref()
-            .map(str::to_ascii_lowercase)
+        let expected = sha256
+            .map(str::to_string)
             .or_else(|| torch_hub_hash(file_name));
 
         let lock_path = with_suffix(&entry, ".lock");

@@ -9,17 +9,40 @@ use hf_hub::{Repo, RepoType};
 
 use super::Cache;
 use crate::error::{Cause, Error, Result};
-use crate::spec::FetchOptions;
 
-pub(super) fn fetch(
-    cache: &Cache,
-    options: &FetchOptions,
-    repo: &str,
-    revision: Option<&str>,
-    file: &str,
-    shown: &str,
-    refetch: bool,
-) -> Result<PathBuf> {
+/// One file of a Hub model repository, with the endpoint the load resolved.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HubFile<'a> {
+    /// `org/repo`.
+    pub repo: &'a str,
+    /// A branch, tag or commit (`main` when absent).
+    pub revision: Option<&'a str>,
+    /// The file's path in the repo.
+    pub file: &'a str,
+    /// The spec's endpoint (a Hub mirror), which wins over `HF_ENDPOINT`.
+    pub endpoint: Option<&'a str>,
+}
+
+impl HubFile<'_> {
+    /// The file in `cache`, downloaded unless it is there (`refetch`: downloaded again).
+    pub fn fetch(&self, cache: &Cache, refetch: bool) -> Result<PathBuf> {
+        let shown = &super::Location::Hub {
+            repo: self.repo.to_string(),
+            revision: self.revision.map(str::to_string),
+            file: self.file.to_string(),
+        }
+        .to_string();
+        fetch(cache, self, shown, refetch)
+    }
+}
+
+fn fetch(cache: &Cache, hub: &HubFile<'_>, shown: &str, refetch: bool) -> Result<PathBuf> {
+    let HubFile {
+        repo,
+        revision,
+        file,
+        endpoint,
+    } = *hub;
     let fail = |source: Cause| Error::Download {
         uri: shown.to_string(),
         source,
@@ -38,9 +61,7 @@ pub(super) fn fetch(
     }
     let mut builder = ApiBuilder::from_cache(hf_cache)
         .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if let Some(endpoint) = options
-        .endpoint
-        .as_deref()
+    if let Some(endpoint) = endpoint
         .map(str::to_string)
         .or_else(|| std::env::var("HF_ENDPOINT").ok())
     {

@@ -10,20 +10,24 @@
 pub(crate) mod bytes;
 #[cfg_attr(not(any(feature = "http", feature = "object-store")), allow(dead_code))]
 mod cache;
+mod fetcher;
 #[cfg(feature = "hf")]
 mod hf;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "object-store")]
 mod object_store;
+pub(crate) mod options;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::spec::FetchOptions;
 
 pub(crate) use cache::Cache;
+pub use fetcher::TIMEOUT_ENV;
+pub(crate) use fetcher::Fetcher;
+pub use options::FetchOptions;
 
 /// The object stores reached through the `object_store` crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,124 +323,6 @@ pub(crate) struct Fetched {
     pub path: PathBuf,
     /// Whether it is a cache entry (fetched again if it does not parse).
     pub cached: bool,
-}
-
-/// A remote file to read by byte ranges, when `spec` asks for it (`with_ranged`) and the
-/// scheme can: `http(s)://` whose server answers ranges, and the object stores. `Ok(None)`:
-/// fetch the whole file as usual (a local path, `hf://`, offline, already cached, a server
-/// without ranges).
-#[cfg_attr(
-    not(any(feature = "http", feature = "object-store")),
-    allow(unused_variables)
-)]
-pub(crate) fn open_ranged(
-    options: &FetchOptions,
-    location: &Location,
-) -> Result<Option<std::sync::Arc<dyn bytes::ByteSource>>> {
-    if !options.ranged {
-        return Ok(None);
-    }
-    let cache = Cache::new(options);
-    let uri = location.to_string();
-    if cache.offline()
-        || cache
-            .entry(&location.cache_key(), &location.file_name())
-            .exists()
-    {
-        return Ok(None);
-    }
-    match location {
-        #[cfg(feature = "http")]
-        Location::Http(url) => {
-            let reader = http::open_ranged(url, options, &uri)?;
-            if reader.is_none() {
-                tracing::info!("{uri} does not answer range requests; downloading it whole");
-            }
-            Ok(reader.map(|r| std::sync::Arc::new(r) as _))
-        }
-        #[cfg(feature = "object-store")]
-        Location::Store {
-            scheme,
-            bucket,
-            key,
-        } => {
-            let reader = object_store::open_ranged(*scheme, bucket, key, options, &uri)?;
-            Ok(Some(std::sync::Arc::new(reader)))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Make the checkpoint at `location` a local file, downloading into the cache if it is remote.
-/// `refetch` drops a cache entry first (it failed to parse).
-#[cfg_attr(
-    not(any(feature = "http", feature = "object-store", feature = "hf")),
-    allow(unused_variables)
-)]
-pub(crate) fn fetch(options: &FetchOptions, location: &Location, refetch: bool) -> Result<Fetched> {
-    let uri = location.to_string();
-    let cache = Cache::new(options);
-    match location {
-        Location::Local(path) => Ok(Fetched {
-            path: path.clone(),
-            cached: false,
-        }),
-        #[cfg(feature = "http")]
-        Location::Http(url) => {
-            let path = cache.fetch(location, options, refetch, |file, offset| {
-                http::download(url, options, &uri, file, offset)
-            })?;
-            Ok(Fetched { path, cached: true })
-        }
-        #[cfg(feature = "object-store")]
-        Location::Store {
-            scheme,
-            bucket,
-            key,
-        } => {
-            let path = cache.fetch(location, options, refetch, |file, offset| {
-                object_store::download(*scheme, bucket, key, options, &uri, file, offset)
-            })?;
-            Ok(Fetched { path, cached: true })
-        }
-        #[cfg(feature = "hf")]
-        Location::Hub {
-            repo,
-            revision,
-            file,
-        } => {
-            let path = hf::fetch(
-                &cache,
-                options,
-                repo,
-                revision.as_deref(),
-                file,
-                &uri,
-                refetch,
-            )?;
-            Ok(Fetched { path, cached: true })
-        }
-        #[allow(unreachable_patterns)]
-        _ => Err(Error::SchemeDisabled {
-            uri,
-            feature: match location {
-                Location::Http(_) => "http",
-                Location::Store {
-                    scheme: StoreScheme::S3,
-                    ..
-                } => "s3",
-                Location::Store {
-                    scheme: StoreScheme::Gcs,
-                    ..
-                } => "gcs",
-                Location::Store {
-                    scheme: StoreScheme::Azure,
-                    ..
-                } => "azure",
-                _ => "hf",
-            },
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -14,24 +14,29 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use super::StoreScheme;
 use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::ByteSource;
-use crate::spec::FetchOptions;
+
+/// One object of a store, with the endpoint the load resolved.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Object<'a> {
+    pub scheme: StoreScheme,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    /// The spec's endpoint (an S3-compatible server), which wins over the environment's.
+    pub endpoint: Option<&'a str>,
+}
 
 #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
-fn store(
-    scheme: StoreScheme,
-    bucket: &str,
-    options: &FetchOptions,
-) -> object_store::Result<Box<dyn ObjectStore>> {
-    match scheme {
+fn store(object: &Object<'_>) -> object_store::Result<Box<dyn ObjectStore>> {
+    let bucket = object.bucket;
+    match object.scheme {
         #[cfg(feature = "s3")]
         StoreScheme::S3 => {
             let mut builder =
                 object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
             // The spec's endpoint wins over the environment's (`AWS_ENDPOINT` is read by
             // `from_env`; `AWS_ENDPOINT_URL` is the AWS CLI's name for it).
-            let endpoint = options
+            let endpoint = object
                 .endpoint
-                .as_deref()
                 .map(str::to_string)
                 .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
             if let Some(endpoint) = endpoint {
@@ -86,9 +91,9 @@ fn aws_credentials_in_env() -> bool {
 /// A store's error, with where credentials were looked for when the environment had none:
 /// with an endpoint the requests went unsigned; without one, object_store asked the instance
 /// metadata service, which only a cloud VM answers.
-fn store_error(scheme: StoreScheme, options: &FetchOptions, e: object_store::Error) -> Cause {
-    if scheme == StoreScheme::S3 && !aws_credentials_in_env() {
-        let endpoint = options.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+fn store_error(object: &Object<'_>, e: object_store::Error) -> Cause {
+    if object.scheme == StoreScheme::S3 && !aws_credentials_in_env() {
+        let endpoint = object.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
         let then = if endpoint {
             "so the requests to the endpoint were unsigned"
         } else {
@@ -106,66 +111,86 @@ fn store_error(scheme: StoreScheme, options: &FetchOptions, e: object_store::Err
 }
 
 /// A current-thread runtime, the store and the object's path: what every operation starts with.
-fn connect(
-    scheme: StoreScheme,
-    bucket: &str,
-    key: &str,
-    options: &FetchOptions,
-    shown: &str,
-) -> Result<(tokio::runtime::Runtime, Box<dyn ObjectStore>, StorePath)> {
-    let fail = |source: Cause| Error::Download {
-        uri: shown.to_string(),
-        source,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(context("async runtime", e)))?;
-    let store =
-        store(scheme, bucket, options).map_err(|e| fail(store_error(scheme, options, e)))?;
-    Ok((runtime, store, StorePath::from(key)))
-}
+impl Object<'_> {
+    /// `s3://bucket/key`, as every message shows it.
+    fn shown(&self) -> String {
+        super::Location::Store {
+            scheme: self.scheme,
+            bucket: self.bucket.to_string(),
+            key: self.key.to_string(),
+        }
+        .to_string()
+    }
 
-/// Stream the object into `file`, from `offset` on when a part is already there.
-pub(super) fn download(
-    scheme: StoreScheme,
-    bucket: &str,
-    key: &str,
-    options: &FetchOptions,
-    shown: &str,
-    file: &mut File,
-    offset: u64,
-) -> Result<()> {
-    let fail = |source: Cause| Error::Download {
-        uri: shown.to_string(),
-        source,
-    };
-    let (runtime, store, path) = connect(scheme, bucket, key, options, shown)?;
-    runtime.block_on(async {
-        let get = GetOptions {
-            range: (offset > 0).then_some(GetRange::Offset(offset)),
-            ..GetOptions::default()
+    fn connect(&self) -> Result<(tokio::runtime::Runtime, Box<dyn ObjectStore>, StorePath)> {
+        let fail = |source: Cause| Error::Download {
+            uri: self.shown(),
+            source,
         };
-        let result = match store.get_opts(&path, get).await {
-            Ok(r) => r,
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(context("async runtime", e)))?;
+        let store = store(self).map_err(|e| fail(store_error(self, e)))?;
+        Ok((runtime, store, StorePath::from(self.key)))
+    }
+
+    /// Download the object into `file` (opened for appending, holding `offset` bytes).
+    pub fn download(&self, file: &mut File, offset: u64) -> Result<()> {
+        let shown = self.shown();
+        let fail = |source: Cause| Error::Download {
+            uri: shown.clone(),
+            source,
+        };
+        let (runtime, store, path) = self.connect()?;
+        runtime.block_on(async {
+            let get = GetOptions {
+                range: (offset > 0).then_some(GetRange::Offset(offset)),
+                ..GetOptions::default()
+            };
+            let result = match store.get_opts(&path, get).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(Error::NotFound {
+                        uri: shown.clone(),
+                    });
+                }
+                Err(e) => return Err(fail(store_error(self, e))),
+            };
+            let mut stream = result.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| fail(store_error(self, e)))?;
+                file.write_all(&chunk)
+                    .map_err(|e| fail(context("writing the cache file", e)))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Open the object for ranged reads (`head` for its size).
+    pub fn open_ranged(&self) -> Result<RangedObject> {
+        let (runtime, store, path) = self.connect()?;
+        let meta = match runtime.block_on(store.head(&path)) {
+            Ok(meta) => meta,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::NotFound {
-                    uri: shown.to_string(),
+                return Err(Error::NotFound { uri: self.shown() });
+            }
+            Err(e) => {
+                return Err(Error::Download {
+                    uri: self.shown(),
+                    source: store_error(self, e),
                 });
             }
-            Err(e) => return Err(fail(store_error(scheme, options, e))),
         };
-        let mut stream = result.into_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| fail(store_error(scheme, options, e)))?;
-            file.write_all(&chunk)
-                .map_err(|e| fail(context("writing the cache file", e)))?;
-        }
-        Ok(())
-    })
+        Ok(RangedObject {
+            runtime,
+            store,
+            path,
+            len: meta.size,
+        })
+    }
 }
 
-/// An object read by byte ranges (for [`Pretrain::with_ranged`]).
 pub(super) struct RangedObject {
     runtime: tokio::runtime::Runtime,
     store: Box<dyn ObjectStore>,
@@ -174,36 +199,6 @@ pub(super) struct RangedObject {
 }
 
 /// Open an object for ranged reads: one HEAD for its size.
-pub(super) fn open_ranged(
-    scheme: StoreScheme,
-    bucket: &str,
-    key: &str,
-    options: &FetchOptions,
-    shown: &str,
-) -> Result<RangedObject> {
-    let (runtime, store, path) = connect(scheme, bucket, key, options, shown)?;
-    let meta = match runtime.block_on(store.head(&path)) {
-        Ok(meta) => meta,
-        Err(object_store::Error::NotFound { .. }) => {
-            return Err(Error::NotFound {
-                uri: shown.to_string(),
-            });
-        }
-        Err(e) => {
-            return Err(Error::Download {
-                uri: shown.to_string(),
-                source: store_error(scheme, options, e),
-            });
-        }
-    };
-    Ok(RangedObject {
-        runtime,
-        store,
-        path,
-        len: meta.size,
-    })
-}
-
 impl ByteSource for RangedObject {
     fn len(&self) -> u64 {
         self.len

@@ -37,32 +37,6 @@ impl Rewrite {
             format!("{}.{rest}", self.to)
         })
     }
-
-    /// The hint for a report: the rewrite, its score, and how to ask for it.
-    pub fn hint(&self) -> String {
-        let (what, how) = match (self.from.is_empty(), self.to.is_empty()) {
-            (false, true) => (
-                format!("stripping `{}.` from checkpoint keys", self.from),
-                format!("set sub_level \"{}\" or align: auto", self.from),
-            ),
-            (true, _) => (
-                format!("adding `{}.` in front of checkpoint keys", self.to),
-                format!("set align: auto, or remap `^` → `{}.`", self.to),
-            ),
-            (false, false) => (
-                format!("rewriting checkpoint `{}.` to `{}.`", self.from, self.to),
-                format!(
-                    "set align: auto, or remap `^{}` → `{}.`",
-                    regex::escape(&format!("{}.", self.from)),
-                    self.to
-                ),
-            ),
-        };
-        format!(
-            "{what} makes {} of {} model tensors agree in name and shape (now {}): {how}",
-            self.agree, self.total, self.before
-        )
-    }
 }
 
 /// The best rewrite of `view` keys towards `model` keys (both with shapes), if one makes more

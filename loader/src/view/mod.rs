@@ -6,6 +6,7 @@
 //! tensor a step drops is kept as "ignored" with the reason, never silently lost.
 
 mod align;
+mod options;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -14,7 +15,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::{Checkpoint, TensorEntry};
-use crate::spec::{Align, Pretrain, ViewOptions};
+pub use options::{Align, Remap, ViewOptions};
+pub(crate) use options::{CompiledRemap, ViewRules};
 pub(crate) use align::Rewrite;
 
 /// Containers that hold the weights, in the order they are preferred.
@@ -183,7 +185,7 @@ impl View {
     /// there is no model) drives alignment: applied with `align: auto`, else kept as a hint.
     pub fn build(
         checkpoint: &Checkpoint,
-        options: &ViewOptions,
+        options: &ViewRules,
         model_roots: &HashSet<String>,
         model: &[(&str, Vec<usize>)],
     ) -> Result<Self> {
@@ -219,8 +221,8 @@ impl View {
         if let Some(prefix) = options.sub_level.as_deref() {
             view.sub_level(prefix, checkpoint)?;
         }
-        for remap in &options.remap {
-            view.remap(&remap.from, &remap.to)?;
+        for remap in &options.remaps {
+            view.remap(remap);
         }
         if !model.is_empty() {
             view.align(model, options.align);
@@ -358,19 +360,10 @@ impl View {
         Ok(())
     }
 
-    fn remap(&mut self, from: &str, to: &str) -> Result<()> {
-        let re = Regex::new(from).map_err(|source| Error::InvalidRemap {
-            pattern: from.to_string(),
-            source,
-        })?;
-        check_replacement(&re, to).map_err(|detail| Error::InvalidReplacement {
-            pattern: from.to_string(),
-            replacement: to.to_string(),
-            detail,
-        })?;
+    fn remap(&mut self, CompiledRemap { re, to }: &CompiledRemap) {
         let mut changed = 0;
         for e in &mut self.entries {
-            let new = re.replace_all(&e.key, to);
+            let new = re.replace_all(&e.key, to.as_str());
             if new != e.key {
                 let new = new.into_owned();
                 let old = std::mem::replace(&mut e.key, new);
@@ -379,11 +372,10 @@ impl View {
             }
         }
         self.steps.push(ViewStep::Remapped {
-            from: from.to_string(),
-            to: to.to_string(),
+            from: re.as_str().to_string(),
+            to: to.clone(),
             keys: changed,
         });
-        Ok(())
     }
 
     fn align(&mut self, model: &[(&str, Vec<usize>)], align: Align) {
@@ -433,64 +425,6 @@ impl View {
     }
 }
 
-/// Every `$name` / `${name}` of a replacement names a group of `re`. The regex crate reads
-/// `$1_` as the group named `1_` (and replaces it with nothing), a common slip for `${1}_`.
-fn check_replacement(re: &Regex, to: &str) -> std::result::Result<(), String> {
-    let names: HashSet<&str> = re.capture_names().flatten().collect();
-    let bytes = to.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'$' {
-            i += 1;
-            continue;
-        }
-        if bytes.get(i + 1) == Some(&b'$') {
-            i += 2;
-            continue;
-        }
-        let (name, braced, end) = if bytes.get(i + 1) == Some(&b'{') {
-            match to[i + 2..].find('}') {
-                Some(close) => (&to[i + 2..i + 2 + close], true, i + 3 + close),
-                None => return Ok(()),
-            }
-        } else {
-            let len = to[i + 1..]
-                .bytes()
-                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                .count();
-            (&to[i + 1..i + 1 + len], false, i + 1 + len)
-        };
-        i = end;
-        if name.is_empty() {
-            continue;
-        }
-        let known = match name.parse::<usize>() {
-            Ok(n) => n < re.captures_len(),
-            Err(_) => names.contains(name),
-        };
-        if known {
-            continue;
-        }
-        let digits: String = name
-            .bytes()
-            .take_while(u8::is_ascii_digit)
-            .map(char::from)
-            .collect();
-        let fix = if !braced && !digits.is_empty() {
-            format!(
-                "; the regex crate reads `${name}` as one name: write `${{{digits}}}{}`",
-                &name[digits.len()..]
-            )
-        } else {
-            String::new()
-        };
-        return Err(format!(
-            "the replacement refers to group `{name}`, which the pattern does not have{fix} (e.g. `^(\\w+)\\.(\\w+)$` → `${{1}}_${{2}}`)"
-        ));
-    }
-    Ok(())
-}
-
 /// The checkpoint seen through a spec's view: containers unwrapped, prefixes stripped,
 /// `sub_level` and remaps applied. Reads no tensor bytes.
 #[derive(Debug, Clone)]
@@ -499,11 +433,12 @@ pub struct CheckpointView {
 }
 
 impl CheckpointView {
-    /// Apply `spec`'s view to `checkpoint` (automatic unwrapping assumes a model whose own
-    /// names are not `state_dict`, `model`, `module`...).
-    pub fn new(checkpoint: &Checkpoint, spec: &Pretrain) -> Result<Self> {
+    /// Apply the view `options` (a spec's [`view`](crate::Pretrain::view)) to `checkpoint`
+    /// (automatic unwrapping assumes a model whose own names are not `state_dict`, `model`,
+    /// `module`...).
+    pub fn new(checkpoint: &Checkpoint, options: &ViewOptions) -> Result<Self> {
         Ok(Self {
-            view: View::build(checkpoint, spec.view(), &HashSet::new(), &[])?,
+            view: View::build(checkpoint, &ViewRules::compile(options)?, &HashSet::new(), &[])?,
         })
     }
 
@@ -544,11 +479,25 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    fn rules(ema: bool, remap: &[(&str, &str)]) -> Result<ViewRules> {
+        ViewRules::compile(&ViewOptions {
+            ema,
+            remap: remap
+                .iter()
+                .map(|(from, to)| Remap {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                })
+                .collect(),
+            ..ViewOptions::default()
+        })
+    }
+
     #[test]
     fn nested_containers_and_wrappers_unwrap_in_turn() {
         let ckpt = checkpoint(&["state_dict.model.module.a.w", "state_dict.model.module.b.w"]);
         let view =
-            View::build(&ckpt, Pretrain::from("x").view(), &roots(&["a", "b"]), &[]).unwrap();
+            View::build(&ckpt, &rules(false, &[]).unwrap(), &roots(&["a", "b"]), &[]).unwrap();
         assert_eq!(keys(&view), ["a.w", "b.w"]);
         assert_eq!(view.steps.len(), 3);
     }
@@ -556,12 +505,12 @@ mod tests {
     #[test]
     fn ema_weights_on_request_raw_ones_by_default() {
         let ckpt = checkpoint(&["model.a.w", "model_ema.a.w", "optimizer.state.0.m"]);
-        let raw = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["a"]), &[]).unwrap();
+        let raw = View::build(&ckpt, &rules(false, &[]).unwrap(), &roots(&["a"]), &[]).unwrap();
         assert_eq!(keys(&raw), ["a.w"]);
         assert_eq!(raw.entries[0].entry.key(), "model.a.w");
         let ema = View::build(
             &ckpt,
-            Pretrain::from("x").with_ema(true).view(),
+            &rules(true, &[]).unwrap(),
             &roots(&["a"]),
             &[],
         )
@@ -576,7 +525,7 @@ mod tests {
         let ckpt = checkpoint(&["model.a.w"]);
         let err = View::build(
             &ckpt,
-            Pretrain::from("x").with_ema(true).view(),
+            &rules(true, &[]).unwrap(),
             &roots(&["a"]),
             &[],
         );
@@ -588,7 +537,7 @@ mod tests {
         let ckpt = checkpoint(&["model.w", "module.w"]);
         let view = View::build(
             &ckpt,
-            Pretrain::from("x").view(),
+            &rules(false, &[]).unwrap(),
             &roots(&["model", "module"]),
             &[],
         )
@@ -596,7 +545,7 @@ mod tests {
         assert_eq!(keys(&view), ["model.w", "module.w"]);
         let ckpt = checkpoint(&["module.w"]);
         let view =
-            View::build(&ckpt, Pretrain::from("x").view(), &roots(&["module"]), &[]).unwrap();
+            View::build(&ckpt, &rules(false, &[]).unwrap(), &roots(&["module"]), &[]).unwrap();
         assert_eq!(keys(&view), ["module.w"]);
         assert!(view.steps.is_empty());
     }
@@ -604,7 +553,7 @@ mod tests {
     #[test]
     fn a_plain_state_dict_is_left_alone() {
         let ckpt = checkpoint(&["model.w", "fc.w"]);
-        let view = View::build(&ckpt, Pretrain::from("x").view(), &roots(&["fc"]), &[]).unwrap();
+        let view = View::build(&ckpt, &rules(false, &[]).unwrap(), &roots(&["fc"]), &[]).unwrap();
         assert_eq!(keys(&view), ["model.w", "fc.w"]);
     }
 
@@ -613,7 +562,7 @@ mod tests {
         let ckpt = checkpoint(&["backbone._orig_mod.conv.w", "head.fc.w"]);
         let view = View::build(
             &ckpt,
-            Pretrain::from("x").view(),
+            &rules(false, &[]).unwrap(),
             &roots(&["backbone"]),
             &[],
         )
@@ -624,22 +573,21 @@ mod tests {
     #[test]
     fn replacements_naming_no_group_are_refused_with_the_braced_form() {
         let ckpt = checkpoint(&["a.w"]);
-        let spec = Pretrain::from("x").with_remap(r"^(\w+)\.(\w+)$", "$1_$2");
-        let err = View::build(&ckpt, spec.view(), &roots(&["a_w"]), &[])
+        let err = rules(false, &[(r"^(\w+)\.(\w+)$", "$1_$2")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("refers to group `1_`"), "{err}");
         assert!(err.contains("write `${1}_`"), "{err}");
-        let spec = Pretrain::from("x").with_remap(r"^(\w+)\.(?<leaf>\w+)$", "${1}_$leaf$$");
-        let view = View::build(&ckpt, spec.view(), &roots(&["a_w"]), &[]).unwrap();
+        let spec = rules(false, &[(r"^(\w+)\.(?<leaf>\w+)$", "${1}_$leaf$$")]).unwrap();
+        let view = View::build(&ckpt, &spec, &roots(&["a_w"]), &[]).unwrap();
         assert_eq!(keys(&view), ["a_w$"]);
     }
 
     #[test]
     fn collisions_name_the_keys_as_remaps_saw_them() {
         let ckpt = checkpoint(&["model_state.a.w", "model_state.b.w"]);
-        let spec = Pretrain::from("x").with_remap("^(a|b)", "c");
-        let err = View::build(&ckpt, spec.view(), &roots(&["c"]), &[]).unwrap_err();
+        let spec = rules(false, &[("^(a|b)", "c")]).unwrap();
+        let err = View::build(&ckpt, &spec, &roots(&["c"]), &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "keys `a.w` and `b.w` of mem.pth both become `c.w` after remapping"
@@ -649,8 +597,8 @@ mod tests {
     #[test]
     fn remaps_that_collide_are_refused() {
         let ckpt = checkpoint(&["a.w", "b.w"]);
-        let spec = Pretrain::from("x").with_remap("^(a|b)", "c");
-        let err = View::build(&ckpt, spec.view(), &roots(&["c"]), &[]).unwrap_err();
+        let spec = rules(false, &[("^(a|b)", "c")]).unwrap();
+        let err = View::build(&ckpt, &spec, &roots(&["c"]), &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "keys `a.w` and `b.w` of mem.pth both become `c.w` after remapping"

@@ -180,7 +180,7 @@ fn bool_bytes_other_than_0_and_1_are_an_error() {
     };
     let before = net.fc.bias.as_ref().unwrap().val().into_data();
     // The weight is not in the file: the half-loaded layer is allowed, so the read is reached.
-    let spec = burn_pretrain::Pretrain::from(&path).allow_partial(true);
+    let spec = burn_pretrain::Pretrain::from(&path).with_allow_partial(true);
     let err = net.load_pretrained_in_place(spec).unwrap_err();
     assert!(
         matches!(err, Error::TensorData { ref key, .. } if key == "fc.bias"),

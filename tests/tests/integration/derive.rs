@@ -121,7 +121,7 @@ fn generic_enum_and_array_fields() {
         ],
     };
     // Only the keys are compared here: nothing of this made-up model is in the checkpoint.
-    let spec = burn_pretrain::Pretrain::from(fixture(LEGACY)).allow_empty(true);
+    let spec = burn_pretrain::Pretrain::from(fixture(LEGACY)).with_allow_empty(true);
     let report = model.plan_pretrained(spec).unwrap();
     let mut keys: Vec<&str> = report.loaded().iter().map(String::as_str).collect();
     keys.extend(report.missing().iter().map(String::as_str));

@@ -13,7 +13,7 @@ fn torch_compile_prefix_is_stripped() {
         .load_pretrained(fixture("compiled/backbone_compiled.pth"))
         .unwrap();
     assert_eq!(
-        report.view_steps(),
+        report.view(),
         [ViewStep::Stripped {
             prefix: "_orig_mod.".into(),
             keys: 36

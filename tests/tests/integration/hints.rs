@@ -5,7 +5,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, BiLstm, BiLstmConfig};
 use burn::prelude::*;
-use burn_pretrain::spec::Align;
+use burn_pretrain::view::Align;
 use burn_pretrain::view::ViewStep;
 use burn_pretrain::{Pretrain, PretrainExt, Pretrainable};
 use burn_pretrain_tests::{
@@ -46,7 +46,7 @@ fn keys_under_another_prefix_load_fully_with_align_auto() {
     let (model, report) = model().load_pretrained(from_json).unwrap();
     assert_eq!(report.summary(), "loaded 30/30 tensors (100 %)");
     assert_eq!(
-        report.view_steps().last(),
+        report.view().last(),
         Some(&ViewStep::Aligned {
             from: "backbone".into(),
             to: "encoder".into(),
@@ -91,7 +91,7 @@ fn a_name_that_differs_in_case_is_paired_and_the_suggested_remap_loads_it() {
     );
     let spec = Pretrain::from(fixture("hints/case.pth"))
         .with_remap("^conv1_BN\\.", "conv1_bn.")
-        .strict(true);
+        .with_strict(true);
     let (model, report) = model().load_pretrained(spec).unwrap();
     assert_eq!(report.summary(), "loaded 6/6 tensors (100 %)");
     let stored = |key| saved_tensor::<1>("hints/case.pth", key, &device);
@@ -138,7 +138,7 @@ fn rnn_layers_at_another_depth_are_paired() {
             ],
         },
     };
-    let spec = Pretrain::from(fixture("packed/seq.pth")).allow_empty(true);
+    let spec = Pretrain::from(fixture("packed/seq.pth")).with_allow_empty(true);
     let report = model.plan_pretrained(spec).unwrap();
     assert_eq!(
         report.hints(),

@@ -41,7 +41,7 @@ fn close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>) {
 #[test]
 fn adapt_in_channels_matches_timm_for_three_channel_sources_and_any_other_count() {
     let device = Device::flex();
-    let spec = source().on_mismatch(r"^stem4?\.weight$", Policy::AdaptInChannels);
+    let spec = source().with_on_mismatch(r"^stem4?\.weight$", Policy::AdaptInChannels);
     for (c3, c4) in [(1, 6), (2, 1), (5, 6)] {
         let (model, report) = stem(c3, c4, &device).load_pretrained(&spec).unwrap();
         close(
@@ -79,7 +79,7 @@ fn resample_grid_matches_timm_and_antialiased_bicubic_up_and_down() {
             pos_grid: Param::from_tensor(Tensor::zeros([1, 16, grid, grid], &device)),
         };
         let (model, report) = model
-            .load_pretrained(source().on_mismatch("^pos_", Policy::resample_grid()))
+            .load_pretrained(source().with_on_mismatch("^pos_", Policy::resample_grid()))
             .unwrap();
         close(
             model.pos_embed.val(),
@@ -111,9 +111,9 @@ fn select_rows_keeps_the_named_classes_in_order_from_code_or_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("classes.txt");
     std::fs::write(&file, "# the classes we keep\n7\n2, 5\n").unwrap();
-    let from_code = source().on_mismatch("^head\\.", Policy::select_rows([7, 2, 5]));
+    let from_code = source().with_on_mismatch("^head\\.", Policy::select_rows([7, 2, 5]));
     let from_file =
-        source().on_mismatch("^head\\.", Policy::select_rows_from(file.to_string_lossy()));
+        source().with_on_mismatch("^head\\.", Policy::select_rows_from(file.to_string_lossy()));
     for spec in [from_code, from_file] {
         let model = Head {
             head: LinearConfig::new(16, 3).init(&device),
@@ -141,7 +141,7 @@ fn keep_and_error_policies_decide_a_mismatch() {
     let before = model();
     let err = before
         .clone()
-        .load_pretrained(source().on_mismatch("^head\\.weight$", Policy::Error))
+        .load_pretrained(source().with_on_mismatch("^head\\.weight$", Policy::Error))
         .unwrap_err();
     let Error::Unmet { unmet, report } = &err else {
         panic!("{err}")
@@ -158,11 +158,15 @@ fn keep_and_error_policies_decide_a_mismatch() {
     let (kept, report) = model()
         .load_pretrained(
             source()
-                .on_mismatch("^head\\.", Policy::Keep)
-                .allow_empty(true),
+                .with_on_mismatch("^head\\.", Policy::Keep)
+                .with_allow_empty(true),
         )
         .unwrap();
-    assert_eq!(report.mismatched()[0].rule.as_deref(), Some("^head\\."));
+    assert_eq!(report.mismatched()[0].rule,
+        Some(burn_pretrain::policy::PolicySource::Rule {
+            pattern: "^head\\.".into()
+        })
+    );
     assert_eq!(report.loaded().len(), 0);
     assert!(report.summary().contains("loaded 0/2 tensors (0 %)"));
     assert_eq!(kept.head.weight.dims(), [16, 3]);
@@ -175,7 +179,7 @@ fn a_policy_that_cannot_apply_fails_the_load_and_says_why() {
         head: LinearConfig::new(16, 3).init(&device),
     };
     let err = model
-        .load_pretrained(source().on_mismatch("^head\\.", Policy::AdaptInChannels))
+        .load_pretrained(source().with_on_mismatch("^head\\.", Policy::AdaptInChannels))
         .unwrap_err();
     let text = err.to_string();
     assert!(
@@ -213,7 +217,7 @@ fn a_half_loaded_layer_fails_by_default_and_names_the_layer() {
     );
     // Allowed explicitly, the bias loads and the weight keeps its value.
     let (loaded, report) = model
-        .load_pretrained(source().allow_missing("^head\\.weight$"))
+        .load_pretrained(source().with_allow_missing("^head\\.weight$"))
         .unwrap();
     assert_eq!(report.loaded(), ["head.bias"]);
     close(

@@ -22,7 +22,7 @@ fn dataparallel_training_checkpoint_loads_every_tensor() {
     assert!(report.missing().is_empty(), "{report}");
     assert!(report.unexpected().is_empty(), "{report}");
     assert!(report.mismatched().is_empty(), "{report}");
-    match &report.view_steps()[0] {
+    match &report.view()[0] {
         ViewStep::Unwrapped { container, dropped } => {
             assert_eq!(container, "state_dict");
             // SGD momentum buffers: one per parameter (conv/bn/linear weights and biases).
@@ -31,7 +31,7 @@ fn dataparallel_training_checkpoint_loads_every_tensor() {
         other => panic!("first step should unwrap state_dict, got {other:?}"),
     }
     assert_eq!(
-        report.view_steps()[1],
+        report.view()[1],
         ViewStep::Stripped {
             prefix: "module.".into(),
             keys: 38

@@ -2,7 +2,48 @@
 //! conv, the grid of a position embedding, rows of a classifier. Planned from shapes alone
 //! ([`Adaptation::plan`]), run on the values in f32 ([`Adaptation::run`]).
 
-use crate::expect::Policy;
+use super::Policy;
+
+/// Why a policy cannot change a stored tensor into the model's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Unfit {
+    #[error(
+        "adapt_in_channels needs conv weights [out, in, k...] that differ in `in` only, not model {model:?} vs. checkpoint {stored:?}"
+    )]
+    NotConv {
+        model: Vec<usize>,
+        stored: Vec<usize>,
+    },
+    #[error(
+        "resample_grid needs a position embedding [1, tokens, dim] or [1, dim, h, w], not model {model:?} vs. checkpoint {stored:?}"
+    )]
+    NotGrid {
+        model: Vec<usize>,
+        stored: Vec<usize>,
+    },
+    #[error(
+        "resample_grid: {stored} and {model} tokens less {prefix} prefix tokens are not both square grids"
+    )]
+    NotSquare {
+        stored: usize,
+        model: usize,
+        prefix: usize,
+    },
+    #[error(
+        "resample_grid: no count of prefix tokens (0 to 8) leaves square grids of both {stored} and {model} tokens; give `prefix_tokens`"
+    )]
+    NoSquarePrefix { stored: usize, model: usize },
+    #[error("select_rows picks {rows} rows, the model has {model:?} (checkpoint {stored:?})")]
+    RowCount {
+        rows: usize,
+        model: Option<usize>,
+        stored: Vec<usize>,
+    },
+    #[error("select_rows: row {row} is out of range, the checkpoint has {rows} rows")]
+    RowOutOfRange { row: usize, rows: usize },
+    #[error("{0} changes no tensor")]
+    NoChange(&'static str),
+}
 
 /// One planned change of a stored tensor (in the checkpoint's layout) into the model's shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +65,7 @@ pub(crate) enum Adaptation {
 impl Adaptation {
     /// How `policy` turns a `stored` tensor into the model's `model` shape (both in the
     /// checkpoint's layout), or why it cannot.
-    pub fn plan(policy: &Policy, model: &[usize], stored: &[usize]) -> Result<Self, String> {
+    pub fn plan(policy: &Policy, model: &[usize], stored: &[usize]) -> Result<Self, Unfit> {
         let same_except = |axes: &[usize]| {
             model.len() == stored.len()
                 && model
@@ -36,9 +77,10 @@ impl Adaptation {
         match policy {
             Policy::AdaptInChannels => {
                 if model.len() < 3 || !same_except(&[1]) {
-                    return Err(format!(
-                        "adapt_in_channels needs conv weights [out, in, k...] that differ in `in` only, not model {model:?} vs. checkpoint {stored:?}"
-                    ));
+                    return Err(Unfit::NotConv {
+                        model: model.to_vec(),
+                        stored: stored.to_vec(),
+                    });
                 }
                 Ok(Self::InChannels {
                     from: stored[1],
@@ -55,9 +97,10 @@ impl Adaptation {
                     });
                 }
                 if model.len() != 3 || !same_except(&[1]) || model[0] != 1 {
-                    return Err(format!(
-                        "resample_grid needs a position embedding [1, tokens, dim] or [1, dim, h, w], not model {model:?} vs. checkpoint {stored:?}"
-                    ));
+                    return Err(Unfit::NotGrid {
+                        model: model.to_vec(),
+                        stored: stored.to_vec(),
+                    });
                 }
                 let candidates: Vec<usize> = match prefix_tokens {
                     Some(p) => vec![*p],
@@ -75,34 +118,35 @@ impl Adaptation {
                             channels_first: false,
                         })
                     })
-                    .ok_or_else(|| match prefix_tokens {
-                        Some(p) => format!(
-                            "resample_grid: {} and {} tokens less {p} prefix tokens are not both square grids",
-                            stored[1], model[1]
-                        ),
-                        None => format!(
-                            "resample_grid: no count of prefix tokens (0 to 8) leaves square grids of both {} and {} tokens; give `prefix_tokens`",
-                            stored[1], model[1]
-                        ),
+                    .ok_or(match prefix_tokens {
+                        Some(p) => Unfit::NotSquare {
+                            stored: stored[1],
+                            model: model[1],
+                            prefix: *p,
+                        },
+                        None => Unfit::NoSquarePrefix {
+                            stored: stored[1],
+                            model: model[1],
+                        },
                     })
             }
             Policy::SelectRows { rows, .. } => {
                 if model.is_empty() || !same_except(&[0]) || rows.len() != model[0] {
-                    return Err(format!(
-                        "select_rows picks {} rows, the model has {:?} (checkpoint {stored:?})",
-                        rows.len(),
-                        model.first()
-                    ));
+                    return Err(Unfit::RowCount {
+                        rows: rows.len(),
+                        model: model.first().copied(),
+                        stored: stored.to_vec(),
+                    });
                 }
                 if let Some(bad) = rows.iter().find(|r| **r >= stored[0]) {
-                    return Err(format!(
-                        "select_rows: row {bad} is out of range, the checkpoint has {} rows",
-                        stored[0]
-                    ));
+                    return Err(Unfit::RowOutOfRange {
+                        row: *bad,
+                        rows: stored[0],
+                    });
                 }
                 Ok(Self::Rows(rows.clone()))
             }
-            Policy::Keep | Policy::Error => Err(format!("{} changes no tensor", policy.name())),
+            Policy::Keep | Policy::Error => Err(Unfit::NoChange(policy.name())),
         }
     }
 

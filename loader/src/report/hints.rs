@@ -1,0 +1,349 @@
+//! "Did you mean" hints, as data ([`Hint`]: what kind, the keys on each side, the remap or
+//! setting that would fix it, a score) with the text people read (its `Display`).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use super::fold::group_by;
+use crate::plan::{Action, Plan};
+use crate::view::{Remap, Rewrite};
+
+/// What a [`Hint`] suggests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HintKind {
+    /// A leading path of the checkpoint's keys rewritten (stripped, added, replaced) makes
+    /// more keys agree with the model's in name and shape.
+    Prefix,
+    /// Every tensor under a model parent is under another parent in the checkpoint, with the
+    /// same leaf names and shapes.
+    RenamedParent,
+    /// Model and checkpoint keys with the same name tokens and shapes, arranged otherwise.
+    SameTensors,
+    /// A missing key and an unexpected one with the same shape and most of the name.
+    NearName,
+    /// A stored tensor whose dtype cannot become the model's.
+    Dtype,
+}
+
+/// A suggestion for keys that almost matched: serialised as data, displayed as a sentence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Hint {
+    kind: HintKind,
+    /// The model keys (or, for a prefix or parent, the model's path) concerned.
+    model_keys: Vec<String>,
+    /// The checkpoint keys (or path) they correspond to.
+    checkpoint_keys: Vec<String>,
+    /// The remap that would make them agree, where one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remap: Option<Remap>,
+    /// The `sub_level` that would, where one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub_level: Option<String>,
+    /// How many model tensors would agree (prefix, parent, pairs) or how many key segments
+    /// agree (near name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<usize>,
+    /// The sentence people read (also the `Display`).
+    message: String,
+}
+
+impl Hint {
+    /// What it suggests.
+    pub fn kind(&self) -> HintKind {
+        self.kind
+    }
+
+    /// The model keys (or path) concerned.
+    pub fn model_keys(&self) -> &[String] {
+        &self.model_keys
+    }
+
+    /// The checkpoint keys (or path) they correspond to.
+    pub fn checkpoint_keys(&self) -> &[String] {
+        &self.checkpoint_keys
+    }
+
+    /// The remap to write, if one would fix it.
+    pub fn remap(&self) -> Option<&Remap> {
+        self.remap.as_ref()
+    }
+
+    /// The `sub_level` to set, if one would fix it.
+    pub fn sub_level(&self) -> Option<&str> {
+        self.sub_level.as_deref()
+    }
+
+    /// The tensors that would agree, or the segments that do (near names).
+    pub fn score(&self) -> Option<usize> {
+        self.score
+    }
+
+    /// The sentence people read.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn new(kind: HintKind, model_keys: Vec<String>, checkpoint_keys: Vec<String>) -> Self {
+        Self {
+            kind,
+            model_keys,
+            checkpoint_keys,
+            remap: None,
+            sub_level: None,
+            score: None,
+            message: String::new(),
+        }
+    }
+
+    /// The view's best leading-path rewrite, when it was not applied.
+    pub(super) fn prefix(rewrite: &Rewrite) -> Self {
+        let (what, how, remap, sub_level) = match (rewrite.from.is_empty(), rewrite.to.is_empty())
+        {
+            (false, true) => (
+                format!("stripping `{}.` from checkpoint keys", rewrite.from),
+                format!("set sub_level \"{}\" or align: auto", rewrite.from),
+                None,
+                Some(rewrite.from.clone()),
+            ),
+            (true, _) => (
+                format!("adding `{}.` in front of checkpoint keys", rewrite.to),
+                format!("set align: auto, or remap `^` → `{}.`", rewrite.to),
+                Some(remap("^".into(), format!("{}.", rewrite.to))),
+                None,
+            ),
+            (false, false) => {
+                let from = format!("^{}", regex::escape(&format!("{}.", rewrite.from)));
+                (
+                    format!(
+                        "rewriting checkpoint `{}.` to `{}.`",
+                        rewrite.from, rewrite.to
+                    ),
+                    format!("set align: auto, or remap `{from}` → `{}.`", rewrite.to),
+                    Some(remap(from, format!("{}.", rewrite.to))),
+                    None,
+                )
+            }
+        };
+        Self {
+            remap,
+            sub_level,
+            score: Some(rewrite.agree),
+            message: format!(
+                "{what} makes {} of {} model tensors agree in name and shape (now {}): {how}",
+                rewrite.agree, rewrite.total, rewrite.before
+            ),
+            ..Self::new(
+                HintKind::Prefix,
+                vec![rewrite.to.clone()],
+                vec![rewrite.from.clone()],
+            )
+        }
+    }
+
+    /// Every pair under `model_parent` ↔ `stored_parent` agrees in leaf names and shapes.
+    fn renamed_parent(model_parent: &str, stored_parent: &str, pairs: &[(&str, &str)]) -> Self {
+        let from = format!("^{}", regex::escape(&format!("{stored_parent}.")));
+        let to = format!("{model_parent}.");
+        Self {
+            message: format!(
+                "model `{model_parent}.*` ↔ checkpoint `{stored_parent}.*`: {} tensors agree in name and shape; remap `{from}` → `{to}`",
+                pairs.len(),
+            ),
+            remap: Some(remap(from, to)),
+            score: Some(pairs.len()),
+            ..Self::new(
+                HintKind::RenamedParent,
+                vec![model_parent.to_string()],
+                vec![stored_parent.to_string()],
+            )
+        }
+    }
+
+    /// Pairs of keys with the same tokens and shapes, not one rename of a path.
+    fn same_tensors(pairs: &[(&str, &str)]) -> Self {
+        let shown: Vec<String> = pairs
+            .iter()
+            .take(3)
+            .map(|(m, c)| format!("`{m}` ↔ checkpoint `{c}`"))
+            .collect();
+        let more = match pairs.len() {
+            n if n > 3 => format!(" and {} more", n - 3),
+            _ => String::new(),
+        };
+        Self {
+            message: format!(
+                "same tensors under other names (model ↔ checkpoint, equal shapes): {}{more}; remap them",
+                shown.join(", ")
+            ),
+            score: Some(pairs.len()),
+            ..Self::new(
+                HintKind::SameTensors,
+                pairs.iter().map(|(m, _)| m.to_string()).collect(),
+                pairs.iter().map(|(_, c)| c.to_string()).collect(),
+            )
+        }
+    }
+
+    /// A missing `key` and the unexpected `stored` with its shape and `score` segments.
+    fn near_name(key: &str, stored: &str, score: usize) -> Self {
+        Self {
+            message: format!(
+                "`{key}` is missing; the checkpoint has `{stored}` with the same shape (rename or remap?)"
+            ),
+            score: Some(score),
+            ..Self::new(
+                HintKind::NearName,
+                vec![key.to_string()],
+                vec![stored.to_string()],
+            )
+        }
+    }
+
+    /// `key` is stored as `stored`, which cannot become the model's `model` dtype.
+    pub(super) fn dtype(key: &str, stored: &str, model: &str) -> Self {
+        Self {
+            message: format!("`{key}` is stored as {stored}, which cannot become the model's {model}"),
+            ..Self::new(HintKind::Dtype, vec![key.to_string()], vec![key.to_string()])
+        }
+    }
+}
+
+impl fmt::Display for Hint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn remap(from: String, to: String) -> Remap {
+    Remap { from, to }
+}
+
+/// "Did you mean" hints: groups of missing and unexpected keys that agree in tokens and
+/// shapes whatever the case, depth or arrangement of their names (`conv1_bn.*` ↔
+/// `conv1_BN.*`, `lstm.layers.0.weight_ih` ↔ `lstm.weight_ih_l0`); then, for the rest, an
+/// unexpected key sharing a missing one's shape and most of its name (unless a prefix
+/// rewrite was already suggested).
+pub(super) fn hints(plan: &Plan, aligned: bool) -> Vec<Hint> {
+    let mut out = Vec::new();
+    let missing: Vec<(&str, Vec<usize>)> = plan
+        .items
+        .iter()
+        .filter(|i| matches!(i.action, Action::Missing))
+        .map(|i| (i.target.key.as_str(), i.target.checkpoint_shape()))
+        .collect();
+    if missing.is_empty() || plan.unexpected.is_empty() {
+        return out;
+    }
+    // Unexpected keys by (tokens, shape); a token set shared by two keys pairs nothing.
+    let mut by_tokens: HashMap<(Vec<String>, &[usize]), Option<&str>> = HashMap::new();
+    for (key, shape) in &plan.unexpected {
+        by_tokens
+            .entry((tokens(key), shape.as_slice()))
+            .and_modify(|slot| *slot = None)
+            .or_insert(Some(key.as_str()));
+    }
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for (key, shape) in &missing {
+        if let Some(Some(found)) = by_tokens.get(&(tokens(key), shape.as_slice())) {
+            pairs.push((key, found));
+        }
+    }
+    // Group by the two parents: a group whose leaves agree is one rename of a path.
+    let groups: Vec<PairGroup> = group_by(pairs.iter().copied(), |(model, stored)| {
+        (parent(model), parent(stored))
+    });
+    for ((model_parent, stored_parent), list) in &groups {
+        let same_leaves = list.iter().all(|(m, c)| leaf(m) == leaf(c));
+        if same_leaves && !model_parent.is_empty() && !stored_parent.is_empty() {
+            out.push(Hint::renamed_parent(model_parent, stored_parent, list));
+        } else {
+            out.push(Hint::same_tensors(list));
+        }
+    }
+    if aligned {
+        // A prefix rewrite explains the rest better than key-by-key guesses.
+        return out;
+    }
+    let paired: HashSet<&str> = pairs.iter().map(|(m, _)| *m).collect();
+    // Near names with the same shape.
+    for (key, want) in missing.iter().filter(|(k, _)| !paired.contains(k)).take(10) {
+        let best = plan
+            .unexpected
+            .iter()
+            .filter(|(_, shape)| shape == want)
+            .map(|(stored, _)| (similarity(stored, key), stored))
+            .filter(|(score, _)| *score >= 2)
+            .max_by_key(|(score, _)| *score);
+        if let Some((score, stored)) = best {
+            out.push(Hint::near_name(key, stored, score));
+        }
+    }
+    out
+}
+
+/// Pairs of (model key, checkpoint key) under one (model parent, checkpoint parent).
+type PairGroup<'a> = ((&'a str, &'a str), Vec<(&'a str, &'a str)>);
+
+/// A key's name tokens, order and case aside: split at `.` and `_`, lowercased, `l0` (a
+/// PyTorch RNN layer suffix) read as `0`, the container word `layers` dropped; sorted.
+fn tokens(key: &str) -> Vec<String> {
+    let mut out: Vec<String> = key
+        .split(['.', '_'])
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .filter(|t| t != "layers")
+        .map(|t| match t.strip_prefix('l') {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n.to_string(),
+            _ => t,
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn parent(key: &str) -> &str {
+    key.rsplit_once('.').map_or("", |(p, _)| p)
+}
+
+fn leaf(key: &str) -> &str {
+    key.rsplit_once('.').map_or(key, |(_, l)| l)
+}
+
+/// Shared leading plus trailing segments of two dotted keys.
+fn similarity(a: &str, b: &str) -> usize {
+    let a: Vec<&str> = a.split('.').collect();
+    let b: Vec<&str> = b.split('.').collect();
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (head + tail).min(a.len().min(b.len()))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_ignore_case_order_depth_and_rnn_layer_suffixes() {
+        assert_eq!(tokens("conv1_bn.weight"), tokens("conv1_BN.weight"));
+        assert_eq!(
+            tokens("lstm.layers.0.weight_ih"),
+            tokens("lstm.weight_ih_l0")
+        );
+        assert_ne!(
+            tokens("lstm.layers.0.weight_ih"),
+            tokens("lstm.weight_ih_l1")
+        );
+        assert_ne!(tokens("conv1.weight"), tokens("conv2.weight"));
+    }
+}
