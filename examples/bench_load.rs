@@ -98,13 +98,13 @@ where
             let applied = if path.ends_with(".safetensors") {
                 let mut store = SafetensorsStore::from_file(path)
                     .with_from_adapter(PyTorchToBurnAdapter)
-                    .with_allow_partial(true)
+                    .allow_partial(true)
                     .skip_enum_variants(true)
                     .remap(downsample());
                 model.load_from(&mut store)?.applied.len()
             } else {
                 let mut store = PytorchStore::from_file(path)
-                    .with_allow_partial(true)
+                    .allow_partial(true)
                     .skip_enum_variants(true)
                     .remap(downsample());
                 model.load_from(&mut store)?.applied.len()

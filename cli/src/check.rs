@@ -44,7 +44,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
     for (subtree, want) in &expects {
         let row = rows.iter().find(|r| &r.subtree == subtree);
         let (got, ok) = match row {
-            Some(r) => (r.coverage(), r.coverage() + 1e-12 >= *want),
+            Some(r) => (r.fraction(), r.fraction() + 1e-12 >= *want),
             None => (0.0, false),
         };
         failed |= !ok;

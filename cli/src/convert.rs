@@ -37,7 +37,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         spec = spec.with_remap(from, to);
     }
     let checkpoint = open_checkpoint(&spec)?;
-    let view = CheckpointView::new(&checkpoint, &spec)?;
+    let view = CheckpointView::new(&checkpoint, spec.view())?;
     let keep: Option<Vec<String>> = match &args.config {
         Some(config) => {
             let device = burn::prelude::Device::flex();

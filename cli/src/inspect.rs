@@ -21,7 +21,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
     let view = if args.raw {
         None
     } else {
-        Some(CheckpointView::new(&checkpoint, &spec)?)
+        Some(CheckpointView::new(&checkpoint, spec.view())?)
     };
     let (tensors, steps): (Vec<(String, &TensorEntry)>, Vec<String>) = match &view {
         None => (

@@ -421,7 +421,7 @@ fn export_writes_the_loaded_model_in_pytorch_names_and_layouts() {
     let exported = burn_pretrain::Checkpoint::open(&out_path).unwrap();
     let source = burn_pretrain::Checkpoint::open(fixture("resnet/classifier_dp.pth")).unwrap();
     let spec = burn_pretrain::Pretrain::from(fixture("resnet/classifier_dp.pth").to_str().unwrap());
-    let view = burn_pretrain::view::CheckpointView::new(&source, &spec).unwrap();
+    let view = burn_pretrain::view::CheckpointView::new(&source, spec.view()).unwrap();
     // Every stored tensor comes back under its key (the `module.` prefix stripped), floats
     // byte for byte (Linear transposed back), the BatchNorm counters as PyTorch's i64 scalars.
     let mut theirs: Vec<&str> = view.entries().map(|(k, _)| k).collect();

@@ -56,7 +56,6 @@ impl Expect {
     pub(crate) fn is_default(&self) -> bool {
         *self == Self::default()
     }
-
 }
 
 /// [`Expect`] resolved: fractions checked, key patterns compiled.

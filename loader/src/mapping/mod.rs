@@ -18,8 +18,8 @@ use std::collections::{BTreeSet, HashMap};
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::tensor::{DType as BurnDType, Tensor, TensorData};
 
-use crate::policy::Policy;
 use crate::format::Convention;
+use crate::policy::Policy;
 
 /// How a model tensor is laid out relative to the checkpoint's convention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -350,6 +350,7 @@ mod tests {
     #[test]
     fn rows_out_of_range_are_refused() {
         let err = Adaptation::plan(&Policy::select_rows([0, 10]), &[2, 4], &[10, 4]).unwrap_err();
-        assert!(err.contains("row 10 is out of range"), "{err}");
+        assert_eq!(err, Unfit::RowOutOfRange { row: 10, rows: 10 });
+        assert!(err.to_string().contains("row 10 is out of range"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 mod adapt;
 
-pub(crate) use adapt::{Adaptation, Unfit};
+pub(crate) use adapt::Adaptation;
 
 /// What to do with a tensor whose stored shape differs from the model's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

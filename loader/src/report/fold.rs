@@ -147,7 +147,6 @@ pub(super) fn group_by<T, K: std::hash::Hash + Eq + Copy>(
     groups
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::fold_keys;

@@ -102,8 +102,7 @@ impl Hint {
 
     /// The view's best leading-path rewrite, when it was not applied.
     pub(super) fn prefix(rewrite: &Rewrite) -> Self {
-        let (what, how, remap, sub_level) = match (rewrite.from.is_empty(), rewrite.to.is_empty())
-        {
+        let (what, how, remap, sub_level) = match (rewrite.from.is_empty(), rewrite.to.is_empty()) {
             (false, true) => (
                 format!("stripping `{}.` from checkpoint keys", rewrite.from),
                 format!("set sub_level \"{}\" or align: auto", rewrite.from),
@@ -207,8 +206,14 @@ impl Hint {
     /// `key` is stored as `stored`, which cannot become the model's `model` dtype.
     pub(super) fn dtype(key: &str, stored: &str, model: &str) -> Self {
         Self {
-            message: format!("`{key}` is stored as {stored}, which cannot become the model's {model}"),
-            ..Self::new(HintKind::Dtype, vec![key.to_string()], vec![key.to_string()])
+            message: format!(
+                "`{key}` is stored as {stored}, which cannot become the model's {model}"
+            ),
+            ..Self::new(
+                HintKind::Dtype,
+                vec![key.to_string()],
+                vec![key.to_string()],
+            )
         }
     }
 }
@@ -327,7 +332,6 @@ fn similarity(a: &str, b: &str) -> usize {
         .count();
     (head + tail).min(a.len().min(b.len()))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -143,7 +143,6 @@ fn is_zero(n: &usize) -> bool {
 }
 
 impl LoadReport {
-
     /// The model's type name.
     pub fn model(&self) -> &str {
         &self.model
@@ -297,7 +296,6 @@ pub(crate) fn percent(loaded: usize, total: usize) -> String {
     };
     format!("{shown} %")
 }
-
 
 #[cfg(test)]
 mod tests {

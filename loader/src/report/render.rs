@@ -76,7 +76,10 @@ impl LoadReport {
             });
         }
         for (pair, keys) in group_casts(&self.cast) {
-            out.push(line(Info, format!("cast {pair}: {}", fold_keys(&keys).join(", "))));
+            out.push(line(
+                Info,
+                format!("cast {pair}: {}", fold_keys(&keys).join(", ")),
+            ));
         }
         if !self.split.is_empty() {
             out.push(Section {
@@ -112,9 +115,16 @@ impl LoadReport {
         }
         for (reason, ignored) in group_by(&self.ignored, |i| i.reason.as_str()) {
             let keys: Vec<&str> = ignored.iter().map(|i| i.key.as_str()).collect();
-            out.push(line(Info, format!("ignored ({reason}): {}", summarize(&keys))));
+            out.push(line(
+                Info,
+                format!("ignored ({reason}): {}", summarize(&keys)),
+            ));
         }
-        out.extend(self.failures.iter().map(|f| line(Warn, format!("failed: {f}"))));
+        out.extend(
+            self.failures
+                .iter()
+                .map(|f| line(Warn, format!("failed: {f}"))),
+        );
         out.extend(self.hints.iter().map(|h| line(Info, format!("hint: {h}"))));
         out
     }

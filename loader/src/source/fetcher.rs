@@ -95,7 +95,9 @@ impl Fetcher {
             Location::Http(url) => {
                 let reader = self.http.open_ranged(url)?;
                 if reader.is_none() {
-                    tracing::info!("{location} does not answer range requests; downloading it whole");
+                    tracing::info!(
+                        "{location} does not answer range requests; downloading it whole"
+                    );
                 }
                 Ok(reader.map(|r| Arc::new(r) as _))
             }
@@ -127,9 +129,11 @@ impl Fetcher {
             }),
             #[cfg(feature = "http")]
             Location::Http(url) => {
-                let path = self.cache.fetch(location, sha256, refetch, |file, offset| {
-                    self.http.download(url, file, offset)
-                })?;
+                let path = self
+                    .cache
+                    .fetch(location, sha256, refetch, |file, offset| {
+                        self.http.download(url, file, offset)
+                    })?;
                 Ok(Fetched { path, cached: true })
             }
             #[cfg(feature = "object-store")]
@@ -139,9 +143,11 @@ impl Fetcher {
                 key,
             } => {
                 let object = self.object(*scheme, bucket, key);
-                let path = self.cache.fetch(location, sha256, refetch, |file, offset| {
-                    object.download(file, offset)
-                })?;
+                let path = self
+                    .cache
+                    .fetch(location, sha256, refetch, |file, offset| {
+                        object.download(file, offset)
+                    })?;
                 Ok(Fetched { path, cached: true })
             }
             #[cfg(feature = "hf")]
@@ -232,7 +238,10 @@ mod tests {
             timeout: Some(Duration::from_millis(2500)),
             ..FetchOptions::default()
         };
-        assert_eq!(Fetcher::new(&given).unwrap().timeout(), Duration::from_millis(2500));
+        assert_eq!(
+            Fetcher::new(&given).unwrap().timeout(),
+            Duration::from_millis(2500)
+        );
         if std::env::var_os(TIMEOUT_ENV).is_none() {
             let default = Fetcher::new(&FetchOptions::default()).unwrap();
             assert_eq!(default.timeout(), DEFAULT_TIMEOUT);

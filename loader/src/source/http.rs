@@ -83,7 +83,214 @@ impl Client {
         }
     }
 
-    enum Ranged {
+    /// Open `url` for ranged reads: a range of the first bytes tells the size and whether
+    /// the server answers ranges at all (`Ok(None)` when it does not), and is kept.
+    pub fn open_ranged(&self, url: &url::Url) -> Result<Option<RangedHttp>> {
+        let shown = redact(url.as_str());
+        let mut reader = RangedHttp {
+            client: self.client(&shown)?,
+            url: url.clone(),
+            shown,
+            len: 0,
+            head: Vec::new(),
+        };
+        match reader.range(0, PROBE) {
+            Ok(Ranged::Bytes { bytes, total }) => {
+                reader.len = total;
+                reader.head = bytes;
+                Ok(Some(reader))
+            }
+            Ok(Ranged::Whole) => Ok(None),
+            Err(RangeError::NotFound) => Err(Error::NotFound { uri: reader.shown }),
+            Err(RangeError::Failed(reason)) => Err(Error::Download {
+                uri: reader.shown,
+                source: reason,
+            }),
+        }
+    }
+}
+
+/// The one retry policy of every request: up to `ATTEMPTS` tries of `once`, waiting 200 ms,
+/// 400 ms, … between them (each retry logged); the last reason says that it gave up.
+fn retrying<T>(
+    shown: &str,
+    mut once: impl FnMut() -> std::result::Result<T, Failure>,
+) -> std::result::Result<T, Failure> {
+    let mut attempt = 1;
+    loop {
+        match once() {
+            Err(Failure::Retry(reason)) if attempt < ATTEMPTS => {
+                let wait = Duration::from_millis(100 << attempt);
+                tracing::warn!(
+                    "{shown}: {reason}; retrying in {wait:?} (attempt {attempt}/{ATTEMPTS})"
+                );
+                std::thread::sleep(wait);
+                attempt += 1;
+            }
+            Err(Failure::Retry(reason)) => {
+                return Err(Failure::Retry(format!(
+                    "{reason} (gave up after {ATTEMPTS} attempts)"
+                )));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The error and its causes, without the URL reqwest puts in (it may carry secrets).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+fn attempt_once(
+    client: &reqwest::blocking::Client,
+    url: &url::Url,
+    shown: &str,
+    file: &mut File,
+    have: u64,
+) -> std::result::Result<(), Failure> {
+    let io_fatal = |e: std::io::Error| {
+        Failure::Fatal(Error::Download {
+            uri: shown.to_string(),
+            source: context("writing the cache file", e),
+        })
+    };
+    let mut request = client.get(url.clone());
+    if have > 0 {
+        request = request.header(RANGE, format!("bytes={have}-"));
+    }
+    let mut response = request.send().map_err(|e| Failure::Retry(describe(e)))?;
+    let status = response.status();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let length: Option<u64> = header(CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    let start = match status {
+        StatusCode::OK => {
+            // The whole file: start over.
+            file.set_len(0).map_err(io_fatal)?;
+            0
+        }
+        StatusCode::PARTIAL_CONTENT => {
+            let from = header(CONTENT_RANGE).and_then(|v| {
+                v.strip_prefix("bytes ")?
+                    .split('-')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            });
+            if from != Some(have) {
+                file.set_len(0).map_err(io_fatal)?;
+                return Err(Failure::Retry(format!(
+                    "server resumed at {from:?}, not at byte {have}; starting over"
+                )));
+            }
+            have
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
+            let total =
+                header(CONTENT_RANGE).and_then(|v| v.rsplit('/').next()?.parse::<u64>().ok());
+            if total == Some(have) {
+                return Ok(());
+            }
+            file.set_len(0).map_err(io_fatal)?;
+            return Err(Failure::Retry(
+                "the partial download no longer fits; starting over".into(),
+            ));
+        }
+        StatusCode::NOT_FOUND | StatusCode::GONE => {
+            return Err(Failure::Fatal(Error::NotFound {
+                uri: shown.to_string(),
+            }));
+        }
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            return Err(Failure::Retry(format!("server answered {s}")));
+        }
+        s => {
+            return Err(Failure::Fatal(Error::Download {
+                uri: shown.to_string(),
+                source: format!("server answered {s}").into(),
+            }));
+        }
+    };
+    file.seek(SeekFrom::End(0)).map_err(io_fatal)?;
+    let total = length.map(|l| start + l);
+    let progress = progress_bar(shown, total, start);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut received = 0u64;
+    loop {
+        let n = match response.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                progress.abandon();
+                return Err(Failure::Retry(format!(
+                    "connection lost after {} bytes: {e}",
+                    start + received
+                )));
+            }
+        };
+        file.write_all(&buf[..n]).map_err(io_fatal)?;
+        received += n as u64;
+        progress.inc(n as u64);
+    }
+    progress.finish_and_clear();
+    if let Some(l) = length
+        && received != l
+    {
+        return Err(Failure::Retry(format!(
+            "body ended after {received} of {l} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn progress_bar(shown: &str, total: Option<u64>, start: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(t) => indicatif::ProgressBar::new(t),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "Downloading {msg} {percent}% {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    );
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_message(shown.to_string());
+    bar.set_position(start);
+    bar
+}
+
+/// A remote file read by HTTP range requests (for [`Pretrain::with_ranged`]), over one
+/// keep-alive client.
+pub(super) struct RangedHttp {
+    client: reqwest::blocking::Client,
+    url: url::Url,
+    shown: String,
+    len: u64,
+    /// The first bytes, from the probe: what format sniffing and a header length read.
+    head: Vec<u8>,
+}
+
+/// How many bytes the probe asks for: what sniffing looks at.
+const PROBE: u64 = 512;
+
+enum Ranged {
     /// The bytes asked for, and the file's size.
     Bytes { bytes: Vec<u8>, total: u64 },
     /// The server ignored the range (it would send the whole file).

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 pub(crate) use cache::Cache;
-pub use fetcher::TIMEOUT_ENV;
 pub(crate) use fetcher::Fetcher;
+pub use fetcher::TIMEOUT_ENV;
 pub use options::FetchOptions;
 
 /// The object stores reached through the `object_store` crate.

@@ -151,9 +151,7 @@ impl Object<'_> {
             let result = match store.get_opts(&path, get).await {
                 Ok(r) => r,
                 Err(object_store::Error::NotFound { .. }) => {
-                    return Err(Error::NotFound {
-                        uri: shown.clone(),
-                    });
+                    return Err(Error::NotFound { uri: shown.clone() });
                 }
                 Err(e) => return Err(fail(store_error(self, e))),
             };

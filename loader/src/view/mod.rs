@@ -10,14 +10,13 @@ mod options;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use regex::Regex;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::{Checkpoint, TensorEntry};
+pub(crate) use align::Rewrite;
 pub use options::{Align, Remap, ViewOptions};
 pub(crate) use options::{CompiledRemap, ViewRules};
-pub(crate) use align::Rewrite;
 
 /// Containers that hold the weights, in the order they are preferred.
 const CONTAINERS: &[&str] = &[
@@ -438,7 +437,12 @@ impl CheckpointView {
     /// `module`...).
     pub fn new(checkpoint: &Checkpoint, options: &ViewOptions) -> Result<Self> {
         Ok(Self {
-            view: View::build(checkpoint, &ViewRules::compile(options)?, &HashSet::new(), &[])?,
+            view: View::build(
+                checkpoint,
+                &ViewRules::compile(options)?,
+                &HashSet::new(),
+                &[],
+            )?,
         })
     }
 
@@ -508,13 +512,7 @@ mod tests {
         let raw = View::build(&ckpt, &rules(false, &[]).unwrap(), &roots(&["a"]), &[]).unwrap();
         assert_eq!(keys(&raw), ["a.w"]);
         assert_eq!(raw.entries[0].entry.key(), "model.a.w");
-        let ema = View::build(
-            &ckpt,
-            &rules(true, &[]).unwrap(),
-            &roots(&["a"]),
-            &[],
-        )
-        .unwrap();
+        let ema = View::build(&ckpt, &rules(true, &[]).unwrap(), &roots(&["a"]), &[]).unwrap();
         assert_eq!(ema.entries[0].entry.key(), "model_ema.a.w");
         let dropped: Vec<_> = ema.dropped.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(dropped, ["model.a.w", "optimizer.state.0.m"]);
@@ -523,12 +521,7 @@ mod tests {
     #[test]
     fn ema_requested_but_absent_is_an_error() {
         let ckpt = checkpoint(&["model.a.w"]);
-        let err = View::build(
-            &ckpt,
-            &rules(true, &[]).unwrap(),
-            &roots(&["a"]),
-            &[],
-        );
+        let err = View::build(&ckpt, &rules(true, &[]).unwrap(), &roots(&["a"]), &[]);
         assert!(matches!(err, Err(Error::EmaNotFound { .. })));
     }
 

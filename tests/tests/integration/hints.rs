@@ -5,6 +5,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, BiLstm, BiLstmConfig};
 use burn::prelude::*;
+use burn_pretrain::report::{HintKind, LoadReport};
 use burn_pretrain::view::Align;
 use burn_pretrain::view::ViewStep;
 use burn_pretrain::{Pretrain, PretrainExt, Pretrainable};
@@ -31,8 +32,15 @@ fn keys_under_another_prefix_load_fully_with_align_auto() {
     let burn_pretrain::Error::Unmet { report, .. } = err else {
         panic!("{err}")
     };
+    let hint = &report.hints()[0];
+    assert_eq!(hint.kind(), HintKind::Prefix);
     assert_eq!(
-        report.hints()[0],
+        hint.remap().map(|r| (r.from.as_str(), r.to.as_str())),
+        Some(("^backbone\\.", "encoder."))
+    );
+    assert_eq!(hint.score(), Some(30));
+    assert_eq!(
+        hint.to_string(),
         "rewriting checkpoint `backbone.` to `encoder.` makes 30 of 30 model tensors agree in name and shape (now 0): set align: auto, or remap `^backbone\\.` → `encoder.`"
     );
     // On, from code and from a config: every tensor loads, and the view step says how.
@@ -84,13 +92,21 @@ fn a_name_that_differs_in_case_is_paired_and_the_suggested_remap_loads_it() {
     };
     let report = model().plan_pretrained(fixture("hints/case.pth")).unwrap();
     assert_eq!(
-        report.hints(),
+        messages(&report),
         [
             "model `conv1_bn.*` ↔ checkpoint `conv1_BN.*`: 4 tensors agree in name and shape; remap `^conv1_BN\\.` → `conv1_bn.`"
         ]
     );
+    let hint = &report.hints()[0];
+    assert_eq!(hint.kind(), HintKind::RenamedParent);
+    assert_eq!(
+        (hint.model_keys(), hint.checkpoint_keys()),
+        (&["conv1_bn".to_string()][..], &["conv1_BN".to_string()][..])
+    );
+    // The remap the hint carries, as data, is the one that loads them.
+    let remap = hint.remap().expect("a parent rename carries its remap");
     let spec = Pretrain::from(fixture("hints/case.pth"))
-        .with_remap("^conv1_BN\\.", "conv1_bn.")
+        .with_remap(&remap.from, &remap.to)
         .with_strict(true);
     let (model, report) = model().load_pretrained(spec).unwrap();
     assert_eq!(report.summary(), "loaded 6/6 tensors (100 %)");
@@ -141,9 +157,14 @@ fn rnn_layers_at_another_depth_are_paired() {
     let spec = Pretrain::from(fixture("packed/seq.pth")).with_allow_empty(true);
     let report = model.plan_pretrained(spec).unwrap();
     assert_eq!(
-        report.hints(),
+        messages(&report),
         [
             "model `lstm.layers.*` ↔ checkpoint `lstm.*`: 16 tensors agree in name and shape; remap `^lstm\\.` → `lstm.layers.`"
         ]
     );
+}
+
+/// The hints' sentences, as the text report shows them.
+fn messages(report: &LoadReport) -> Vec<String> {
+    report.hints().iter().map(ToString::to_string).collect()
 }

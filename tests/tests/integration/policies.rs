@@ -162,7 +162,8 @@ fn keep_and_error_policies_decide_a_mismatch() {
                 .with_allow_empty(true),
         )
         .unwrap();
-    assert_eq!(report.mismatched()[0].rule,
+    assert_eq!(
+        report.mismatched()[0].rule,
         Some(burn_pretrain::policy::PolicySource::Rule {
             pattern: "^head\\.".into()
         })

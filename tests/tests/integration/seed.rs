@@ -173,12 +173,14 @@ fn missing_sub_level_prefix_gets_a_hint() {
     );
     assert_eq!(report.loaded().len(), 0);
     assert_eq!(report.missing().len(), 30);
+    let hints: Vec<String> = report.hints().iter().map(ToString::to_string).collect();
     assert_eq!(
-        report.hints(),
+        hints,
         [
             "stripping `backbone.` from checkpoint keys makes 30 of 30 model tensors agree in name and shape (now 0): set sub_level \"backbone\" or align: auto"
         ]
     );
+    assert_eq!(report.hints()[0].sub_level(), Some("backbone"));
 }
 
 #[test]

@@ -121,7 +121,8 @@ fn a_vit_checkpoint_for_224_loads_into_384_with_its_grid_resampled() {
     let (_, report) = build_backbone(&config);
     assert!(report.adapted().is_empty());
     assert_eq!(report.mismatched()[0].key, "pos_embed");
-    assert_eq!(report.mismatched()[0].rule,
+    assert_eq!(
+        report.mismatched()[0].rule,
         Some(burn_pretrain::policy::PolicySource::Rule {
             pattern: "^pos_embed$".into()
         })

@@ -7,6 +7,8 @@ use burn::tensor::DType as BurnDType;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 
+use super::Buffer;
+
 pub(crate) fn fast_cast(from: BurnDType, to: BurnDType) -> bool {
     use BurnDType as B;
     matches!(
@@ -18,7 +20,7 @@ pub(crate) fn fast_cast(from: BurnDType, to: BurnDType) -> bool {
 /// Cast `s` (elements of `from`) into `d` (as many elements of `to`, at most 8 bytes each),
 /// writing every byte of `d`: through a 16 KiB staging buffer in cache, so `half`'s slice
 /// conversions never see uninitialised memory.
-fn cast_staged(s: &[u8], from: BurnDType, d: &mut [MaybeUninit<u8>], to: BurnDType) {
+pub(super) fn cast_staged(s: &[u8], from: BurnDType, d: &mut [MaybeUninit<u8>], to: BurnDType) {
     const STAGE: usize = 16 << 10;
     let (sin, sout) = (from.size().max(1), to.size().max(1));
     // Every byte of `d` must be written, so the pieces must pair up element for element.
@@ -49,7 +51,7 @@ fn cast_staged(s: &[u8], from: BurnDType, d: &mut [MaybeUninit<u8>], to: BurnDTy
 /// f16 → f32 with x86's conversion instruction (F16C), eight at a time, stored straight into
 /// `d` (as many f32s as `s` holds f16s, neither needing alignment); `false` where the CPU
 /// lacks it, and nothing is written.
-fn f16_to_f32_direct(s: &[u8], d: &mut [MaybeUninit<u8>]) -> bool {
+pub(super) fn f16_to_f32_direct(s: &[u8], d: &mut [MaybeUninit<u8>]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx")
@@ -68,7 +70,7 @@ fn f16_to_f32_direct(s: &[u8], d: &mut [MaybeUninit<u8>]) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "f16c,avx")]
-fn f16c(s: &[u8], d: &mut [MaybeUninit<u8>]) {
+pub(super) fn f16c(s: &[u8], d: &mut [MaybeUninit<u8>]) {
     use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm256_cvtph_ps, _mm256_storeu_ps};
     let n = (s.len() / 2).min(d.len() / 4);
     let mut i = 0;
@@ -92,7 +94,7 @@ fn f16c(s: &[u8], d: &mut [MaybeUninit<u8>]) {
     }
 }
 
-fn cast_chunk(src: &[u8], from: BurnDType, dst: &mut [u8], to: BurnDType) {
+pub(super) fn cast_chunk(src: &[u8], from: BurnDType, dst: &mut [u8], to: BurnDType) {
     use BurnDType as B;
     // The source is a slice of a file: aligned in every file PyTorch or safetensors writes,
     // but not promised; an unaligned one goes through a copy.
@@ -132,4 +134,3 @@ fn cast_chunk(src: &[u8], from: BurnDType, dst: &mut [u8], to: BurnDType) {
         _ => unreachable!("cast_chunk called with a pair fast_cast refuses"),
     }
 }
-

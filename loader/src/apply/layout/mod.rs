@@ -8,8 +8,6 @@
 //! `cast.rs`, tiled block transposes in `transpose.rs`, packed-axis splits in `split.rs`.
 
 use burn::tensor::{Bytes, DType as BurnDType, TensorData};
-use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-use half::{bf16, f16};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -17,8 +15,10 @@ mod cast;
 mod split;
 mod transpose;
 
+use cast::cast_staged;
 pub(crate) use cast::fast_cast;
 pub(crate) use split::{concat, split, transpose};
+use transpose::from_slice;
 
 /// Bytes per parallel chunk of a copy or cast: big enough to amortise the task, small enough
 /// to spread one large tensor over every core and to release its mapped pages as it goes.
@@ -220,7 +220,6 @@ impl Buffer {
     }
 }
 
-
 /// The first `elements` values of `vec`'s spare capacity (which must hold them) as
 /// uninitialised bytes, to be written before they are read or the length is set.
 fn spare_bytes<T: bytemuck::Pod>(vec: &mut Vec<T>, elements: usize) -> &mut [MaybeUninit<u8>] {
@@ -273,7 +272,9 @@ fn huge_pages_at(start: usize, len: usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::transpose::*;
     use super::*;
+    use half::{bf16, f16};
 
     #[test]
     fn transpose_moves_every_element() {
@@ -520,4 +521,3 @@ mod tests {
         }
     }
 }
-

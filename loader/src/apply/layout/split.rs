@@ -57,4 +57,3 @@ pub(crate) fn transpose(data: TensorData) -> TensorData {
     let dtype = data.dtype();
     Buffer::transposed(data.as_bytes(), rows, cols, dtype.size()).into_data(vec![cols, rows], dtype)
 }
-

@@ -6,7 +6,8 @@ use std::mem::MaybeUninit;
 use burn::tensor::DType as BurnDType;
 use rayon::prelude::*;
 
-use super::{Buffer, PieceReader, spare_bytes};
+use super::cast::cast_staged;
+use super::{Buffer, PieceReader, huge_pages_at, spare_bytes};
 
 impl Buffer {
     /// `rows × cols` elements of `size` bytes that `read(offset, piece)` reads from a file,
@@ -60,7 +61,7 @@ impl Buffer {
 }
 
 /// A [`PieceReader`] of bytes already in memory: each piece copied out of `src`.
-fn from_slice(
+pub(super) fn from_slice(
     src: &[u8],
 ) -> impl for<'a> Fn(usize, &'a mut [MaybeUninit<u8>]) -> Result<&'a [u8], std::convert::Infallible>
 + Sync
@@ -73,7 +74,7 @@ fn from_slice(
 
 /// [`transpose_read`] into a new `Vec` of `rows × cols` elements (each source element cast
 /// first where `cast` says so).
-fn typed_transpose<T: bytemuck::Pod + Send + Sync, E: Send>(
+pub(super) fn typed_transpose<T: bytemuck::Pod + Send + Sync, E: Send>(
     rows: usize,
     cols: usize,
     cast: Option<(BurnDType, BurnDType)>,
@@ -143,7 +144,7 @@ impl<'a, T> Scatter<'a, T> {
 /// and each destination row gets `h` consecutive elements at a time. With a `cast`, the block
 /// is read as `from` elements into `raw` and cast into `stage`. Within a block, tiles of
 /// `TALL × WIDE` are gathered into a local array and written out by [`put_tile`].
-fn transpose_read<T: bytemuck::Pod + Send + Sync, E: Send>(
+pub(super) fn transpose_read<T: bytemuck::Pod + Send + Sync, E: Send>(
     rows: usize,
     cols: usize,
     cast: Option<(BurnDType, BurnDType)>,
@@ -227,19 +228,19 @@ fn transpose_read<T: bytemuck::Pod + Send + Sync, E: Send>(
 }
 
 /// Columns of a transpose tile: 32 source columns (128 bytes of f32 per source row) …
-const WIDE: usize = 32;
+pub(super) const WIDE: usize = 32;
 /// … by 128 source rows (512 bytes of f32 per destination row).
-const TALL: usize = 128;
+pub(super) const TALL: usize = 128;
 
 /// The vector instructions [`put_tile`] may use, detected once per tensor.
 #[derive(Clone, Copy)]
-struct Simd {
+pub(super) struct Simd {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    avx: bool,
+    pub(super) avx: bool,
 }
 
 impl Simd {
-    fn detect() -> Self {
+    pub(super) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         let avx = std::arch::is_x86_feature_detected!("avx");
         #[cfg(not(target_arch = "x86_64"))]
@@ -257,7 +258,7 @@ impl Simd {
 /// For every `j < width`, the `tall` elements from `out + j * stride` must be memory the
 /// caller may write and no one else reads or writes meanwhile.
 #[allow(unsafe_code)]
-unsafe fn put_tile<T: bytemuck::Pod>(
+pub(super) unsafe fn put_tile<T: bytemuck::Pod>(
     tile: &[[T; WIDE]; TALL],
     width: usize,
     tall: usize,
@@ -314,7 +315,12 @@ unsafe fn put_tile<T: bytemuck::Pod>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 #[allow(unsafe_code)]
-unsafe fn transpose_8x8(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+pub(super) unsafe fn transpose_8x8(
+    src: *const f32,
+    src_stride: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+) {
     use std::arch::x86_64::{
         _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
         _mm256_unpackhi_ps, _mm256_unpacklo_ps,
