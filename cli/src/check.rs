@@ -2,7 +2,7 @@
 //! headers only; `--expect SUBTREE=FRACTION` makes it a gate.
 
 use burn::prelude::*;
-use burn_pretrain::report::fold_keys;
+use burn_pretrain::__cli::fold_keys;
 use serde_json::json;
 
 use crate::cli::CheckArgs;

@@ -61,7 +61,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     }
     let count = tensors.len();
     // One tensor in memory at a time: each is read when the writer reaches it.
-    burn_pretrain::export::write_atomic(&args.out, |tmp| {
+    burn_pretrain::__cli::write_atomic(&args.out, |tmp| {
         if ext == "safetensors" {
             write_safetensors(tmp, &tensors, &args.source)
         } else {
@@ -113,7 +113,7 @@ struct Lazy<'a> {
 
 impl safetensors::View for Lazy<'_> {
     fn dtype(&self) -> safetensors::Dtype {
-        burn_pretrain::format::safetensors_dtype(self.entry.dtype())
+        safetensors::Dtype::from(self.entry.dtype())
     }
 
     fn shape(&self) -> &[usize] {

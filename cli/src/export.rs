@@ -3,7 +3,7 @@
 //! Linear weights transposed back, `num_batches_tracked` added), atomically.
 
 use burn::prelude::*;
-use burn_pretrain::save_pretrained;
+use burn_pretrain::PretrainExt;
 
 use crate::cli::ExportArgs;
 use crate::models::{self, AnyModel};
@@ -18,8 +18,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<i32> {
     let device = Device::flex();
     let (model, _) = models::build(&args.config, &device, false)?;
     let count = match &model {
-        AnyModel::Classifier(m) => save_pretrained(m, &args.out)?,
-        AnyModel::Backbone(m) => save_pretrained(m, &args.out)?,
+        AnyModel::Classifier(m) => m.save_pretrained(&args.out)?,
+        AnyModel::Backbone(m) => m.save_pretrained(&args.out)?,
     };
     output::print(&format!(
         "wrote {count} tensors to {} (PyTorch names and layouts)\n",

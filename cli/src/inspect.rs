@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use burn_pretrain::format::{DType, TensorEntry, natural_cmp};
-use burn_pretrain::report::fold_keys;
+use burn_pretrain::__cli::{fold_keys, natural_cmp};
+use burn_pretrain::format::{DType, TensorEntry};
 use burn_pretrain::view::CheckpointView;
 use burn_pretrain::{Checkpoint, Pretrain, open_checkpoint};
 use serde_json::json;

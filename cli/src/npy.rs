@@ -73,7 +73,7 @@ pub fn read_f32(path: &Path) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
 /// Write a float32 array, atomically (a full disk leaves no truncated file under `path`).
 pub fn write_f32(path: &Path, shape: &[usize], values: &[f32]) -> anyhow::Result<()> {
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    burn_pretrain::export::write_atomic(path, |tmp| {
+    burn_pretrain::__cli::write_atomic(path, |tmp| {
         let file = std::fs::OpenOptions::new().write(true).open(tmp)?;
         let mut writer = npyz::WriteOptions::new()
             .default_dtype()

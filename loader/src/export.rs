@@ -55,11 +55,12 @@ pub fn export_tensors<M: Pretrainable + Clone>(model: &M) -> Result<Vec<(String,
     Ok(out)
 }
 
-/// Write `model` to `path` as safetensors in PyTorch's names and layouts
+/// [`PretrainExt::save_pretrained`](crate::PretrainExt::save_pretrained): write `model` to
+/// `path` as safetensors in PyTorch's names and layouts
 /// (`torch.nn.Module.load_state_dict(safetensors.torch.load_file(path), strict=True)` on the
 /// PyTorch twin accepts it). Written atomically: a temporary file in the same folder, synced,
 /// then renamed; on any error nothing is left behind. Returns the number of tensors written.
-pub fn save_pretrained<M: Pretrainable + Clone>(
+pub(crate) fn save_pretrained<M: Pretrainable + Clone>(
     model: &M,
     path: impl AsRef<Path>,
 ) -> Result<usize> {

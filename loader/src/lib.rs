@@ -46,13 +46,21 @@ pub mod view;
 pub use burn_pretrain_derive::Pretrainable;
 pub use error::{Error, Result};
 pub use expect::Expect;
-pub use export::save_pretrained;
 pub use format::Checkpoint;
 pub use load::{PretrainExt, open_checkpoint};
 pub use mapping::Pretrainable;
 pub use policy::{MismatchRule, Policy};
 pub use report::LoadReport;
 pub use spec::Pretrain;
+
+/// Helpers the workspace's `pretrain` CLI shares with the library. Not public API: they may
+/// change in any release.
+#[doc(hidden)]
+pub mod __cli {
+    pub use crate::export::write_atomic;
+    pub use crate::format::checkpoint::natural_cmp;
+    pub use crate::report::fold::fold_keys;
+}
 
 /// Paths the derive's generated code goes through. Not public API.
 #[doc(hidden)]

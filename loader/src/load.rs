@@ -80,8 +80,11 @@ pub trait PretrainExt: Pretrainable + Clone {
         Prepared::new(self, &spec)?.checked_report(&spec.expect, true)
     }
 
-    /// Write this model as safetensors in PyTorch's names and layouts, which the PyTorch twin
-    /// loads with `load_state_dict(..., strict=True)`; see [`save_pretrained`](crate::save_pretrained).
+    /// Write this model to `path` as safetensors in PyTorch's names and layouts
+    /// (`torch.nn.Module.load_state_dict(safetensors.torch.load_file(path), strict=True)` on
+    /// the PyTorch twin accepts it). Written atomically: a temporary file in the same folder,
+    /// synced, then renamed; on any error nothing is left behind. Returns the number of
+    /// tensors written.
     fn save_pretrained(&self, path: impl AsRef<std::path::Path>) -> Result<usize> {
         crate::export::save_pretrained(self, path)
     }

@@ -274,53 +274,73 @@ impl From<&Pretrain> for Pretrain {
     }
 }
 
-/// The fields of the map form: `path` and both option groups, flat. Keys are read as these,
-/// so an unknown one is refused where it stands (and a config error names its path).
+/// The map form: `path` and the fields of every option group, flat, each named once here.
+/// Unknown and repeated keys are refused where they stand (a config error names its path).
 #[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "snake_case")]
-enum Field {
-    Path,
-    SubLevel,
-    Remap,
-    Ema,
-    Convention,
-    Unwrap,
-    Align,
-    Expect,
-    OnMismatch,
-    Sha256,
-    Offline,
-    CacheDir,
-    Endpoint,
-    Timeout,
-    Ranged,
+#[serde(deny_unknown_fields)]
+struct SpecMap {
+    path: String,
+    #[serde(default)]
+    sub_level: Option<String>,
+    #[serde(default)]
+    remap: Vec<Remap>,
+    #[serde(default)]
+    ema: bool,
+    #[serde(default)]
+    convention: Option<Convention>,
+    #[serde(default = "on")]
+    unwrap: bool,
+    #[serde(default)]
+    align: Align,
+    #[serde(default)]
+    expect: Expect,
+    #[serde(default)]
+    on_mismatch: Vec<MismatchRule>,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    offline: bool,
+    #[serde(default)]
+    cache_dir: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default, deserialize_with = "seconds::deserialize")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    ranged: bool,
 }
 
-/// Every field of the map form, for the "expected" message.
-const FIELDS: &[&str] = &[
-    "path",
-    "sub_level",
-    "remap",
-    "ema",
-    "convention",
-    "unwrap",
-    "align",
-    "expect",
-    "on_mismatch",
-    "sha256",
-    "offline",
-    "cache_dir",
-    "endpoint",
-    "timeout",
-    "ranged",
-];
+fn on() -> bool {
+    true
+}
 
-/// A timeout value in a config: seconds.
-struct Seconds(Option<Duration>);
-
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        seconds::deserialize(d).map(Seconds)
+impl From<SpecMap> for Pretrain {
+    fn from(m: SpecMap) -> Self {
+        let spec = Pretrain {
+            path: m.path,
+            fetch: FetchOptions {
+                sha256: m.sha256,
+                offline: m.offline,
+                cache_dir: m.cache_dir,
+                endpoint: m.endpoint,
+                timeout: m.timeout,
+                ranged: m.ranged,
+            },
+            view: ViewOptions {
+                sub_level: None,
+                remap: m.remap,
+                ema: m.ema,
+                convention: m.convention,
+                unwrap: m.unwrap,
+                align: m.align,
+            },
+            expect: m.expect,
+            on_mismatch: m.on_mismatch,
+        };
+        match m.sub_level {
+            Some(level) => spec.with_sub_level(level),
+            None => spec,
+        }
     }
 }
 
@@ -332,14 +352,8 @@ impl<'de> Deserialize<'de> for Pretrain {
             type Value = Pretrain;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(
-                    f,
-                    "a checkpoint path or a map with `path` and optional {}",
-                    FIELDS[1..]
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                f.write_str(
+                    "a checkpoint path or a map with `path` and optional settings (`sub_level`, `remap`, `expect`, `on_mismatch`, `sha256`, ...)",
                 )
             }
 
@@ -347,43 +361,8 @@ impl<'de> Deserialize<'de> for Pretrain {
                 Ok(Pretrain::from_path(v))
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pretrain, A::Error> {
-                let mut path = None;
-                let mut fetch = FetchOptions::default();
-                let mut view = ViewOptions::default();
-                let mut expect = Expect::default();
-                let mut on_mismatch = Vec::new();
-                while let Some(field) = map.next_key::<Field>()? {
-                    match field {
-                        Field::Path => path = Some(map.next_value()?),
-                        Field::SubLevel => view.sub_level = map.next_value()?,
-                        Field::Remap => view.remap = map.next_value()?,
-                        Field::Ema => view.ema = map.next_value()?,
-                        Field::Convention => view.convention = map.next_value()?,
-                        Field::Unwrap => view.unwrap = map.next_value()?,
-                        Field::Align => view.align = map.next_value()?,
-                        Field::Expect => expect = map.next_value()?,
-                        Field::OnMismatch => on_mismatch = map.next_value()?,
-                        Field::Sha256 => fetch.sha256 = map.next_value()?,
-                        Field::Offline => fetch.offline = map.next_value()?,
-                        Field::CacheDir => fetch.cache_dir = map.next_value()?,
-                        Field::Endpoint => fetch.endpoint = map.next_value()?,
-                        Field::Timeout => fetch.timeout = map.next_value::<Seconds>()?.0,
-                        Field::Ranged => fetch.ranged = map.next_value()?,
-                    }
-                }
-                let path = path.ok_or_else(|| de::Error::missing_field("path"))?;
-                let mut spec = Pretrain {
-                    path,
-                    fetch,
-                    view,
-                    expect,
-                    on_mismatch,
-                };
-                if let Some(s) = spec.view.sub_level.take() {
-                    spec = spec.with_sub_level(s);
-                }
-                Ok(spec)
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Pretrain, A::Error> {
+                SpecMap::deserialize(de::value::MapAccessDeserializer::new(map)).map(Pretrain::from)
             }
         }
 

@@ -257,18 +257,32 @@ fn read_copy(
     // SAFETY: the chunks tile the buffer, and `read_into_uninit` fills each one whole or
     // returns the `Err` that ends the fill.
     #[allow(unsafe_code)]
-    let mut out = unsafe {
-        Buffer::filled(dtype.size(), elements, |bytes| {
-            bytes
-                .par_chunks_mut(layout::CHUNK)
-                .enumerate()
-                .try_for_each(|(i, piece)| {
-                    let at = i * layout::CHUNK;
-                    crc.record(at, map.read_into_uninit(span.offset + at as u64, piece)?);
-                    Ok::<_, std::io::Error>(())
-                })
-        })
-    }?;
+    let mut out = if layout::safe_twins() {
+        let mut out = Buffer::zeroed(dtype.size(), elements);
+        out.bytes_mut()
+            .par_chunks_mut(layout::CHUNK)
+            .enumerate()
+            .try_for_each(|(i, piece)| {
+                let at = i * layout::CHUNK;
+                map.read_into(span.offset + at as u64, piece)?;
+                crc.record(at, piece);
+                Ok::<_, std::io::Error>(())
+            })?;
+        out
+    } else {
+        unsafe {
+            Buffer::filled(dtype.size(), elements, |bytes| {
+                bytes
+                    .par_chunks_mut(layout::CHUNK)
+                    .enumerate()
+                    .try_for_each(|(i, piece)| {
+                        let at = i * layout::CHUNK;
+                        crc.record(at, map.read_into_uninit(span.offset + at as u64, piece)?);
+                        Ok::<_, std::io::Error>(())
+                    })
+            })
+        }?
+    };
     crc.verify()?;
     entry.check(out.bytes_mut())?;
     Ok(vec![(

@@ -7,16 +7,16 @@
 //! files, see `sharded.rs`) opens as one checkpoint.
 
 mod burnpack;
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod pytorch;
 mod safetensors;
 pub(crate) mod sharded;
 mod sniff;
 mod torch_pickle;
 
-pub use checkpoint::{Checkpoint, TensorEntry, natural_cmp};
+pub use checkpoint::{Checkpoint, TensorEntry};
 pub(crate) use checkpoint::{Opened, Span, combined_crc32, crc32_is};
-pub use safetensors::safetensors_dtype;
+pub(crate) use safetensors::safetensors_dtype;
 
 use std::fmt;
 

@@ -121,7 +121,14 @@ fn dtype(dtype: safetensors::Dtype) -> Option<DType> {
 }
 
 /// The safetensors dtype of one of ours (every one has a twin).
-pub fn safetensors_dtype(dtype: DType) -> safetensors::Dtype {
+impl From<DType> for safetensors::Dtype {
+    fn from(dtype: DType) -> Self {
+        safetensors_dtype(dtype)
+    }
+}
+
+/// The safetensors dtype of one of ours (every one has a twin).
+pub(crate) fn safetensors_dtype(dtype: DType) -> safetensors::Dtype {
     use safetensors::Dtype as S;
     match dtype {
         DType::F64 => S::F64,

@@ -416,18 +416,29 @@ fn join<'s>(segments: impl IntoIterator<Item = &'s str>) -> String {
     out
 }
 
-/// Whether burn transforms what is loaded into `param` (a `LinearLayout::Col` weight: burn
-/// stores and loads it as `[out, in]` and transposes on load). burn keeps the mapper private;
-/// `Param`'s `Debug` shows it as `ParamMapper { load: true, .. }`. The layers test of Row and
-/// Col linears fails if that ever changes.
-pub(crate) fn has_load_mapper<const D: usize>(param: &Param<Tensor<D>>) -> bool {
-    format!("{param:?}").contains("load: true")
+/// Whether burn changes the layout of what is loaded into `param` (a `LinearLayout::Col`
+/// weight: burn stores and loads it as `[out, in]` and transposes on load).
+///
+/// burn 0.22 keeps a `Param`'s `ParamMapper` private and offers no `has_load_mapper`, so this
+/// asks through the public API instead of reading `Debug` text: a probe of shape
+/// `[1, …, 1, 2]` goes through `transform_for_load` on a clone (which never initialises
+/// `param` itself, a lazy one stays lazy) and comes back with another shape only if a load
+/// mapper moved its axes. The layers test of Row and Col linears fails if that ever changes.
+pub(crate) fn loads_transformed<const D: usize>(param: &Param<Tensor<D>>) -> bool {
+    if D < 2 {
+        return false;
+    }
+    let mut dims = [1usize; D];
+    dims[D - 1] = 2;
+    let probe = Tensor::<D>::zeros(dims, &param.lazy_device());
+    let loaded = param.clone().transform_for_load(probe, param.id);
+    loaded.val().dims() != dims
 }
 
 /// The layout of a Linear-style weight against PyTorch's `[out, in]`: a Row weight (burn's
 /// default, `[in, out]`) is its transpose; a Col weight is loaded as `[out, in]`.
 pub fn linear_layout<const D: usize>(weight: &Param<Tensor<D>>) -> Layout {
-    if has_load_mapper(weight) {
+    if loads_transformed(weight) {
         Layout::Same
     } else {
         Layout::Transposed
@@ -437,7 +448,7 @@ pub fn linear_layout<const D: usize>(weight: &Param<Tensor<D>>) -> Layout {
 /// The shape a tensor loaded into `param` must have: what its initialiser makes while it is
 /// lazy (a load mapper's input form), or its saved form once initialised.
 fn load_shape<const D: usize>(param: &Param<Tensor<D>>) -> Vec<usize> {
-    if param.is_initialized() && has_load_mapper(param) {
+    if param.is_initialized() && loads_transformed(param) {
         param.transform_for_save().val().dims().to_vec()
     } else {
         param.lazy_shape().to_vec()

@@ -9,11 +9,11 @@
 use serde::Serialize;
 
 mod build;
-mod fold;
+pub(crate) mod fold;
 mod hints;
 mod render;
 
-pub use fold::fold_keys;
+pub(crate) use fold::fold_keys;
 pub use hints::{Hint, HintKind};
 
 use crate::format::{Convention, DType, Format};

@@ -103,6 +103,19 @@ fn a_name_that_differs_in_case_is_paired_and_the_suggested_remap_loads_it() {
         (hint.model_keys(), hint.checkpoint_keys()),
         (&["conv1_bn".to_string()][..], &["conv1_BN".to_string()][..])
     );
+    // In JSON a hint is data, with its sentence beside it.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["hints"][0],
+        serde_json::json!({
+            "kind": "renamed_parent",
+            "model_keys": ["conv1_bn"],
+            "checkpoint_keys": ["conv1_BN"],
+            "remap": {"from": "^conv1_BN\\.", "to": "conv1_bn."},
+            "score": 4,
+            "message": hint.to_string(),
+        })
+    );
     // The remap the hint carries, as data, is the one that loads them.
     let remap = hint.remap().expect("a parent rename carries its remap");
     let spec = Pretrain::from(fixture("hints/case.pth"))

@@ -77,8 +77,9 @@ fn json_report_lists_every_outcome() {
         json["view"][1],
         serde_json::json!({"step": "stripped", "prefix": "module.", "keys": 38})
     );
+    assert_eq!(json["coverage"], serde_json::json!(30.0 / 32.0));
     assert_eq!(
-        json["coverage"],
+        json["subtrees"],
         serde_json::json!([
             {"subtree": "backbone", "loaded": 30, "total": 30},
             {"subtree": "head", "loaded": 0, "total": 2}

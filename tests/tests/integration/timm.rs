@@ -4,7 +4,7 @@
 //! embedding resampled as timm's loader does, and the backbones fit the seed's classifier.
 
 use burn::prelude::*;
-use burn_pretrain::{Checkpoint, LoadReport, PretrainExt, save_pretrained};
+use burn_pretrain::{Checkpoint, LoadReport, PretrainExt};
 use burn_pretrain_models::{
     BACKBONES, Backbone, ConfigFormat, MODELS, Stage, VisionTransformer, VisionTransformerConfig,
     parse_config,
@@ -240,7 +240,7 @@ fn classifier_with_a_vit_backbone_and_a_200_class_head() {
     // Export the classifier (the packed `qkv` stacked back) and take its backbone alone.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("classifier.safetensors");
-    save_pretrained(&built.model, &file).unwrap();
+    built.model.save_pretrained(&file).unwrap();
     let saved = Checkpoint::open(&file).unwrap();
     assert_eq!(
         saved
