@@ -58,9 +58,9 @@ pub trait PretrainExt: Pretrainable + Clone {
             prepared.convention,
             &prepared.view_keys,
         )
-        .map_err(|detail| Error::MappingChanged {
+        .map_err(|changed| Error::MappingChanged {
             model: short_type_name::<Self>(),
-            detail,
+            detail: changed.to_string(),
         })?;
         *self = model;
         Ok(report.with_bytes_read(read.bytes_read))

@@ -257,32 +257,18 @@ fn read_copy(
     // SAFETY: the chunks tile the buffer, and `read_into_uninit` fills each one whole or
     // returns the `Err` that ends the fill.
     #[allow(unsafe_code)]
-    let mut out = if layout::safe_twins() {
-        let mut out = Buffer::zeroed(dtype.size(), elements);
-        out.bytes_mut()
-            .par_chunks_mut(layout::CHUNK)
-            .enumerate()
-            .try_for_each(|(i, piece)| {
-                let at = i * layout::CHUNK;
-                map.read_into(span.offset + at as u64, piece)?;
-                crc.record(at, piece);
-                Ok::<_, std::io::Error>(())
-            })?;
-        out
-    } else {
-        unsafe {
-            Buffer::filled(dtype.size(), elements, |bytes| {
-                bytes
-                    .par_chunks_mut(layout::CHUNK)
-                    .enumerate()
-                    .try_for_each(|(i, piece)| {
-                        let at = i * layout::CHUNK;
-                        crc.record(at, map.read_into_uninit(span.offset + at as u64, piece)?);
-                        Ok::<_, std::io::Error>(())
-                    })
-            })
-        }?
-    };
+    let mut out = unsafe {
+        Buffer::filled(dtype.size(), elements, |bytes| {
+            bytes
+                .par_chunks_mut(layout::CHUNK)
+                .enumerate()
+                .try_for_each(|(i, piece)| {
+                    let at = i * layout::CHUNK;
+                    crc.record(at, map.read_into_uninit(span.offset + at as u64, piece)?);
+                    Ok::<_, std::io::Error>(())
+                })
+        })
+    }?;
     crc.verify()?;
     entry.check(out.bytes_mut())?;
     Ok(vec![(
@@ -393,7 +379,7 @@ fn prepare(
         let values = data
             .convert_dtype(burn::tensor::DType::F32)
             .try_into_vec::<f32>()
-            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            .map_err(std::io::Error::other)?;
         data = TensorData::new(
             adapt.adaptation.run(&values, &shape),
             target.checkpoint_shape(),
@@ -432,6 +418,20 @@ fn prepare(
         .collect())
 }
 
+/// How the apply walk of a mapping differed from its plan walk.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Changed {
+    /// The walks met different keys at the same place.
+    #[error("the plan met `{planned}` where applying met `{applied}`")]
+    Key { planned: String, applied: String },
+    /// The walks met different numbers of keys.
+    #[error("the plan met {planned} checkpoint keys, applying {applied}")]
+    Count { planned: usize, applied: usize },
+    /// Tensors read for the plan that the apply walk did not take.
+    #[error("planned but not applied: {}", .0.join(", "))]
+    Untaken(Vec<String>),
+}
+
 /// Put `data` (from [`read`]) into a clone of `model` by running its mapping in apply mode.
 /// The walk must meet the plan's keys in the plan's order and take every tensor; otherwise
 /// the clone is dropped and the first difference returned.
@@ -441,25 +441,31 @@ pub(crate) fn apply<M: Pretrainable + Clone>(
     plan: &Plan,
     convention: Convention,
     view_keys: &BTreeSet<String>,
-) -> std::result::Result<M, String> {
+) -> std::result::Result<M, Changed> {
     let mut model = model.clone();
     let mut mapper = Mapper::new(convention, Some(view_keys), Mode::Apply(data));
     model.map_pretrain(&mut mapper);
     let planned = plan.items.iter().map(|i| i.target.key.as_str());
     let walked = mapper.targets.iter().map(|t| t.key.as_str());
     if let Some((p, a)) = planned.clone().zip(walked.clone()).find(|(p, a)| p != a) {
-        return Err(format!("the plan met `{p}` where applying met `{a}`"));
+        return Err(Changed::Key {
+            planned: p.to_string(),
+            applied: a.to_string(),
+        });
     }
     let (np, na) = (planned.count(), walked.count());
     if np != na {
-        return Err(format!("the plan met {np} checkpoint keys, applying {na}"));
+        return Err(Changed::Count {
+            planned: np,
+            applied: na,
+        });
     }
     if let Mode::Apply(left) = &mapper.mode
         && !left.is_empty()
     {
-        let mut keys: Vec<&str> = left.keys().map(String::as_str).collect();
+        let mut keys: Vec<String> = left.keys().cloned().collect();
         keys.sort_unstable();
-        return Err(format!("planned but not applied: {}", keys.join(", ")));
+        return Err(Changed::Untaken(keys));
     }
     Ok(model)
 }

@@ -186,7 +186,7 @@ impl LoadReport {
     }
 
     /// Whether this report comes from a plan only (no tensor was read, the model unchanged).
-    pub fn is_dry_run(&self) -> bool {
+    pub fn dry_run(&self) -> bool {
         self.dry_run
     }
 

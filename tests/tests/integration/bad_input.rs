@@ -94,7 +94,7 @@ fn damaged_tensor_bytes_fail_before_the_model_changes() {
     // Headers are intact: a plan (which reads no tensor bytes) succeeds.
     let device = Device::flex();
     let report = Backbone::new(&device).plan_pretrained(&path).unwrap();
-    assert!(report.is_dry_run());
+    assert!(report.dry_run());
     assert_eq!(report.loaded().len(), 30);
     // Loading reads the damaged storage and fails, naming the tensor.
     let (err, msg) = load_err(&path);

@@ -86,3 +86,29 @@ fn json_report_lists_every_outcome() {
         ])
     );
 }
+
+/// `log()` and `Display` render the same sections in the same words (one renderer): every line
+/// of the text after the headline is in the log, the ignored keys included (which the log
+/// once left out), each section at its level.
+#[test]
+fn the_log_says_what_the_text_says() {
+    let device = Device::flex();
+    let path = fixture("dataparallel/classifier_dp.pth");
+    let (_, report) = Classifier::new(7, &device).load_pretrained(&path).unwrap();
+    let ((), log) = burn_pretrain_tests::capture_logs(tracing::Level::INFO, || report.log());
+    let text = report.to_string();
+    let lines: Vec<&str> = text.lines().skip(1).map(str::trim).collect();
+    assert!(lines.len() >= 6, "{text}");
+    for line in lines {
+        // The summary's per-subtree tail is the text's alone; the log's first line ends with it.
+        let line = line.split(": backbone").next().unwrap_or(line);
+        assert!(log.contains(line), "`{line}` is not in the log:\n{log}");
+    }
+    let warning = log
+        .lines()
+        .find(|l| l.contains("shape mismatch, model keeps its values:"))
+        .unwrap();
+    assert!(warning.contains("WARN"), "{log}");
+    let ignored = log.lines().find(|l| l.contains("ignored (")).unwrap();
+    assert!(ignored.contains("INFO"), "{log}");
+}

@@ -24,22 +24,6 @@ use transpose::from_slice;
 /// to spread one large tensor over every core and to release its mapped pages as it goes.
 pub(crate) const CHUNK: usize = 1 << 20;
 
-/// A/B EXPERIMENT (issue 23), to be removed with its result: `BURN_PRETRAIN_AB=safe` takes the
-/// safe twin of every uninitialised-memory path (zeroed `vec!`, `read_exact_at`, `half`'s own
-/// slice conversions), so the repository's benchmark can time both in turns.
-pub(crate) fn safe_twins() -> bool {
-    static SAFE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SAFE.get_or_init(|| std::env::var("BURN_PRETRAIN_AB").is_ok_and(|v| v == "safe"))
-}
-
-/// The bytes of an initialised slice seen as `MaybeUninit` (sound: only initialised values
-/// are written through it), for the safe twins of the A/B experiment.
-#[allow(unsafe_code)]
-pub(crate) fn as_uninit<T>(v: &mut [T]) -> &mut [MaybeUninit<T>] {
-    // SAFETY: `MaybeUninit<T>` has `T`'s layout; callers write only valid values.
-    unsafe { &mut *(v as *mut [T] as *mut [MaybeUninit<T>]) }
-}
-
 /// Copies at least this large are spread over the cores, into fresh (already zero) memory;
 /// smaller ones append into an uninitialised `Vec`, sparing the allocator's zeroing pass.
 const PARALLEL_COPY: usize = 8 << 20;
@@ -185,14 +169,6 @@ impl Buffer {
         // A checked entry holds whole elements; a stray tail byte is not an element.
         let src = &src[..src.len() / sin * sin];
         let per_chunk = CHUNK / sin.max(sout);
-        if safe_twins() {
-            let mut out = Self::zeroed(sout, src.len() / sin);
-            out.bytes_mut()
-                .par_chunks_mut(per_chunk * sout)
-                .zip(src.par_chunks(per_chunk * sin))
-                .for_each(|(d, s)| cast::cast_chunk(s, from, d, to));
-            return out;
-        }
         // SAFETY: the chunks of `out` pair up with those of `src` (the same number of
         // elements each), and `cast_staged` writes every byte of its destination chunk.
         #[allow(unsafe_code)]
@@ -221,23 +197,6 @@ impl Buffer {
     ) -> Result<Self, E> {
         let (sin, sout) = (from.size().max(1), to.size().max(1));
         let per_chunk = CHUNK / sin.max(sout);
-        if safe_twins() {
-            let mut out = Self::zeroed(sout, len / sin);
-            out.bytes_mut()
-                .par_chunks_mut(per_chunk * sout)
-                .enumerate()
-                .map_init(
-                    || vec![0u8; per_chunk * sin],
-                    |stage, (i, d)| {
-                        let n = d.len() / sout * sin;
-                        let s = read(i * per_chunk * sin, as_uninit(&mut stage[..n]))?;
-                        cast::cast_chunk(s, from, d, to);
-                        Ok(())
-                    },
-                )
-                .collect::<Result<(), E>>()?;
-            return Ok(out);
-        }
         // SAFETY: every chunk `d` of `out` is written whole by `cast_staged` (from a source
         // piece of as many elements), or the fill returns the read's `Err`.
         #[allow(unsafe_code)]

@@ -81,11 +81,6 @@ pub(super) fn typed_transpose<T: bytemuck::Pod + Send + Sync, E: Send>(
     read: &PieceReader<'_, E>,
 ) -> Result<Vec<T>, E> {
     let n = rows * cols;
-    if super::safe_twins() {
-        let mut out: Vec<T> = vec![T::zeroed(); n];
-        transpose_read(rows, cols, cast, read, super::as_uninit(&mut out))?;
-        return Ok(out);
-    }
     let mut out: Vec<T> = Vec::with_capacity(n);
     let spare = &mut out.spare_capacity_mut()[..n];
     huge_pages_at(spare.as_ptr() as usize, size_of_val(spare));
