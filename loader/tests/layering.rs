@@ -7,6 +7,9 @@
 //! (`use crate::{a::X, b::{Y, Z}}`) included, and names re-exported by `lib.rs`
 //! (`crate::LoadReport`) resolved to the module they come from.
 
+// A test reading its own crate's sources: a failure to read them is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};

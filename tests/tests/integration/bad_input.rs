@@ -125,6 +125,32 @@ fn invalid_remap_pattern() {
     assert!(matches!(err, Error::InvalidRemap { .. }), "{err:?}");
 }
 
+/// The spec is resolved before anything is fetched: a bad pattern or sha256 is its own error
+/// even when the checkpoint does not exist (or is remote), and nothing is read or downloaded.
+#[test]
+fn the_spec_is_checked_before_anything_is_fetched() {
+    let device = Device::flex();
+    let absent = fixture("bad/does_not_exist.pth");
+    let spec = burn_pretrain::Pretrain::from(&absent).with_remap("(unclosed", "x");
+    let err = Backbone::new(&device).plan_pretrained(spec).unwrap_err();
+    assert!(matches!(err, Error::InvalidRemap { .. }), "{err:?}");
+    let spec = burn_pretrain::Pretrain::from(&absent).with_remap(r"^(\w+)$", "$1_x");
+    let err = Backbone::new(&device).plan_pretrained(spec).unwrap_err();
+    assert!(matches!(err, Error::InvalidReplacement { .. }), "{err:?}");
+    // An empty sha256 used to match every file; a port nobody listens on is never asked.
+    for bad in ["", "0676ba6", "not-hex-at-all"] {
+        let spec = burn_pretrain::Pretrain::from("http://127.0.0.1:9/r50.pth").with_sha256(bad);
+        let err = Backbone::new(&device).plan_pretrained(spec).unwrap_err();
+        match &err {
+            Error::InvalidSpec { field, detail } => {
+                assert_eq!(field, "sha256");
+                assert!(detail.contains("8 to 64 hex digits"), "{detail}");
+            }
+            other => panic!("`{bad}`: {other:?}"),
+        }
+    }
+}
+
 /// A named pipe would block a read forever: refused by what it is, before reading.
 #[test]
 fn a_fifo_is_refused_without_reading() {

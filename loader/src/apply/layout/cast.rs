@@ -9,6 +9,8 @@ use half::{bf16, f16};
 
 use super::Buffer;
 
+/// Whether `from` → `to` is an element cast done at memory speed (`half`'s vectorised
+/// conversions, F16C); `false` for the pairs left to burn's element-wise conversion.
 pub(crate) fn fast_cast(from: BurnDType, to: BurnDType) -> bool {
     use BurnDType as B;
     matches!(

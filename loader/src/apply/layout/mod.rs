@@ -268,9 +268,6 @@ fn huge_pages_at(start: usize, len: usize) {
     let _ = (start, len);
 }
 
-/// Whether `from` → `to` is an element cast done at memory speed (`half`'s vectorised
-/// conversions, F16C); `false` for the pairs left to burn's element-wise conversion.
-
 #[cfg(test)]
 mod tests {
     use super::transpose::*;
