@@ -12,6 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/miri"
 # Isolation stays on; the layout tests touch no files, clocks or environment. Tree Borrows:
 # rayon's crossbeam-epoch breaks the (experimental) Stacked Borrows rules in its own code (a
 # known report, not ours: its `Local::element_of` retag), which would stop the run before our
-# code is checked; its integer-to-pointer casts are allowed for the same reason.
-export MIRIFLAGS="${MIRIFLAGS:--Zmiri-tree-borrows -Zmiri-permissive-provenance}"
+# code is checked; its integer-to-pointer casts are allowed for the same reason. rayon's global
+# pool threads are never joined, which Miri reports at exit as a leak: ignored.
+export MIRIFLAGS="${MIRIFLAGS:--Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-ignore-leaks}"
 cargo +nightly miri test -p burn-pretrain --no-default-features --lib apply::layout "$@"
