@@ -201,6 +201,17 @@ pub enum Error {
         /// The regex error.
         source: regex::Error,
     },
+    /// A file the spec names besides the checkpoint (a `select_rows` file) that cannot be read
+    /// whole: missing, not a regular file, too large or not text.
+    #[error("`{field}`: cannot read {}", path.display())]
+    SpecFile {
+        /// The spec field that names it.
+        field: String,
+        /// The file.
+        path: PathBuf,
+        /// Why: what the operating system said, or what the file is instead.
+        source: std::io::Error,
+    },
     /// A value of the spec that cannot be used.
     #[error("`{field}`: {detail}")]
     InvalidSpec {

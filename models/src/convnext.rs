@@ -161,9 +161,9 @@ impl ConvNeXtConfig {
         if spec.in_chans == 0 {
             return Err(invalid("in_chans", "must be at least 1"));
         }
-        crate::limits::check_values(spec.parameter_count()).map_err(|message| {
-            invalid("dims", format!("a ConvNeXt of widths {dims:?}: {message}"))
-        })?;
+        crate::limits::check_model(spec.parameter_count(), spec.tensor_count()).map_err(
+            |message| invalid("dims", format!("a ConvNeXt of widths {dims:?}: {message}")),
+        )?;
         Ok(spec)
     }
 
@@ -174,11 +174,19 @@ impl ConvNeXtConfig {
 }
 
 impl ConvNeXtSpec {
+    /// Parameter tensors of the network (`None` on overflow): 9 a block, 4 a downsample.
+    pub fn tensor_count(&self) -> Option<u128> {
+        let blocks = self
+            .depths
+            .iter()
+            .try_fold(0u128, |a, &n| a.checked_add(n as u128))?;
+        blocks.checked_mul(9)?.checked_add(4 * 4 + 6)
+    }
+
     /// Parameter values of the network, timm's count (`None` on overflow).
     pub fn parameter_count(&self) -> Option<u128> {
-        use crate::limits::product as p;
-        let sum =
-            |parts: &[Option<u128>]| parts.iter().try_fold(0u128, |a, v| a.checked_add((*v)?));
+        use crate::limits::{product as p, sum};
+        let four = |c: usize| c.checked_mul(4);
         let [c0, ..] = self.dims;
         let mut total = sum(&[p(&[self.in_chans, 16, c0]), p(&[c0]), p(&[2, c0])])?;
         let mut prev = c0;
@@ -192,9 +200,9 @@ impl ConvNeXtSpec {
                 p(&[c, 49]),
                 p(&[c]),
                 p(&[2, c]),
-                p(&[c, 4 * c]),
-                p(&[4 * c]),
-                p(&[4 * c, c]),
+                p(&[c, four(c)?]),
+                p(&[four(c)?]),
+                p(&[four(c)?, c]),
                 p(&[c]),
                 gamma,
             ])?;
@@ -202,7 +210,7 @@ impl ConvNeXtSpec {
             prev = c;
         }
         let head = if self.num_classes > 0 {
-            p(&[prev + 1, self.num_classes])?
+            p(&[prev.checked_add(1)?, self.num_classes])?
         } else {
             0
         };
@@ -471,6 +479,17 @@ mod tests {
         assert_eq!(c.resolve().unwrap_err().field, "dims");
         c.dims = Some([1 << 40; 4]);
         assert_eq!(c.resolve().unwrap_err().field, "dims");
+        // 4 × width overflowed (and wrapped) before it was counted.
+        c.dims = Some([usize::MAX / 2; 4]);
+        let err = c.resolve().unwrap_err();
+        assert!(err.message.contains("overflows"), "{}", err.message);
+        if crate::limits::machine_memory().is_some() {
+            // Few values, but a struct per tensor: counted, refused before it is built.
+            c.dims = Some([1; 4]);
+            c.depths = Some([1 << 30, 1, 1, 1]);
+            let err = c.resolve().unwrap_err();
+            assert!(err.message.contains("more than this machine's"), "{}", err.message);
+        }
         assert_eq!(
             ConvNeXtConfig::default().resolve().unwrap_err().field,
             "depths"

@@ -13,21 +13,59 @@ pub fn machine_memory() -> Option<u128> {
     Some(kib * 1024)
 }
 
+/// What one parameter tensor costs besides its values, before it is initialised: burn's lazy
+/// `Param` (its id, init closure, shape, locks) and the module structs around it — measured at
+/// 886 bytes a tensor (resident set) in a lazy ViT of 20,000 blocks; counted with room to spare, so a config of
+/// a million tiny blocks is refused instead of aborting while it is built.
+const BYTES_PER_TENSOR: u128 = 2048;
+
 /// `None` (an overflow while counting) or more values than this machine can hold in memory:
 /// the message says how many bytes they would need.
 pub(crate) fn check_values(values: Option<u128>) -> Result<(), String> {
-    let Some(values) = values else {
+    check_model(values, Some(0))
+}
+
+/// [`check_values`] with the cost of `tensors` parameter tensors added (see
+/// [`BYTES_PER_TENSOR`]).
+pub(crate) fn check_model(values: Option<u128>, tensors: Option<u128>) -> Result<(), String> {
+    let (Some(values), Some(tensors)) = (values, tensors) else {
         return Err("the parameters would need more than 2^128 bytes (the count overflows)".into());
     };
-    let bytes = values.saturating_mul(BYTES_PER_VALUE);
+    let bytes = values
+        .saturating_mul(BYTES_PER_VALUE)
+        .saturating_add(tensors.saturating_mul(BYTES_PER_TENSOR));
     match machine_memory() {
         Some(memory) if bytes > memory => Err(format!(
-            "the parameters would need {} ({values} values), more than this machine's {} of memory",
+            "the parameters would need {} ({values} values in {tensors} tensors), more than this machine's {} of memory",
             show_bytes(bytes),
             show_bytes(memory)
         )),
         _ => Ok(()),
     }
+}
+
+/// A forward pass over one input whose activations need `values` f32 values at once (`None`:
+/// the count overflows) must fit in this machine's memory; `what` says where they are.
+pub(crate) fn check_forward(values: Option<u128>, what: &str) -> Result<(), String> {
+    let Some(values) = values else {
+        return Err(format!(
+            "a forward pass over one image would need more than 2^128 bytes ({what})"
+        ));
+    };
+    let bytes = values.saturating_mul(BYTES_PER_VALUE);
+    match machine_memory() {
+        Some(memory) if bytes > memory => Err(format!(
+            "a forward pass over one image would need {} ({what}), more than this machine's {} of memory",
+            show_bytes(bytes),
+            show_bytes(memory)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `a + b + ...` without overflow (`None` in, or an overflow: `None`).
+pub(crate) fn sum(terms: &[Option<u128>]) -> Option<u128> {
+    terms.iter().try_fold(0u128, |a, v| a.checked_add((*v)?))
 }
 
 /// `1.5 GiB`.

@@ -179,14 +179,24 @@ impl ResNetConfig {
                 ),
             });
         }
-        if bottleneck && self.width_per_group * self.groups < 64 {
-            return Err(InvalidField {
-                field: "width_per_group",
-                message: format!(
-                    "width_per_group × groups = {} leaves the first stage's bottleneck without channels; it must be at least 64",
-                    self.width_per_group * self.groups
-                ),
-            });
+        // torchvision's bottleneck width, `planes * width_per_group / 64 * groups`, is least in
+        // the first stage (planes = base_channels); it must leave a channel.
+        if bottleneck {
+            let first = self
+                .base_channels
+                .checked_mul(self.width_per_group)
+                .map(|w| w / 64)
+                .and_then(|w| w.checked_mul(self.groups));
+            // An overflow is the parameter count's to report, below.
+            if first == Some(0) {
+                return Err(InvalidField {
+                    field: "width_per_group",
+                    message: format!(
+                        "base_channels {} × width_per_group {} / 64 × groups {} leaves the first stage's bottleneck without channels; it must be at least 1",
+                        self.base_channels, self.width_per_group, self.groups,
+                    ),
+                });
+            }
         }
         crate::limits::check_values(self.parameter_count(bottleneck, &blocks)).map_err(
             |message| InvalidField {
@@ -214,7 +224,7 @@ impl ResNetConfig {
             for b in 0..n {
                 let stride = if i > 0 && b == 0 { 2 } else { 1 };
                 let (block, out) = if bottleneck {
-                    let width = planes.checked_mul(self.width_per_group)? / 64 * self.groups;
+                    let width = (planes.checked_mul(self.width_per_group)? / 64).checked_mul(self.groups)?;
                     let out = planes.checked_mul(4)?;
                     let sum = [
                         p(&[inplanes, width])?,
@@ -530,6 +540,20 @@ mod size_tests {
                 "ResNet-{depth}"
             );
         }
+    }
+
+    /// The probe's zero width: 1 × 1 / 64 × 64 rounds the first bottleneck to no channel
+    /// (the old check, width_per_group × groups ≥ 64, held only for base_channels 64).
+    #[test]
+    fn a_bottleneck_without_channels_is_refused() {
+        let c = ResNetConfig::new(50)
+            .with_base_channels(1)
+            .with_width_per_group(1)
+            .with_groups(64);
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.field, "width_per_group");
+        assert!(err.message.contains("without channels"), "{}", err.message);
+        assert!(ResNetConfig::new(50).with_base_channels(32).with_width_per_group(2).with_groups(32).validate().is_ok());
     }
 
     #[test]

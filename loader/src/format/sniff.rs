@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::Format;
 use crate::error::{Error, Result};
+use crate::source::local::file_kind;
 
 /// How many bytes are looked at: enough for the TAR magic at offset 257.
 pub(super) const HEAD: u64 = 512;
@@ -23,25 +24,6 @@ pub(super) enum Sniffed {
     Format(Format),
     /// JSON text: maybe a shard index (`*.index.json`).
     Json,
-}
-
-/// What a path that is not a regular file is, in words.
-fn file_kind(file_type: &std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return "a named pipe (FIFO)";
-        }
-        if file_type.is_socket() {
-            return "a socket";
-        }
-        if file_type.is_char_device() || file_type.is_block_device() {
-            return "a device";
-        }
-    }
-    let _ = file_type;
-    "not a regular file"
 }
 
 /// Open `path`, read its first bytes and name the format, or say clearly what it is instead.

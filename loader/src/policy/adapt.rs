@@ -43,6 +43,13 @@ pub(crate) enum Unfit {
     RowOutOfRange { row: usize, rows: usize },
     #[error("{0} changes no tensor")]
     NoChange(&'static str),
+    #[error("adapt_in_channels: a conv weight with {from} input channels cannot become one with {to}")]
+    NoChannels { from: usize, to: usize },
+    #[error("resample_grid: a grid of {from:?} tokens cannot be resampled to {to:?} (a side is 0)")]
+    EmptyGrid {
+        from: (usize, usize),
+        to: (usize, usize),
+    },
 }
 
 /// One planned change of a stored tensor (in the checkpoint's layout) into the model's shape.
@@ -82,17 +89,22 @@ impl Adaptation {
                         stored: stored.to_vec(),
                     });
                 }
-                Ok(Self::InChannels {
-                    from: stored[1],
-                    to: model[1],
-                })
+                let (from, to) = (stored[1], model[1]);
+                if from == 0 || to == 0 {
+                    return Err(Unfit::NoChannels { from, to });
+                }
+                Ok(Self::InChannels { from, to })
             }
             Policy::ResampleGrid { prefix_tokens } => {
                 if model.len() == 4 && same_except(&[2, 3]) && model[0] == 1 {
+                    let (from, to) = ((stored[2], stored[3]), (model[2], model[3]));
+                    if [from.0, from.1, to.0, to.1].contains(&0) {
+                        return Err(Unfit::EmptyGrid { from, to });
+                    }
                     return Ok(Self::Grid {
                         prefix: 0,
-                        from: (stored[2], stored[3]),
-                        to: (model[2], model[3]),
+                        from,
+                        to,
                         channels_first: true,
                     });
                 }
@@ -345,6 +357,29 @@ mod tests {
                 channels_first: false
             })
         );
+    }
+
+    #[test]
+    fn empty_grids_and_channels_are_refused_before_any_value_is_read() {
+        // The probe's inputs: a grid of height zero either way, a conv with zero channels.
+        let grid = Policy::resample_grid();
+        for (model, stored) in [
+            ([1, 8, 0, 4], [1, 8, 4, 4]),
+            ([1, 8, 4, 4], [1, 8, 0, 4]),
+            ([1, 8, 4, 0], [1, 8, 4, 4]),
+        ] {
+            let err = Adaptation::plan(&grid, &model, &stored).unwrap_err();
+            assert!(matches!(err, Unfit::EmptyGrid { .. }), "{err}");
+            assert!(err.to_string().contains("a side is 0"), "{err}");
+        }
+        // Tokens: zero patches is not a square grid.
+        let err = Adaptation::plan(&grid, &[1, 1, 8], &[1, 17, 8]).unwrap_err();
+        assert!(matches!(err, Unfit::NoSquarePrefix { .. }), "{err}");
+        let channels = Policy::AdaptInChannels;
+        for (model, stored) in [([8, 0, 3, 3], [8, 3, 3, 3]), ([8, 3, 3, 3], [8, 0, 3, 3])] {
+            let err = Adaptation::plan(&channels, &model, &stored).unwrap_err();
+            assert!(matches!(err, Unfit::NoChannels { .. }), "{err}");
+        }
     }
 
     #[test]

@@ -183,12 +183,18 @@ impl Rules {
     }
 }
 
+/// The largest `rows_file` read (ImageNet-21k's 21,843 indices take about 120 KB).
+const ROWS_FILE_LIMIT: u64 = 16 << 20;
+
 /// Row indices from a file: integers separated by whitespace or commas; `#` starts a comment.
 fn read_rows(file: &str) -> Result<Vec<usize>> {
-    let text = std::fs::read_to_string(file).map_err(|source| Error::Open {
-        path: file.into(),
-        source,
-    })?;
+    let text = crate::source::local::read_bounded_text(file.as_ref(), ROWS_FILE_LIMIT).map_err(
+        |source| Error::SpecFile {
+            field: "on_mismatch.rows_file".into(),
+            path: file.into(),
+            source,
+        },
+    )?;
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default();

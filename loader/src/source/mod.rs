@@ -15,6 +15,7 @@ mod fetcher;
 mod hf;
 #[cfg(feature = "http")]
 mod http;
+pub mod local;
 #[cfg(feature = "object-store")]
 mod object_store;
 pub(crate) mod options;

@@ -100,12 +100,94 @@ pub fn parse_config(text: &str, format: ConfigFormat, file: &str) -> Result<Valu
         ConfigFormat::Json => serde_json::from_str(text).map_err(|e| parse_err("JSON", e.into())),
         ConfigFormat::Yaml => {
             flow_depth(text).map_err(|e| parse_err("YAML", e.into()))?;
+            let own: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(text).map_err(|e| parse_err("YAML", e.into()))?;
+            finite_yaml(&own, &mut String::new()).map_err(|e| parse_err("YAML", e.into()))?;
             serde_yaml_ng::from_str(text).map_err(|e| parse_err("YAML", e.into()))
         }
         ConfigFormat::Toml => {
             flow_depth(text).map_err(|e| parse_err("TOML", e.into()))?;
+            let own: toml::Table =
+                toml::from_str(text).map_err(|e| parse_err("TOML", e.into()))?;
+            for (key, value) in &own {
+                finite_toml(value, &mut key.clone()).map_err(|e| parse_err("TOML", e.into()))?;
+            }
             toml::from_str(text).map_err(|e| parse_err("TOML", e.into()))
         }
+    }
+}
+
+/// The error of a number no config value can be: JSON has no NaN or infinity, so read into
+/// the one config value they would silently become `null` (a field left at its default) or be
+/// taken where a number is required.
+fn not_finite(path: &str, value: f64) -> String {
+    let at = if path.is_empty() { "the document" } else { path };
+    format!("`{at}` is {value}, not a finite number")
+}
+
+/// `path.key` / `path[i]`.
+fn descend(path: &mut String, step: impl std::fmt::Display, index: bool) -> usize {
+    let len = path.len();
+    if index {
+        path.push_str(&format!("[{step}]"));
+    } else {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(&step.to_string());
+    }
+    len
+}
+
+/// Refuse YAML's `.nan` / `.inf` anywhere in the document.
+fn finite_yaml(value: &serde_yaml_ng::Value, path: &mut String) -> Result<(), String> {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Number(n) if n.is_nan() || n.is_infinite() => {
+            Err(not_finite(path, n.as_f64().unwrap_or(f64::NAN)))
+        }
+        Y::Sequence(items) => items.iter().enumerate().try_for_each(|(i, v)| {
+            let len = descend(path, i, true);
+            let out = finite_yaml(v, path);
+            path.truncate(len);
+            out
+        }),
+        Y::Mapping(map) => map.iter().try_for_each(|(k, v)| {
+            let name = match k {
+                Y::String(s) => s.clone(),
+                other => serde_yaml_ng::to_string(other)
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default(),
+            };
+            finite_yaml(k, path)?;
+            let len = descend(path, name, false);
+            let out = finite_yaml(v, path);
+            path.truncate(len);
+            out
+        }),
+        Y::Tagged(tagged) => finite_yaml(&tagged.value, path),
+        _ => Ok(()),
+    }
+}
+
+/// Refuse TOML's `nan` / `inf` anywhere in the document.
+fn finite_toml(value: &toml::Value, path: &mut String) -> Result<(), String> {
+    use toml::Value as T;
+    match value {
+        T::Float(f) if !f.is_finite() => Err(not_finite(path, *f)),
+        T::Array(items) => items.iter().enumerate().try_for_each(|(i, v)| {
+            let len = descend(path, i, true);
+            let out = finite_toml(v, path);
+            path.truncate(len);
+            out
+        }),
+        T::Table(table) => table.iter().try_for_each(|(k, v)| {
+            let len = descend(path, k, false);
+            let out = finite_toml(v, path);
+            path.truncate(len);
+            out
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -140,6 +222,9 @@ fn flow_depth(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The largest config file read (real ones take a few kilobytes).
+const CONFIG_LIMIT: u64 = 16 << 20;
+
 /// Read a config file, its format chosen by extension (`.json`, `.yaml`/`.yml`, `.toml`).
 pub fn read_config(path: &Path) -> Result<Value, ConfigError> {
     let shown = path.display().to_string();
@@ -166,14 +251,36 @@ pub fn read_config(path: &Path) -> Result<Value, ConfigError> {
         path: shown.clone(),
         source,
     };
-    // A FIFO would block the read forever, a device never end: refused before reading.
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if !meta.is_file() && !meta.is_dir() {
-        return Err(read_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file (a named pipe, socket or device)",
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    // A FIFO would block the read forever, a device never end: refused before reading, with
+    // the guards of every file a spec names.
+    let text = burn_pretrain::source::local::read_bounded_text(path, CONFIG_LIMIT)
+        .map_err(read_err)?;
     parse_config(&text, format, &shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// JSON has no NaN or infinity: read into a JSON value, YAML's `.nan` became `null` (the
+    /// field silently at its default) and `.inf` likewise; TOML's `nan`/`inf` too. Each is
+    /// refused, naming where it is.
+    #[test]
+    fn non_finite_numbers_are_refused_naming_their_key() {
+        for (text, format, at) in [
+            ("type: VisionTransformer\nmlp_ratio: .nan\n", ConfigFormat::Yaml, "`mlp_ratio` is NaN"),
+            ("backbone:\n  drop: [0.1, -.inf]\n", ConfigFormat::Yaml, "`backbone.drop[1]` is -inf"),
+            ("type = \"ResNet\"\n[pretrain]\ntimeout = inf\n", ConfigFormat::Toml, "`pretrain.timeout` is inf"),
+            ("ratio = nan\n", ConfigFormat::Toml, "`ratio` is NaN"),
+        ] {
+            let err = parse_config(text, format, "c").unwrap_err();
+            let text = burn_pretrain::error::chain(&err);
+            assert!(text.contains(at), "{text}");
+            assert!(text.contains("not a finite number"), "{text}");
+        }
+        let fine = parse_config("mlp_ratio: 4.0\nname: .nan\n", ConfigFormat::Yaml, "c");
+        assert!(fine.is_err(), "`.nan` unquoted is a number in YAML");
+        let quoted = parse_config("mlp_ratio: 4.0\nname: '.nan'\n", ConfigFormat::Yaml, "c");
+        assert_eq!(quoted.unwrap()["name"], ".nan");
+    }
 }

@@ -267,6 +267,12 @@ impl VisionTransformerConfig {
                 format!("{mlp_ratio} leaves the MLP without a hidden unit"),
             ));
         }
+        if reg_tokens.checked_add(usize::from(class_token)).is_none() {
+            return Err(invalid(
+                "reg_tokens",
+                format!("{reg_tokens} register tokens and a class token overflow the count"),
+            ));
+        }
         if global_pool == GlobalPool::Token && !class_token {
             return Err(invalid(
                 "global_pool",
@@ -288,10 +294,28 @@ impl VisionTransformerConfig {
             no_embed_class,
             global_pool,
         };
-        crate::limits::check_values(spec.parameter_count()).map_err(|message| {
+        crate::limits::check_model(spec.parameter_count(), spec.tensor_count()).map_err(
+            |message| {
+                invalid(
+                    "embed_dim",
+                    format!(
+                        "a Vision Transformer of width {embed_dim} and depth {depth}: {message}"
+                    ),
+                )
+            },
+        )?;
+        let tokens = spec.tokens();
+        crate::limits::check_forward(
+            spec.forward_values(),
+            &format!(
+                "attention of {num_heads} heads over {} tokens",
+                tokens.map_or("too many".into(), |t| t.to_string())
+            ),
+        )
+        .map_err(|message| {
             invalid(
-                "embed_dim",
-                format!("a Vision Transformer of width {embed_dim} and depth {depth}: {message}"),
+                "img_size",
+                format!("a Vision Transformer for {img_size}×{img_size} images: {message}"),
             )
         })?;
         Ok(spec)
@@ -309,9 +333,36 @@ impl VitSpec {
         self.img_size / self.patch_size
     }
 
-    /// Class and register tokens.
+    /// Class and register tokens (saturating: [`resolve`](VisionTransformerConfig::resolve)
+    /// refuses a count that overflows).
     pub fn prefix_tokens(&self) -> usize {
-        usize::from(self.class_token) + self.reg_tokens
+        self.reg_tokens.saturating_add(usize::from(self.class_token))
+    }
+
+    /// Tokens of one image's sequence: the patches and the prefix tokens.
+    pub fn tokens(&self) -> Option<usize> {
+        self.grid()
+            .checked_mul(self.grid())?
+            .checked_add(self.prefix_tokens())
+    }
+
+    /// Parameter tensors of the network (`None` on overflow): 16 a block.
+    pub fn tensor_count(&self) -> Option<u128> {
+        (self.depth as u128).checked_mul(16)?.checked_add(12)
+    }
+
+    /// f32 values a forward pass over one image holds at its peak, about (`None` on
+    /// overflow): the image, a few copies of the token sequence, one head's attention scores
+    /// and their softmax for every head, and the MLP's hidden activations.
+    pub fn forward_values(&self) -> Option<u128> {
+        use crate::limits::{product as p, sum};
+        let t = self.tokens()?;
+        sum(&[
+            p(&[self.in_chans, self.img_size, self.img_size]),
+            p(&[6, t, self.embed_dim]),
+            p(&[2, self.num_heads, t, t]),
+            p(&[2, t, self.mlp_hidden]),
+        ])
     }
 
     /// Tokens the position embedding covers.
@@ -343,7 +394,7 @@ impl VitSpec {
         .iter()
         .try_fold(0u128, |a, v| a.checked_add(*v))?;
         let head = if self.num_classes > 0 {
-            p(&[d + 1, self.num_classes])?
+            p(&[d.checked_add(1)?, self.num_classes])?
         } else {
             0
         };

@@ -349,4 +349,43 @@ mod tests {
             assert_eq!(config.resolve().unwrap_err().field, field, "{config:?}");
         }
     }
+
+    /// The probe's configs: 2^64 − 1 register tokens wrapped the token count; a million
+    /// one-wide blocks (few values, but a struct per tensor) aborted while being built; a
+    /// 16384-pixel image (a tiny model) aborted in the forward pass.
+    #[test]
+    fn absurd_sizes_are_refused_before_anything_is_built() {
+        let base = VisionTransformerConfig::variant("vit_tiny_patch16_224");
+        let err = VisionTransformerConfig {
+            reg_tokens: Some(usize::MAX),
+            ..base.clone()
+        }
+        .resolve()
+        .unwrap_err();
+        assert_eq!(err.field, "reg_tokens");
+        assert!(err.message.contains("overflow"), "{}", err.message);
+        if crate::limits::machine_memory().is_none() {
+            return;
+        }
+        let deep = VisionTransformerConfig {
+            embed_dim: Some(1),
+            num_heads: Some(1),
+            depth: Some(100_000_000),
+            ..base.clone()
+        };
+        let err = deep.resolve().unwrap_err();
+        assert_eq!(err.field, "embed_dim");
+        assert!(err.message.contains("1600000012 tensors"), "{}", err.message);
+        let wide = base.clone().with_img_size(16384);
+        let err = wide.resolve().unwrap_err();
+        assert_eq!(err.field, "img_size");
+        assert!(
+            err.message.contains("attention of 3 heads over 1048577 tokens"),
+            "{}",
+            err.message
+        );
+        // timm's largest real ViT images stay well inside.
+        let huge = VisionTransformerConfig::variant("vit_huge_patch14_224").with_img_size(518);
+        assert!(huge.resolve().is_ok());
+    }
 }

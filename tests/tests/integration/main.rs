@@ -9,6 +9,7 @@ mod derive;
 mod every_layer;
 mod formats;
 mod hints;
+mod hostile;
 mod layers;
 mod models;
 mod packed;
