@@ -37,6 +37,24 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         spec = spec.with_remap(from, to);
     }
     let checkpoint = open_checkpoint(&spec)?;
+    // Every file read: the checkpoint (or its index and shards; a remote one's cache entry)
+    // and the config.
+    let mut inputs: Vec<(&str, std::path::PathBuf)> = checkpoint
+        .shards()
+        .iter()
+        .map(std::path::PathBuf::as_path)
+        .chain(checkpoint.entries().iter().map(|e| e.file()))
+        .map(|p| ("checkpoint", p.to_path_buf()))
+        .collect();
+    inputs.extend(args.config.iter().map(|c| ("config", c.clone())));
+    if let Ok(burn_pretrain::source::Location::Local(path)) =
+        burn_pretrain::source::Location::parse(&args.source)
+    {
+        inputs.push(("checkpoint", path));
+    }
+    inputs.sort();
+    inputs.dedup();
+    output::ensure_not_input(&args.out, &inputs)?;
     let view = CheckpointView::new(&checkpoint, spec.view())?;
     let keep: Option<Vec<String>> = match &args.config {
         Some(config) => {
@@ -63,10 +81,12 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
     // One tensor in memory at a time: each is read when the writer reaches it.
     burn_pretrain::__cli::write_atomic(&args.out, |tmp| {
         if ext == "safetensors" {
-            write_safetensors(tmp, &tensors, &args.source)
+            write_safetensors(tmp, &tensors, &args.source)?;
         } else {
-            write_burnpack(tmp, &tensors, &args.source)
+            write_burnpack(tmp, &tensors, &args.source)?;
         }
+        // Not kept if the checkpoint changed while it was copied.
+        checkpoint.unchanged().map_err(Cause::from)
     })?;
     output::print(&format!(
         "wrote {count} tensors to {}\n",

@@ -15,6 +15,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<i32> {
         "{}: export writes safetensors; name the file *.safetensors",
         args.out.display()
     );
+    output::ensure_not_input(&args.out, &models::config_inputs(&args.config)?)?;
     let device = Device::flex();
     let (model, _) = models::build(&args.config, &device, false)?;
     let count = match &model {

@@ -49,6 +49,11 @@ fn generated(channels: usize, [h, w]: [usize; 2], device: &Device) -> Tensor<4> 
 
 pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
     let device = device(args.device)?;
+    if let Some(out) = &args.output {
+        let mut inputs = models::config_inputs(&args.config)?;
+        inputs.extend(args.input.iter().map(|p| ("input", p.clone())));
+        output::ensure_not_input(out, &inputs)?;
+    }
     let (model, report) = models::build(&args.config, &device, false)?;
     let input = match &args.input {
         Some(path) => {

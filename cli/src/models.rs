@@ -21,6 +21,19 @@ pub enum AnyModel {
 }
 
 /// Build (or, with `dry_run`, plan) the model of the config file at `path`.
+/// The files a command reading the config at `path` reads: the config and every local
+/// checkpoint its `pretrain`s name.
+pub fn config_inputs(path: &Path) -> anyhow::Result<Vec<(&'static str, std::path::PathBuf)>> {
+    let config = read_config_file(path)?;
+    let mut inputs = vec![("config", path.to_path_buf())];
+    inputs.extend(
+        burn_pretrain_models::local_pretrain_paths(&config)
+            .into_iter()
+            .map(|p| ("checkpoint", p)),
+    );
+    Ok(inputs)
+}
+
 pub fn build(
     path: &Path,
     device: &Device,

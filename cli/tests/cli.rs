@@ -777,3 +777,109 @@ fn configs_nested_too_deep_are_refused() {
         );
     }
 }
+
+/// The second probe's configs (issue 24), each exactly: one line naming the field, exit 1,
+/// from `check` (which builds the model) and `load` (which also runs it).
+#[test]
+fn hostile_model_configs_are_refused_naming_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let vit = |extra: &str| {
+        format!("type: VisionTransformer\nvariant: vit_tiny_patch16_224\nnum_classes: 10\n{extra}")
+    };
+    for (name, text, says) in [
+        ("reg.yaml", vit("reg_tokens: 18446744073709551615\n"), "reg_tokens: 18446744073709551615 register tokens and a class token overflow the count"),
+        ("deep.yaml", vit("embed_dim: 3\ndepth: 300000000\n"), "embed_dim: a Vision Transformer of width 3 and depth 300000000: the parameters would need"),
+        ("wide.yaml", vit("img_size: 16384\n"), "img_size: a Vision Transformer for 16384×16384 images: a forward pass over one image would need"),
+        ("nan.yaml", vit("mlp_ratio: .nan\n"), "`mlp_ratio` is NaN, not a finite number"),
+        ("inf.toml", "type = \"VisionTransformer\"\nvariant = \"vit_tiny_patch16_224\"\nmlp_ratio = inf\n".to_string(), "`mlp_ratio` is inf, not a finite number"),
+        (
+            "zero_width.yaml",
+            "type: Classifier\nbackbone: {type: ResNet, depth: 50, base_channels: 1, width_per_group: 1, groups: 64}\nneck: {type: GlobalAveragePooling}\nhead: {type: ClassifierHead, dim: 4, num_classes: 2}\n".to_string(),
+            "backbone.width_per_group: base_channels 1 × width_per_group 1 / 64 × groups 64 leaves the first stage's bottleneck without channels",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        for command in ["check", "load"] {
+            let out = run(&[command, path.to_str().unwrap()]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{command} {name}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains(says), "{command} {name}: {err}");
+            assert!(err.contains(name), "{err}");
+        }
+    }
+}
+
+/// No command writes its output onto one of its inputs — the checkpoint (also through a
+/// symbolic link, or the cache entry of a URL), the config, the input batch — which the
+/// atomic rename would have replaced; the input is left byte for byte.
+#[test]
+fn no_command_overwrites_its_own_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("classifier.safetensors");
+    std::fs::copy(fixture("safetensors/classifier.safetensors"), &checkpoint).unwrap();
+    let link = dir.path().join("link.safetensors");
+    std::os::unix::fs::symlink(&checkpoint, &link).unwrap();
+    let original = std::fs::read(&checkpoint).unwrap();
+    let c = checkpoint.to_str().unwrap();
+    let same_spelled_otherwise = format!("{}/./classifier.safetensors", dir.path().display());
+    for (source, out) in [
+        (c, c),
+        (c, link.to_str().unwrap()),
+        (link.to_str().unwrap(), c),
+        (c, same_spelled_otherwise.as_str()),
+    ] {
+        let run = run(&["convert", source, out]);
+        let err = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{source} → {out}: {err}");
+        assert!(
+            err.contains("refusing to write the output onto the checkpoint it is made from"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&checkpoint).unwrap(), original);
+    }
+    // `export` onto the checkpoint its config loads, and onto the config itself.
+    let config = dir.path().join("classifier.json");
+    std::fs::write(
+        &config,
+        r#"{"type": "Classifier", "backbone": {"type": "ResNet", "depth": 18, "base_channels": 8},
+            "neck": {"type": "GlobalAveragePooling"},
+            "head": {"type": "ClassifierHead", "dim": 64, "num_classes": 5},
+            "pretrain": "classifier.safetensors"}"#,
+    )
+    .unwrap();
+    let out = run(&["export", config.to_str().unwrap(), c]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("onto the checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), original);
+    // `load --output` onto its input batch or its config.
+    let input = dir.path().join("input.npy");
+    std::fs::copy(fixture("resnet/classifier_input.npy"), &input).unwrap();
+    let batch = std::fs::read(&input).unwrap();
+    for (onto, what) in [(&input, "input"), (&config, "config")] {
+        let out = run(&[
+            "load",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            onto.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("onto the {what}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), batch);
+    // Another path is written as before.
+    let fresh = dir.path().join("copy.safetensors");
+    let out = run(&["convert", c, fresh.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -212,6 +212,15 @@ pub enum Error {
         /// Why: what the operating system said, or what the file is instead.
         source: std::io::Error,
     },
+    /// A checkpoint changed (was truncated or rewritten in place) while its tensors were read:
+    /// nothing read from it is used, and the model is unchanged.
+    #[error("checkpoint {} changed while it was read, model unchanged", path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        source: std::io::Error,
+    },
     /// A value of the spec that cannot be used.
     #[error("`{field}`: {detail}")]
     InvalidSpec {

@@ -488,7 +488,11 @@ mod tests {
             c.dims = Some([1; 4]);
             c.depths = Some([1 << 30, 1, 1, 1]);
             let err = c.resolve().unwrap_err();
-            assert!(err.message.contains("more than this machine's"), "{}", err.message);
+            assert!(
+                err.message.contains("more than this machine's"),
+                "{}",
+                err.message
+            );
         }
         assert_eq!(
             ConvNeXtConfig::default().resolve().unwrap_err().field,

@@ -41,7 +41,7 @@ pub use neck::{GlobalAveragePooling, GlobalAveragePoolingConfig, Identity, Neck}
 pub use registry::{
     BACKBONES, BuildCtx, BuildReport, Built, ConfigError, ConfigFormat, DefaultClassifier, HEADS,
     MODELS, NECKS, Registry, ScopedLoad, builtin_backbones, builtin_heads, builtin_necks,
-    classifiers, parse_config, read_config, read_config_file, strip_pretrain,
+    classifiers, local_pretrain_paths, parse_config, read_config, read_config_file, strip_pretrain,
 };
 pub use resnet::{BasicBlock, Block, Bottleneck, Downsample, InvalidField, ResNet, ResNetConfig};
 pub use vit::{

@@ -224,7 +224,8 @@ impl ResNetConfig {
             for b in 0..n {
                 let stride = if i > 0 && b == 0 { 2 } else { 1 };
                 let (block, out) = if bottleneck {
-                    let width = (planes.checked_mul(self.width_per_group)? / 64).checked_mul(self.groups)?;
+                    let width = (planes.checked_mul(self.width_per_group)? / 64)
+                        .checked_mul(self.groups)?;
                     let out = planes.checked_mul(4)?;
                     let sum = [
                         p(&[inplanes, width])?,
@@ -553,7 +554,14 @@ mod size_tests {
         let err = c.validate().unwrap_err();
         assert_eq!(err.field, "width_per_group");
         assert!(err.message.contains("without channels"), "{}", err.message);
-        assert!(ResNetConfig::new(50).with_base_channels(32).with_width_per_group(2).with_groups(32).validate().is_ok());
+        assert!(
+            ResNetConfig::new(50)
+                .with_base_channels(32)
+                .with_width_per_group(2)
+                .with_groups(32)
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

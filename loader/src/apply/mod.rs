@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::{Convention, DType, Span, TensorEntry};
 use crate::mapping::{Layout, Mapper, Mode, Piece, Pretrainable, Target};
 use crate::plan::{Action, Adapt, Plan};
-use crate::source::bytes::Mapped;
+use crate::source::bytes::{ByteSource, LocalFile};
 use crate::view::View;
 use layout::{Buffer, split, transpose};
 
@@ -27,8 +27,8 @@ pub(crate) struct Read {
 
 /// Where one planned tensor's bytes come from.
 enum Src<'a> {
-    /// A range of a memory-mapped file: converted straight from its pages.
-    Mapped(&'a Mapped, &'a Span),
+    /// A range of a local file: read by positional reads into the buffer it ends in.
+    Local(&'a LocalFile, &'a Span),
     /// Bytes already read (a remote range, a compressed or legacy PyTorch storage).
     Read(std::io::Result<Vec<u8>>),
 }
@@ -37,10 +37,10 @@ enum Src<'a> {
 /// parameter it goes to: cast, split when packed, laid out as the model holds it. Any
 /// failure is returned before the model is touched.
 ///
-/// Tensors of a memory-mapped file go into the buffers the model will own with one copy, in
-/// parallel: by positional reads when they load as stored, cast, transposed or both; else
-/// converted from the mapped pages, which are released once copied. Other tensors are read
-/// first (neighbours of one remote file in one request).
+/// Tensors of a local file go into the buffers the model will own with one copy, in parallel:
+/// by positional reads when they load as stored, cast, transposed or both; else read whole and
+/// converted from there. Other tensors are read first (neighbours of one remote file in one
+/// request). Every local file is then asked whether it changed while it was read.
 pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
     let loads: Vec<_> = plan
         .items
@@ -52,23 +52,30 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
             _ => None,
         })
         .collect();
-    fn mapped(entry: &TensorEntry) -> Option<(&Mapped, &Span)> {
+    fn local(entry: &TensorEntry) -> Option<(&LocalFile, &Span)> {
         let span = entry.span()?;
-        Some((span.source.mapped()?, span))
+        Some((span.source.local()?, span))
     }
-    let unmapped: Vec<&TensorEntry> = loads
+    let remote: Vec<&TensorEntry> = loads
         .iter()
         .map(|(_, entry, ..)| *entry)
-        .filter(|entry| mapped(entry).is_none())
+        .filter(|entry| local(entry).is_none())
         .collect();
-    let (mut read, mut bytes_read) = batch::read_many(&unmapped);
+    // Each local file once, to be asked whether it changed once everything is read.
+    let mut seen = BTreeSet::new();
+    let files: Vec<&LocalFile> = loads
+        .iter()
+        .filter_map(|(_, entry, ..)| local(entry).map(|(file, _)| file))
+        .filter(|file| seen.insert(std::ptr::from_ref(*file) as usize))
+        .collect();
+    let (mut read, mut bytes_read) = batch::read_many(&remote);
     let mut read = read.drain(..);
     let sources: Vec<Src> = loads
         .iter()
-        .map(|(_, entry, ..)| match mapped(entry) {
+        .map(|(_, entry, ..)| match local(entry) {
             Some((map, span)) => {
                 bytes_read += span.len as u64;
-                Src::Mapped(map, span)
+                Src::Local(map, span)
             }
             None => Src::Read(
                 read.next()
@@ -82,31 +89,28 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
         .map(|((item, entry, cast, adapt), src)| {
             let to = cast.map(|(_, to)| to);
             let result = match src {
-                Src::Mapped(map, span)
+                Src::Local(map, span)
                     if let Some(piece) = plain_copy(&item.target, entry, to, adapt.as_ref()) =>
                 {
                     read_copy(map, span, entry, piece)
                 }
-                Src::Mapped(map, span)
+                Src::Local(map, span)
                     if let Some((piece, to)) =
                         plain_cast(&item.target, entry, to, adapt.as_ref()) =>
                 {
                     read_converted(map, span, entry, piece, to, false)
                 }
-                Src::Mapped(map, span)
+                Src::Local(map, span)
                     if let Some((piece, to)) =
                         plain_transpose(&item.target, entry, to, adapt.as_ref()) =>
                 {
                     read_converted(map, span, entry, piece, to, true)
                 }
                 // A tensor that is split, adapted, or cast by burn's element-wise conversion:
-                // checked whole, then converted from the mapped pages, released once it is done.
-                Src::Mapped(map, span) => map.slice(span.offset, span.len).and_then(|bytes| {
-                    let out = span
-                        .verify(bytes)
-                        .and_then(|()| prepare(&item.target, entry, to, adapt.as_ref(), bytes));
-                    map.release(span.offset, span.len);
-                    out
+                // read whole, checked, then converted (its bytes dropped once it is done).
+                Src::Local(file, span) => file.read_at(span.offset, span.len).and_then(|bytes| {
+                    span.verify(&bytes)
+                        .and_then(|()| prepare(&item.target, entry, to, adapt.as_ref(), &bytes))
                 }),
                 Src::Read(bytes) => {
                     bytes.and_then(|bytes| prepare(&item.target, entry, to, adapt.as_ref(), &bytes))
@@ -119,6 +123,15 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
             })
         })
         .collect();
+    // A file truncated or rewritten in place while it was read may have handed out short
+    // reads or a mix of old and new bytes: caught here, before the model sees any of them,
+    // and named as the cause of whatever a tensor's read made of it (past the end, a CRC).
+    for file in files {
+        file.unchanged().map_err(|source| Error::Changed {
+            path: file.path().to_path_buf(),
+            source,
+        })?;
+    }
     let mut data = HashMap::new();
     for parts in prepared {
         data.extend(parts?);
@@ -185,7 +198,7 @@ fn plain_transpose<'a>(
 /// scattered into their strip: [`Buffer::transposed_read`]), the CRC-32 computed on each
 /// piece as it is read.
 fn read_converted(
-    map: &Mapped,
+    map: &LocalFile,
     span: &Span,
     entry: &TensorEntry,
     piece: &Piece,
@@ -217,7 +230,7 @@ fn read_converted(
 /// The [`layout::PieceReader`] of a stored range: positional reads of its file, each piece
 /// handed to `crc` as it lands.
 fn crc_read<'r>(
-    map: &'r Mapped,
+    map: &'r LocalFile,
     span: &'r Span,
     crc: &'r Crc<'_>,
 ) -> impl for<'a> Fn(usize, &'a mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<&'a [u8]> + Sync + 'r
@@ -245,7 +258,7 @@ fn expect_len(entry: &TensorEntry, span: &Span) -> std::io::Result<()> {
 /// will own (positional reads of 1 MiB pieces, in parallel), its CRC-32 computed on each piece
 /// as it lands.
 fn read_copy(
-    map: &Mapped,
+    map: &LocalFile,
     span: &Span,
     entry: &TensorEntry,
     piece: &Piece,

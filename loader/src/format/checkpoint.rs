@@ -446,6 +446,26 @@ impl Checkpoint {
     pub fn get(&self, key: &str) -> Option<&TensorEntry> {
         self.by_key.get(key).map(|&i| &self.entries[i])
     }
+
+    /// `Ok` when every local file this checkpoint reads by positional reads still has the size
+    /// and modification time it had when opened; else [`Error::Changed`] naming it. Ask it
+    /// after reading tensors and before using them: a file truncated or rewritten in place
+    /// meanwhile may have handed out a mix of old and new bytes.
+    pub fn unchanged(&self) -> crate::error::Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in &self.entries {
+            if let Some(file) = entry.span().and_then(|s| s.source.local())
+                && seen.insert(std::ptr::from_ref(file) as usize)
+            {
+                file.unchanged()
+                    .map_err(|source| crate::error::Error::Changed {
+                        path: file.path().to_path_buf(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Compare keys so that numeric segments sort by value: `layer2` < `layer10`.

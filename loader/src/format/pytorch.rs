@@ -1,5 +1,5 @@
 //! PyTorch checkpoints. A zip (what `torch.save` writes) is read by our own zip walk wherever
-//! it can place every tensor — through a memory-mapped local file or byte ranges of a remote
+//! it can place every tensor — through positional reads of a local file or byte ranges of a remote
 //! one: the directory, `data.pkl` (walked by `torch_pickle.rs`), one local header per storage,
 //! then each tensor is a byte range. Strided views and compressed storages of a local file,
 //! and legacy, TAR and anything the walk does not follow, are read by `pytorch-reader`.
@@ -14,14 +14,14 @@ use pytorch_reader::PytorchReader;
 use super::torch_pickle::storage_views;
 use super::{DType, Format, TensorEntry};
 use crate::error::{Cause, Error, Result, context};
-use crate::source::bytes::{BlockReader, ByteSource, Mapped, read_ranges};
+use crate::source::bytes::{BlockReader, ByteSource, LocalFile, read_ranges};
 
 pub(super) fn open(path: &Path, format: Format) -> Result<Vec<TensorEntry>> {
     let mut placed = Vec::new();
     let mut others: Option<Vec<String>> = None;
     if format == Format::PytorchZip {
         let map: Arc<dyn ByteSource> =
-            Arc::new(Mapped::open(path).map_err(|source| Error::Open {
+            Arc::new(LocalFile::open(path).map_err(|source| Error::Open {
                 path: path.to_path_buf(),
                 source,
             })?);
@@ -89,15 +89,7 @@ fn read_zip(shown: &Path, source: Arc<dyn ByteSource>) -> Result<Option<ZipRead>
         format: Format::PytorchZip,
         source: e,
     };
-    let facts = match source.mapped() {
-        Some(map) => {
-            let bytes = map
-                .slice(0, source.len() as usize)
-                .map_err(|e| corrupt(e.into()))?;
-            facts(shown, std::io::Cursor::new(bytes))?
-        }
-        None => facts(shown, BlockReader::new(source.as_ref()))?,
-    };
+    let facts = facts(shown, BlockReader::new(source.as_ref()))?;
     let Some(ArchiveFacts { pickle, storages }) = facts else {
         return Ok(None);
     };

@@ -8,10 +8,10 @@ use safetensors::tensor::Metadata;
 
 use super::{Convention, DType, Format, TensorEntry};
 use crate::error::{Cause, Error, Result, context};
-use crate::source::bytes::{ByteSource, Mapped};
+use crate::source::bytes::{ByteSource, LocalFile};
 
 pub(super) fn open(path: &Path) -> Result<(Vec<TensorEntry>, Convention)> {
-    let file = Mapped::open(path).map_err(|source| Error::Open {
+    let file = LocalFile::open(path).map_err(|source| Error::Open {
         path: path.to_path_buf(),
         source,
     })?;

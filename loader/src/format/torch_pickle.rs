@@ -4,7 +4,7 @@
 //!
 //! `pytorch-reader` stays the authority on what a checkpoint holds (keys, shapes, dtypes, its
 //! safety limits); it hides where the bytes are. This walk finds that, so a stored entry can be
-//! read straight from the mapped file. Anything it does not understand makes it give up
+//! read straight from the file by positional reads. Anything it does not understand makes it give up
 //! (`None`), and a tensor it describes differently from `pytorch-reader` is read through
 //! `pytorch-reader` instead: the fast path is only ever taken where both agree.
 

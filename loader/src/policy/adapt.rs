@@ -43,7 +43,9 @@ pub(crate) enum Unfit {
     RowOutOfRange { row: usize, rows: usize },
     #[error("{0} changes no tensor")]
     NoChange(&'static str),
-    #[error("adapt_in_channels: a conv weight with {from} input channels cannot become one with {to}")]
+    #[error(
+        "adapt_in_channels: a conv weight with {from} input channels cannot become one with {to}"
+    )]
     NoChannels { from: usize, to: usize },
     #[error("resample_grid: a grid of {from:?} tokens cannot be resampled to {to:?} (a side is 0)")]
     EmptyGrid {

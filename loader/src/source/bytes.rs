@@ -1,9 +1,16 @@
 //! Random access to a checkpoint's bytes, wherever they are: the trait the format readers read
-//! through, and its local-file implementation, a read-only memory map (remote ones live beside
-//! their scheme).
+//! through, and its local-file implementation, positional reads of an open file (remote ones
+//! live beside their scheme).
+//!
+//! A local file is read, never memory-mapped: a mapped file that another process truncates
+//! while it is loaded turns the next read of a lost page into `SIGBUS`, which kills the process
+//! (safetensors' `mmap` and `torch.load(mmap=True)` share the hazard). A positional read of a
+//! shrunk file comes back short and becomes an error naming the range; a file rewritten in
+//! place is caught by [`LocalFile::unchanged`], asked after every tensor is read and before
+//! the model is touched.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Random access to a checkpoint's bytes: a local file, or a remote one read by byte ranges
 /// (see [`Pretrain::with_ranged`](crate::spec::Pretrain::with_ranged)).
@@ -17,68 +24,131 @@ pub(crate) trait ByteSource: Send + Sync {
     fn gap_worth_reading(&self) -> u64 {
         0
     }
-    /// The whole source as one slice, when it is memory-mapped: tensors are then converted
-    /// straight from the file's pages into the buffers the model keeps (one copy).
-    fn mapped(&self) -> Option<&Mapped> {
+    /// The open local file, when the source is one: tensors are then read by positional reads
+    /// straight into the buffers the model keeps (one copy), in parallel.
+    fn local(&self) -> Option<&LocalFile> {
         None
     }
 }
 
-/// A local file, memory-mapped read-only once for all its tensors.
-///
-/// Mapped pages that were read count in the process's resident set until they are
-/// [released](Self::release); the reader releases each range as soon as it has copied it,
-/// so a load holds about one copy of what it loads, not two.
-pub(crate) struct Mapped {
-    map: memmap2::Mmap,
-    /// The same file, for positional reads straight into a buffer.
-    file: std::fs::File,
+/// What identifies a file's content without reading it: its size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
 }
 
-impl std::fmt::Debug for Mapped {
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+}
+
+/// A local file, open once for all its tensors and read by positional reads: the kernel copies
+/// the bytes from its page cache straight into the caller's buffer, and no read can fault.
+pub(crate) struct LocalFile {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Size and modification time when it was opened: every range is checked against that
+    /// size, and [`unchanged`](Self::unchanged) against both.
+    opened: Stamp,
+}
+
+impl std::fmt::Debug for LocalFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mapped")
-            .field("len", &self.map.len())
+        f.debug_struct("LocalFile")
+            .field("path", &self.path)
+            .field("len", &self.opened.len)
             .finish()
     }
 }
 
-impl Mapped {
+impl LocalFile {
     pub(crate) fn open(path: &Path) -> io::Result<Self> {
         let file = std::fs::File::open(path)?;
-        // SAFETY: the map is read-only and private to this reader; its bytes are only ever
-        // read. The one hazard of every file mapping (safetensors' and `torch.load(mmap=True)`
-        // share it) is another process truncating the file while it is mapped, which turns a
-        // read of the lost pages into SIGBUS; the loader's own cache never rewrites a file in
-        // place (it renames complete files into place).
-        #[allow(unsafe_code)]
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(Self { map, file })
+        let opened = Stamp::of(&file.metadata()?);
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            opened,
+        })
     }
 
-    /// Fill `buffer` with the file's bytes from `offset` on by a positional read: the kernel
-    /// copies them from its page cache straight into `buffer`, with no mapping to set up and
-    /// tear down — the cheapest way for bytes that need no conversion.
+    /// The file as opened.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `Ok` when the open file still has the size and modification time it had when opened;
+    /// else an error saying what changed. A file replaced by a rename is not changed: the open
+    /// descriptor still reads the file that was opened.
+    pub(crate) fn unchanged(&self) -> io::Result<()> {
+        let now = Stamp::of(&self.file.metadata()?);
+        if now == self.opened {
+            return Ok(());
+        }
+        let what = if now.len != self.opened.len {
+            format!("{} bytes when opened, {} now", self.opened.len, now.len)
+        } else {
+            "its modification time moved".to_string()
+        };
+        Err(io::Error::other(format!(
+            "the file changed while it was read ({what}); nothing read from it is used"
+        )))
+    }
+
+    /// The error of a range that is not inside the file as opened, or that the file no longer
+    /// holds (it shrank).
+    fn past_end(&self, offset: u64, len: usize) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "bytes {offset}..{} lie past the end of the file ({} bytes when opened; it shrank?)",
+                offset.saturating_add(len as u64),
+                self.opened.len
+            ),
+        )
+    }
+
+    /// Refuse a range outside the file as opened (a damaged header must not allocate).
+    fn check_range(&self, offset: u64, len: usize) -> io::Result<()> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.opened.len => Ok(()),
+            _ => Err(self.past_end(offset, len)),
+        }
+    }
+
+    /// Fill `buffer` with the file's bytes from `offset` on by positional reads.
     pub(crate) fn read_into(&self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
+        let len = buffer.len();
+        self.check_range(offset, len)?;
+        let eof = |e: io::Error| match e.kind() {
+            io::ErrorKind::UnexpectedEof => self.past_end(offset, len),
+            _ => e,
+        };
         #[cfg(unix)]
         {
             use std::os::unix::fs::FileExt;
-            self.file
-                .read_exact_at(buffer, offset)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "bytes {offset}..{} lie past the end of the file (it shrank?)",
-                            offset + buffer.len() as u64
-                        ),
-                    ),
-                    _ => e,
-                })
+            self.file.read_exact_at(buffer, offset).map_err(eof)
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
         {
-            buffer.copy_from_slice(self.slice(offset, buffer.len())?);
+            use std::os::windows::fs::FileExt;
+            let mut done = 0;
+            while done < buffer.len() {
+                match self
+                    .file
+                    .seek_read(&mut buffer[done..], offset + done as u64)
+                {
+                    Ok(0) => return Err(eof(io::ErrorKind::UnexpectedEof.into())),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
             Ok(())
         }
     }
@@ -91,22 +161,15 @@ impl Mapped {
         offset: u64,
         buffer: &'b mut [std::mem::MaybeUninit<u8>],
     ) -> io::Result<&'b mut [u8]> {
+        self.check_range(offset, buffer.len())?;
         #[cfg(unix)]
         {
             use std::os::unix::io::AsRawFd;
             let len = buffer.len();
-            let past_end = || {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "bytes {offset}..{} lie past the end of the file (it shrank?)",
-                        offset + len as u64
-                    ),
-                )
-            };
             let mut done = 0;
             while done < len {
-                let at = libc::off_t::try_from(offset + done as u64).map_err(|_| past_end())?;
+                let at = libc::off_t::try_from(offset + done as u64)
+                    .map_err(|_| self.past_end(offset, len))?;
                 // SAFETY: `buffer[done..]` is memory this call borrows mutably and `pread`
                 // writes at most `len - done` bytes into it; it never reads it, so its being
                 // uninitialised is fine. The file descriptor is ours and open.
@@ -120,7 +183,7 @@ impl Mapped {
                     )
                 };
                 match n {
-                    0 => return Err(past_end()),
+                    0 => return Err(self.past_end(offset, len)),
                     n if n < 0 => {
                         let e = io::Error::last_os_error();
                         if e.kind() != io::ErrorKind::Interrupted {
@@ -137,84 +200,32 @@ impl Mapped {
         }
         #[cfg(not(unix))]
         {
-            let bytes = self.slice(offset, buffer.len())?;
-            for (dst, src) in buffer.iter_mut().zip(bytes) {
-                dst.write(*src);
+            for byte in buffer.iter_mut() {
+                byte.write(0);
             }
             // SAFETY: every byte was written just above.
             #[allow(unsafe_code)]
-            Ok(unsafe { &mut *(std::ptr::from_mut(buffer) as *mut [u8]) })
+            let bytes = unsafe { &mut *(std::ptr::from_mut(buffer) as *mut [u8]) };
+            self.read_into(offset, bytes)?;
+            Ok(bytes)
         }
-    }
-
-    /// The bytes `offset..offset + len`, or an error naming the range if the file is shorter.
-    pub(crate) fn slice(&self, offset: u64, len: usize) -> io::Result<&[u8]> {
-        usize::try_from(offset)
-            .ok()
-            .and_then(|start| Some(start..start.checked_add(len)?))
-            .and_then(|range| self.map.get(range))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "bytes {offset}..{} lie past the end of the {}-byte file",
-                        offset.saturating_add(len as u64),
-                        self.map.len()
-                    ),
-                )
-            })
-    }
-
-    /// Done with `offset..offset + len`: the whole pages inside it may leave this process's
-    /// resident set (they stay in the page cache; reading them again maps them again). Pages
-    /// shared with a neighbour stay, and so do ranges under 64 KiB: each release costs a TLB
-    /// flush on every core the process runs on, which for small tensors costs more time than
-    /// their pages are worth (their bytes are a sliver of a checkpoint's).
-    pub(crate) fn release(&self, offset: u64, len: usize) {
-        const PAGE: usize = 4096;
-        const WORTH: usize = 64 << 10;
-        #[cfg(target_os = "linux")]
-        if let Ok(start) = usize::try_from(offset)
-            && let Some(end) = start.checked_add(len)
-            && end <= self.map.len()
-            && len >= WORTH
-        {
-            let first = start.next_multiple_of(PAGE);
-            let last = end / PAGE * PAGE;
-            if last > first {
-                // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops this
-                // process's page table entries: a later read faults the same file bytes back
-                // in, so no slice handed out can see other contents. Failure changes nothing.
-                #[allow(unsafe_code)]
-                let _ = unsafe {
-                    self.map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        first,
-                        last - first,
-                    )
-                };
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = (offset, len, PAGE, WORTH);
     }
 }
 
-impl ByteSource for Mapped {
+impl ByteSource for LocalFile {
     fn len(&self) -> u64 {
-        self.map.len() as u64
+        self.opened.len
     }
 
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        // Bounds first (a damaged header must not allocate), then one positional read: the
-        // mapping's pages are never touched, so there is nothing to release.
-        self.slice(offset, len)?;
+        // Bounds first (a damaged header must not allocate), then one positional read.
+        self.check_range(offset, len)?;
         let mut bytes = vec![0; len];
         self.read_into(offset, &mut bytes)?;
         Ok(bytes)
     }
 
-    fn mapped(&self) -> Option<&Mapped> {
+    fn local(&self) -> Option<&LocalFile> {
         Some(self)
     }
 }

@@ -81,7 +81,10 @@ mod tests {
         std::fs::write(&small, "1 2 3\n").unwrap();
         assert_eq!(read_bounded_text(&small, 64).unwrap(), "1 2 3\n");
         let err = read_bounded(&small, 3).unwrap_err();
-        assert!(err.to_string().contains("6 bytes, more than the 3"), "{err}");
+        assert!(
+            err.to_string().contains("6 bytes, more than the 3"),
+            "{err}"
+        );
         let err = read_bounded(dir.path(), 64).unwrap_err();
         assert!(err.to_string().contains("a directory"), "{err}");
         #[cfg(target_os = "linux")]

@@ -29,6 +29,43 @@ pub fn strip_pretrain(config: &mut Value) {
     }
 }
 
+/// Every local checkpoint a config's `pretrain` entries name, at any level (as
+/// [`read_config_file`] left them: relative to the config's folder already). URLs are left out.
+pub fn local_pretrain_paths(config: &Value) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    fn walk(value: &Value, out: &mut Vec<std::path::PathBuf>) {
+        let local = |p: &Value, out: &mut Vec<std::path::PathBuf>| {
+            if let Value::String(s) = p
+                && !s.is_empty()
+            {
+                match burn_pretrain::source::Location::parse(s) {
+                    Ok(burn_pretrain::source::Location::Local(path)) => out.push(path),
+                    _ => {}
+                }
+            }
+        };
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v) {
+                        ("pretrain", Value::Object(spec)) => {
+                            if let Some(p) = spec.get("path") {
+                                local(p, out);
+                            }
+                        }
+                        ("pretrain", other) => local(other, out),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    walk(config, &mut out);
+    out
+}
+
 /// Make every relative local `pretrain` path (string or `path` field) relative to `dir`.
 fn resolve_pretrain_paths(value: &mut Value, dir: &Path) {
     let resolve = |p: &mut Value| {
@@ -107,8 +144,7 @@ pub fn parse_config(text: &str, format: ConfigFormat, file: &str) -> Result<Valu
         }
         ConfigFormat::Toml => {
             flow_depth(text).map_err(|e| parse_err("TOML", e.into()))?;
-            let own: toml::Table =
-                toml::from_str(text).map_err(|e| parse_err("TOML", e.into()))?;
+            let own: toml::Table = toml::from_str(text).map_err(|e| parse_err("TOML", e.into()))?;
             for (key, value) in &own {
                 finite_toml(value, &mut key.clone()).map_err(|e| parse_err("TOML", e.into()))?;
             }
@@ -121,7 +157,11 @@ pub fn parse_config(text: &str, format: ConfigFormat, file: &str) -> Result<Valu
 /// the one config value they would silently become `null` (a field left at its default) or be
 /// taken where a number is required.
 fn not_finite(path: &str, value: f64) -> String {
-    let at = if path.is_empty() { "the document" } else { path };
+    let at = if path.is_empty() {
+        "the document"
+    } else {
+        path
+    };
     format!("`{at}` is {value}, not a finite number")
 }
 
@@ -253,8 +293,8 @@ pub fn read_config(path: &Path) -> Result<Value, ConfigError> {
     };
     // A FIFO would block the read forever, a device never end: refused before reading, with
     // the guards of every file a spec names.
-    let text = burn_pretrain::source::local::read_bounded_text(path, CONFIG_LIMIT)
-        .map_err(read_err)?;
+    let text =
+        burn_pretrain::source::local::read_bounded_text(path, CONFIG_LIMIT).map_err(read_err)?;
     parse_config(&text, format, &shown)
 }
 
@@ -268,9 +308,21 @@ mod tests {
     #[test]
     fn non_finite_numbers_are_refused_naming_their_key() {
         for (text, format, at) in [
-            ("type: VisionTransformer\nmlp_ratio: .nan\n", ConfigFormat::Yaml, "`mlp_ratio` is NaN"),
-            ("backbone:\n  drop: [0.1, -.inf]\n", ConfigFormat::Yaml, "`backbone.drop[1]` is -inf"),
-            ("type = \"ResNet\"\n[pretrain]\ntimeout = inf\n", ConfigFormat::Toml, "`pretrain.timeout` is inf"),
+            (
+                "type: VisionTransformer\nmlp_ratio: .nan\n",
+                ConfigFormat::Yaml,
+                "`mlp_ratio` is NaN",
+            ),
+            (
+                "backbone:\n  drop: [0.1, -.inf]\n",
+                ConfigFormat::Yaml,
+                "`backbone.drop[1]` is -inf",
+            ),
+            (
+                "type = \"ResNet\"\n[pretrain]\ntimeout = inf\n",
+                ConfigFormat::Toml,
+                "`pretrain.timeout` is inf",
+            ),
             ("ratio = nan\n", ConfigFormat::Toml, "`ratio` is NaN"),
         ] {
             let err = parse_config(text, format, "c").unwrap_err();

@@ -30,7 +30,9 @@ pub use builtin::{
     builtin_necks, classifiers,
 };
 use config::kind_of;
-pub use config::{ConfigFormat, parse_config, read_config, read_config_file, strip_pretrain};
+pub use config::{
+    ConfigFormat, local_pretrain_paths, parse_config, read_config, read_config_file, strip_pretrain,
+};
 
 /// Why a config could not become a model. Every variant names where in the config.
 #[derive(Debug, thiserror::Error)]

@@ -336,7 +336,8 @@ impl VitSpec {
     /// Class and register tokens (saturating: [`resolve`](VisionTransformerConfig::resolve)
     /// refuses a count that overflows).
     pub fn prefix_tokens(&self) -> usize {
-        self.reg_tokens.saturating_add(usize::from(self.class_token))
+        self.reg_tokens
+            .saturating_add(usize::from(self.class_token))
     }
 
     /// Tokens of one image's sequence: the patches and the prefix tokens.

@@ -375,12 +375,17 @@ mod tests {
         };
         let err = deep.resolve().unwrap_err();
         assert_eq!(err.field, "embed_dim");
-        assert!(err.message.contains("1600000012 tensors"), "{}", err.message);
+        assert!(
+            err.message.contains("1600000012 tensors"),
+            "{}",
+            err.message
+        );
         let wide = base.clone().with_img_size(16384);
         let err = wide.resolve().unwrap_err();
         assert_eq!(err.field, "img_size");
         assert!(
-            err.message.contains("attention of 3 heads over 1048577 tokens"),
+            err.message
+                .contains("attention of 3 heads over 1048577 tokens"),
             "{}",
             err.message
         );

@@ -21,7 +21,7 @@ pub(crate) use split::{concat, split, transpose};
 use transpose::from_slice;
 
 /// Bytes per parallel chunk of a copy or cast: big enough to amortise the task, small enough
-/// to spread one large tensor over every core and to release its mapped pages as it goes.
+/// to spread one large tensor over every core.
 pub(crate) const CHUNK: usize = 1 << 20;
 
 /// Copies at least this large are spread over the cores, into fresh (already zero) memory;
@@ -60,7 +60,7 @@ impl Buffer {
     ///
     /// # Safety
     /// When `fill` returns `Ok` it must have written every byte of the slice it was handed
-    /// (as [`Mapped::read_into_uninit`](crate::source::bytes::Mapped::read_into_uninit) does
+    /// (as [`LocalFile::read_into_uninit`](crate::source::bytes::LocalFile::read_into_uninit) does
     /// for the range it is given); the buffer is then taken as initialised.
     #[allow(unsafe_code)]
     pub(crate) unsafe fn filled<E>(
@@ -188,7 +188,7 @@ impl Buffer {
 
     /// [`Buffer::cast`] of `len` bytes that `read(offset, piece)` reads (each piece a
     /// positional read of the file into a reused buffer that stays in cache, returned
-    /// initialised): no mapped pages to fault in or release.
+    /// initialised).
     pub(crate) fn cast_read<E: Send>(
         len: usize,
         from: BurnDType,

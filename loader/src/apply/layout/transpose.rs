@@ -13,7 +13,7 @@ impl Buffer {
     /// `rows × cols` elements of `size` bytes that `read(offset, piece)` reads from a file,
     /// transposed into a new buffer written once: blocks of whole source rows are read by
     /// positional reads into a reused buffer that stays in cache (the file is streamed once, in
-    /// order, with no mapped pages to fault in or release) and scattered into the destination,
+    /// order) and scattered into the destination,
     /// blocks in parallel. Elements of another size than 1, 2, 4 or 8 bytes (none of burn's
     /// plain types) are read whole and moved one by one.
     pub(crate) fn transposed_read<E: Send>(
