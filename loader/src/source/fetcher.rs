@@ -75,14 +75,26 @@ impl Fetcher {
     /// A remote file to read by byte ranges, when the spec asks for it (`with_ranged`) and
     /// the scheme can: `http(s)://` whose server answers ranges, and the object stores.
     /// `Ok(None)`: fetch the whole file as usual (a local path, `hf://`, offline, already
-    /// cached, a server without ranges).
+    /// cached, a server without ranges, or a sha256 to check: a hash needs the whole file).
     #[cfg_attr(
         not(any(feature = "http", feature = "object-store")),
         allow(unused_variables)
     )]
     pub fn open_ranged(&self, location: &Location) -> Result<Option<Arc<dyn ByteSource>>> {
-        if !self.ranged
-            || self.cache.offline()
+        if !self.ranged {
+            return Ok(None);
+        }
+        // Ranges read part of a file; a hash is of all of it. With a sha256 the file is
+        // downloaded whole and checked, never read unchecked.
+        if let Some(sha256) = &self.sha256 {
+            if matches!(location, Location::Http(_) | Location::Store { .. }) {
+                tracing::warn!(
+                    "{location}: not read by ranges, downloaded whole to check its sha256 {sha256} (ranges cannot check a hash)"
+                );
+            }
+            return Ok(None);
+        }
+        if self.cache.offline()
             || self
                 .cache
                 .entry(&location.cache_key(), &location.file_name())

@@ -510,6 +510,47 @@ fn ranged_reads_of_a_pytorch_zip_fetch_its_directory_and_the_planned_tensors_onl
     }
 }
 
+/// `ranged` with a `sha256`: a hash is of the whole file, so the file is downloaded whole and
+/// checked (a warning says so) — a wrong hash fails the load as it does without `ranged`, where
+/// it used to be ignored.
+#[test]
+fn a_ranged_load_with_a_sha256_downloads_and_checks_the_whole_file() {
+    let server = TestServer::start();
+    let body = classifier_safetensors();
+    let digest = burn_pretrain_tests::sha256_hex(&body);
+    let route = "/hashed/classifier.safetensors";
+    let url = server.route(route, Behavior::Serve(body.clone()));
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let ranged = |sha256: &str| {
+        spec(&url, cache.path())
+            .with_sub_level("backbone")
+            .with_ranged(true)
+            .with_sha256(sha256)
+    };
+    let wrong = "0".repeat(64);
+    let err = Backbone::new(&device)
+        .load_pretrained(ranged(&wrong))
+        .unwrap_err();
+    assert!(matches!(err, Error::HashMismatch { .. }), "{err:?}");
+    assert!(cache_files(cache.path()).is_empty(), "a file that failed its hash is not kept");
+    let (result, logs) = burn_pretrain_tests::capture_logs(tracing::Level::WARN, || {
+        Backbone::new(&device).load_pretrained(ranged(&digest))
+    });
+    let (model, _) = result.unwrap();
+    assert!(
+        logs.contains("not read by ranges, downloaded whole to check its sha256"),
+        "{logs}"
+    );
+    assert_eq!(
+        assert_values_eq(&model.to_state_dict(), &expected("safetensors"), "backbone."),
+        30
+    );
+    let sent = server.counters(route);
+    assert_eq!(sent.full_transfers, 2, "{sent:?}");
+    assert_eq!(cache_files(cache.path()).len(), 1);
+}
+
 #[test]
 fn ranged_reads_fall_back_to_the_cache_where_ranges_cannot_serve() {
     let server = TestServer::start();
