@@ -139,8 +139,8 @@ fn run(pickle: &[u8]) -> Option<Value> {
         bytes: pickle,
         at: 0,
     };
-    let mut stack: Vec<Value> = Vec::new();
-    let mut memo: HashMap<u32, Value> = HashMap::new();
+    let mut stack = Stack::default();
+    let mut memo: HashMap<u32, (Value, u32)> = HashMap::new();
     let mut cloned = 0usize;
     loop {
         let op = input.u8()?;
@@ -205,49 +205,47 @@ fn run(pickle: &[u8]) -> Option<Value> {
             b']' => stack.push(Value::List(Vec::new())),
             b'}' => stack.push(Value::Dict(Vec::new())),
             b't' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Value::Tuple(items));
+                let (items, depth) = stack.pop_mark()?;
+                stack.push_nested(Value::Tuple(items), depth)?;
             }
             0x85..=0x87 => {
-                let n = usize::from(op - 0x84);
-                let at = stack.len().checked_sub(n)?;
-                let items = stack.split_off(at);
-                stack.push(Value::Tuple(items));
+                let (items, depth) = stack.pop_n(usize::from(op - 0x84))?;
+                stack.push_nested(Value::Tuple(items), depth)?;
             }
             b'l' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Value::List(items));
+                let (items, depth) = stack.pop_mark()?;
+                stack.push_nested(Value::List(items), depth)?;
             }
             b'd' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Value::Dict(pairs(items)?));
+                let (items, depth) = stack.pop_mark()?;
+                stack.push_nested(Value::Dict(pairs(items)?), depth)?;
             }
             b'a' => {
-                let item = stack.pop()?;
-                match stack.last_mut()? {
+                let (item, depth) = stack.pop_entry()?;
+                match stack.last_mut(depth)? {
                     Value::List(items) => items.push(item),
                     _ => return None,
                 }
             }
             b'e' => {
-                let items = pop_mark(&mut stack)?;
-                match stack.last_mut()? {
+                let (items, depth) = stack.pop_mark()?;
+                match stack.last_mut(depth)? {
                     Value::List(list) => list.extend(items),
                     _ => return None,
                 }
             }
             b's' => {
-                let value = stack.pop()?;
-                let key = stack.pop()?;
-                match stack.last_mut()? {
+                let (value, value_depth) = stack.pop_entry()?;
+                let (key, key_depth) = stack.pop_entry()?;
+                match stack.last_mut(value_depth.max(key_depth))? {
                     Value::Dict(dict) => dict.push((key, value)),
                     _ => return None,
                 }
             }
             b'u' => {
-                let items = pop_mark(&mut stack)?;
+                let (items, depth) = stack.pop_mark()?;
                 let items = pairs(items)?;
-                match stack.last_mut()? {
+                match stack.last_mut(depth)? {
                     Value::Dict(dict) => dict.extend(items),
                     _ => return None,
                 }
@@ -259,8 +257,8 @@ fn run(pickle: &[u8]) -> Option<Value> {
                     b'r' => u32::from_le_bytes(input.le()?),
                     _ => u32::try_from(memo.len()).ok()?,
                 };
-                let top = stack.last()?.clone();
-                cloned += size(&top);
+                let top = stack.last_entry()?.clone();
+                cloned += size(&top.0);
                 if cloned > MAX_CLONED {
                     return None;
                 }
@@ -272,12 +270,12 @@ fn run(pickle: &[u8]) -> Option<Value> {
                 } else {
                     u32::from_le_bytes(input.le()?)
                 };
-                let value = memo.get(&id)?.clone();
+                let (value, depth) = memo.get(&id)?.clone();
                 cloned += size(&value);
                 if cloned > MAX_CLONED {
                     return None;
                 }
-                stack.push(value);
+                stack.push_at(value, depth)?;
             }
             b'c' => {
                 let module = input.line()?.to_string();
@@ -299,6 +297,7 @@ fn run(pickle: &[u8]) -> Option<Value> {
             b'R' => {
                 let args = stack.pop()?;
                 let callable = stack.pop()?;
+                // A tensor, a storage, an empty OrderedDict or an opaque object: no nesting.
                 stack.push(reduce(callable, args)?);
             }
             0x81 => {
@@ -310,24 +309,95 @@ fn run(pickle: &[u8]) -> Option<Value> {
                 // BUILD: an object's state (an OrderedDict's `_metadata`, a tensor's
                 // hooks); what this walk keeps is unchanged by it.
                 stack.pop()?;
-                stack.last()?;
+                stack.last_entry()?;
             }
             b'0' => {
                 stack.pop()?;
             }
             b'1' => {
-                pop_mark(&mut stack)?;
+                stack.pop_mark()?;
             }
             b'2' => {
-                let top = stack.last()?.clone();
-                cloned += size(&top);
+                let top = stack.last_entry()?.clone();
+                cloned += size(&top.0);
                 if cloned > MAX_CLONED {
                     return None;
                 }
-                stack.push(top);
+                stack.push_at(top.0, top.1)?;
             }
             _ => return None,
         }
+    }
+}
+
+/// The deepest nesting of containers the walk follows (a state dict nests a few levels; each
+/// level is a frame of the walks over the result, and of its drop). Deeper, it gives up, and
+/// `pytorch-reader` — which refuses more than 1000 levels — reads the file.
+const MAX_DEPTH: u32 = 256;
+
+/// The pickle machine's stack: each value with how deeply it nests containers (0 for a leaf
+/// or an empty container), kept up to date as items are added, so the limit costs nothing per
+/// value.
+#[derive(Default)]
+struct Stack {
+    items: Vec<(Value, u32)>,
+}
+
+impl Stack {
+    fn push(&mut self, value: Value) {
+        self.items.push((value, 0));
+    }
+
+    /// Push a value that nests `depth` levels, unless that is too deep.
+    fn push_at(&mut self, value: Value, depth: u32) -> Option<()> {
+        (depth <= MAX_DEPTH).then(|| self.items.push((value, depth)))
+    }
+
+    /// Push a container of items nesting at most `items_depth` levels.
+    fn push_nested(&mut self, value: Value, items_depth: u32) -> Option<()> {
+        self.push_at(value, items_depth.checked_add(1)?)
+    }
+
+    fn pop(&mut self) -> Option<Value> {
+        self.pop_entry().map(|(value, _)| value)
+    }
+
+    fn pop_entry(&mut self) -> Option<(Value, u32)> {
+        self.items.pop()
+    }
+
+    fn last_entry(&self) -> Option<&(Value, u32)> {
+        self.items.last()
+    }
+
+    /// The top value, about to take items nesting `items_depth` levels: its depth grows to
+    /// hold them, unless that is too deep.
+    fn last_mut(&mut self, items_depth: u32) -> Option<&mut Value> {
+        let (value, depth) = self.items.last_mut()?;
+        *depth = (*depth).max(items_depth.checked_add(1)?);
+        (*depth <= MAX_DEPTH).then_some(value)
+    }
+
+    /// The values above the topmost mark (which goes too), and the deepest of them.
+    fn pop_mark(&mut self) -> Option<(Vec<Value>, u32)> {
+        let at = self
+            .items
+            .iter()
+            .rposition(|(v, _)| matches!(v, Value::Mark))?;
+        let items = self.items.split_off(at + 1);
+        self.items.pop();
+        Some(Self::unzip(items))
+    }
+
+    /// The top `n` values, and the deepest of them.
+    fn pop_n(&mut self, n: usize) -> Option<(Vec<Value>, u32)> {
+        let at = self.items.len().checked_sub(n)?;
+        Some(Self::unzip(self.items.split_off(at)))
+    }
+
+    fn unzip(items: Vec<(Value, u32)>) -> (Vec<Value>, u32) {
+        let depth = items.iter().map(|(_, d)| *d).max().unwrap_or(0);
+        (items.into_iter().map(|(v, _)| v).collect(), depth)
     }
 }
 
@@ -337,13 +407,6 @@ fn size(value: &Value) -> usize {
         Value::Dict(v) => 1 + v.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
         _ => 1,
     }
-}
-
-fn pop_mark(stack: &mut Vec<Value>) -> Option<Vec<Value>> {
-    let at = stack.iter().rposition(|v| matches!(v, Value::Mark))?;
-    let items = stack.split_off(at + 1);
-    stack.pop();
-    Some(items)
 }
 
 fn pairs(items: Vec<Value>) -> Option<Vec<(Value, Value)>> {
@@ -548,6 +611,41 @@ mod tests {
             }
             damaged[at] = pickle[at];
         }
+    }
+
+    /// A state dict `{"a": [[[...]]]}` nested `depth` lists deep, in protocol 2.
+    fn nested_pickle(depth: usize) -> Vec<u8> {
+        let mut p = b"\x80\x02}X\x01\x00\x00\x00a".to_vec();
+        p.extend(std::iter::repeat_n(b']', depth));
+        p.extend(std::iter::repeat_n(b'a', depth - 1));
+        p.extend_from_slice(b"s.");
+        p
+    }
+
+    /// The probe's pickle nested a million lists deep overflowed the stack (the walk over the
+    /// result, and its drop, recurse): the walk now gives up past its depth limit, at the
+    /// cost of one counter per stack entry; within it, the nesting is followed.
+    #[test]
+    fn deep_nesting_is_given_up_without_recursing() {
+        assert_eq!(storage_views(&nested_pickle(1_000_000)), None);
+        assert_eq!(storage_views(&nested_pickle(MAX_DEPTH as usize + 1)), None);
+        assert_eq!(storage_views(&nested_pickle(MAX_DEPTH as usize - 1)).map(|v| v.len()), Some(0));
+        // Through the memo and DUP too: a deep value copied keeps its depth.
+        let mut p = b"\x80\x02}X\x01\x00\x00\x00a".to_vec();
+        p.extend(std::iter::repeat_n(b']', 200));
+        p.extend(std::iter::repeat_n(b'a', 199));
+        p.extend_from_slice(b"q\x010]h\x01a]h\x01aa"); // [deep, [deep]]: 201 levels
+        p.extend_from_slice(b"s.");
+        assert!(storage_views(&p).is_some());
+        let mut q = b"\x80\x02}X\x01\x00\x00\x00a".to_vec();
+        q.extend(std::iter::repeat_n(b']', 250));
+        q.extend(std::iter::repeat_n(b'a', 249));
+        // Ten more levels, each the copy of the last wrapped once more.
+        for _ in 0..10 {
+            q.extend_from_slice(b"q\x010]h\x01a");
+        }
+        q.extend_from_slice(b"s.");
+        assert_eq!(storage_views(&q), None);
     }
 
     #[test]
