@@ -306,3 +306,67 @@ pub fn capture_logs<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, Stri
     let bytes = captured.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
     (value, String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// A PyTorch zip checkpoint (`torch.save`'s layout: `archive/data.pkl`, `archive/data/<key>`
+/// stored uncompressed, `byteorder`, `version`) around `pickle` and `storages`: for hostile
+/// archives no tool writes (a pickle nested a million deep, a storage viewed by a huge
+/// stride-0 shape), built byte by byte.
+pub fn torch_zip(pickle: &[u8], storages: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
+    let mut put = |name: &str, bytes: &[u8]| {
+        out.start_file(format!("archive/{name}"), stored).unwrap();
+        out.write_all(bytes).unwrap();
+    };
+    put("data.pkl", pickle);
+    put("byteorder", b"little");
+    for (key, bytes) in storages {
+        put(&format!("data/{key}"), bytes);
+    }
+    put("version", b"3\n");
+    out.finish().unwrap().into_inner()
+}
+
+/// The pickle of `{key: tensor, ...}` as `torch.save` writes it (protocol 2), each tensor a
+/// `FloatStorage` view `(storage key, numel, offset, shape, stride)`.
+pub fn state_dict_pickle(tensors: &[(&str, &str, usize, usize, &[usize], &[usize])]) -> Vec<u8> {
+    let mut p = b"\x80\x02}q\x00(".to_vec();
+    let text = |p: &mut Vec<u8>, s: &str| {
+        p.push(b'X');
+        p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        p.extend_from_slice(s.as_bytes());
+    };
+    let int = |p: &mut Vec<u8>, n: usize| {
+        p.push(0x8a);
+        p.push(8);
+        p.extend_from_slice(&(n as u64).to_le_bytes());
+    };
+    let ints = |p: &mut Vec<u8>, ns: &[usize]| {
+        p.push(b'(');
+        for &n in ns {
+            int(p, n);
+        }
+        p.push(b't');
+    };
+    for (key, storage, numel, offset, shape, stride) in tensors {
+        text(&mut p, key);
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        // The persistent id: ('storage', torch.FloatStorage, key, 'cpu', numel).
+        p.push(b'(');
+        text(&mut p, "storage");
+        p.extend_from_slice(b"ctorch\nFloatStorage\n");
+        text(&mut p, storage);
+        text(&mut p, "cpu");
+        int(&mut p, *numel);
+        p.extend_from_slice(b"tQ");
+        int(&mut p, *offset);
+        ints(&mut p, shape);
+        ints(&mut p, stride);
+        p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)RtR");
+    }
+    p.extend_from_slice(b"u.");
+    p
+}

@@ -17,6 +17,68 @@ use crate::error::{Cause, Error, Result, context};
 use crate::source::bytes::{BlockReader, ByteSource, LocalFile, read_ranges};
 
 pub(super) fn open(path: &Path, format: Format) -> Result<Vec<TensorEntry>> {
+    let entries = open_entries(path, format)?;
+    let file_len = std::fs::metadata(path)
+        .map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    not_a_bomb(path, format, file_len, &entries)?;
+    Ok(entries)
+}
+
+/// How many times its own size a checkpoint's tensors may materialise, plus
+/// [`BOMB_ALLOWANCE`]. Tensors sharing a storage (tied weights, a block repeated in a
+/// `ModuleList`) each materialise it again, and a stride-0 view (`expand`) repeats its
+/// elements; a real checkpoint stays within a few times its size, a bomb — 100,000 keys over
+/// one storage, four bytes viewed as 8 GiB — goes far beyond and is refused at open, before
+/// `convert` writes (or a load allocates) any of it.
+const BOMB_FACTOR: u128 = 64;
+/// What tensors may materialise beyond [`BOMB_FACTOR`] × the file (expanded buffers of small
+/// files).
+const BOMB_ALLOWANCE: u128 = 1 << 30;
+
+/// Refuse a checkpoint whose tensors would materialise more than [`BOMB_FACTOR`] × its
+/// `file_len` bytes + [`BOMB_ALLOWANCE`], naming the tensor that materialises most.
+fn not_a_bomb(shown: &Path, format: Format, file_len: u64, entries: &[TensorEntry]) -> Result<()> {
+    let bytes = |e: &TensorEntry| {
+        e.shape()
+            .iter()
+            .try_fold(e.dtype().size() as u128, |n, &d| n.checked_mul(d as u128))
+            .unwrap_or(u128::MAX)
+    };
+    let total = entries
+        .iter()
+        .fold(0u128, |sum, e| sum.saturating_add(bytes(e)));
+    let limit = BOMB_FACTOR
+        .saturating_mul(u128::from(file_len))
+        .saturating_add(BOMB_ALLOWANCE);
+    if total <= limit {
+        return Ok(());
+    }
+    let largest = entries.iter().max_by_key(|e| bytes(e));
+    let what = largest.map_or_else(String::new, |e| {
+        format!(
+            "; the largest, `{}` {:?} {}, alone {} bytes",
+            e.key(),
+            e.shape(),
+            e.dtype(),
+            bytes(e)
+        )
+    });
+    Err(Error::Corrupt {
+        path: shown.to_path_buf(),
+        format,
+        source: format!(
+            "its {} tensors would materialise {total} bytes, more than {BOMB_FACTOR} times the file's {file_len} bytes (+ 1 GiB): views that repeat a storage far beyond its size{what}",
+            entries.len()
+        )
+        .into(),
+    })
+}
+
+fn open_entries(path: &Path, format: Format) -> Result<Vec<TensorEntry>> {
     let mut placed = Vec::new();
     let mut others: Option<Vec<String>> = None;
     if format == Format::PytorchZip {
@@ -68,9 +130,12 @@ pub(super) fn open_source(
     shown: &Path,
     source: Arc<dyn ByteSource>,
 ) -> Result<Option<Vec<TensorEntry>>> {
-    Ok(read_zip(shown, source)?
-        .filter(|read| read.others.is_empty())
-        .map(|read| read.entries))
+    let file_len = source.len();
+    let Some(read) = read_zip(shown, source)?.filter(|read| read.others.is_empty()) else {
+        return Ok(None);
+    };
+    not_a_bomb(shown, Format::PytorchZip, file_len, &read.entries)?;
+    Ok(Some(read.entries))
 }
 
 /// What the zip walk made of an archive.

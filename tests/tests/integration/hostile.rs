@@ -207,3 +207,106 @@ fn a_checkpoint_that_changes_while_it_loads_is_an_error_and_the_model_is_unchang
         assert_eq!(model.inner.stem.weight.val().into_data(), before);
     }
 }
+
+// --- Pickles and zips -----------------------------------------------------------------
+
+/// A `{key: (storage, numel, offset, shape, stride)}` state dict of f32 views over
+/// `storages`, written as a PyTorch zip in `dir`.
+fn hostile_zip(
+    dir: &tempfile::TempDir,
+    name: &str,
+    tensors: &[(&str, &str, usize, usize, &[usize], &[usize])],
+    storages: &[(&str, &[u8])],
+) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    let pickle = burn_pretrain_tests::state_dict_pickle(tensors);
+    std::fs::write(&path, burn_pretrain_tests::torch_zip(&pickle, storages)).unwrap();
+    path
+}
+
+fn open_err(path: &std::path::Path) -> String {
+    let err = burn_pretrain::Checkpoint::open(path).unwrap_err();
+    let text = burn_pretrain::error::chain(&err);
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    text
+}
+
+/// Four bytes of storage viewed with stride 0 as 2^31 floats: `convert` wrote 8 GiB (and held
+/// them in memory). 100,000 keys each viewing one 1 MiB storage: 100 GB. Both are refused at
+/// open, in time linear in the keys; a real sharing (tied weights) still opens.
+#[test]
+fn storages_viewed_far_beyond_their_size_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let expanded = hostile_zip(
+        &dir,
+        "expanded.pth",
+        &[("w", "0", 1, 0, &[1 << 31], &[0])],
+        &[("0", &[0; 4])],
+    );
+    let text = open_err(&expanded);
+    assert!(
+        text.contains("would materialise 8589934592 bytes, more than 64 times the file's"),
+        "{text}"
+    );
+    assert!(text.contains("`w` [2147483648] f32"), "{text}");
+
+    let keys: Vec<String> = (0..100_000).map(|i| format!("layers.{i}.weight")).collect();
+    let views: Vec<(&str, &str, usize, usize, &[usize], &[usize])> = keys
+        .iter()
+        .map(|k| (k.as_str(), "0", 1 << 18, 0, &[1usize << 18][..], &[1usize][..]))
+        .collect();
+    let storage = vec![0u8; 1 << 20];
+    let shared = hostile_zip(&dir, "shared.pth", &views, &[("0", &storage)]);
+    let started = std::time::Instant::now();
+    let text = open_err(&shared);
+    assert!(text.contains("its 100000 tensors would materialise 104857600000 bytes"), "{text}");
+    eprintln!("100,000 keys over one storage refused in {:?}", started.elapsed());
+    // The CLI's convert, which wrote them, refuses before creating its output.
+    let device = Device::flex();
+    let err = Head {
+        head: LinearConfig::new(16, 3).init(&device),
+    }
+    .load_pretrained(&shared)
+    .unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+
+    // Tied weights: two keys over one storage open, and read the same values.
+    let values: Vec<u8> = (0..16u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let tied = hostile_zip(
+        &dir,
+        "tied.pth",
+        &[
+            ("embed.weight", "0", 16, 0, &[4, 4], &[4, 1]),
+            ("head.weight", "0", 16, 0, &[4, 4], &[4, 1]),
+        ],
+        &[("0", &values)],
+    );
+    let checkpoint = burn_pretrain::Checkpoint::open(&tied).unwrap();
+    let read = |key| checkpoint.get(key).unwrap().read().unwrap();
+    assert_eq!(read("embed.weight"), values);
+    assert_eq!(read("head.weight"), values);
+}
+
+/// `{"a": [[[…]]]}` nested a million lists deep overflowed the stack. Refused (by
+/// `pytorch-reader`, past 1000 levels), naming the file; 900 levels are read (and hold no
+/// tensor).
+#[test]
+fn a_pickle_nested_a_million_deep_is_an_error_not_a_stack_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = |depth: usize| {
+        let mut p = b"\x80\x02}X\x01\x00\x00\x00a".to_vec();
+        p.extend(std::iter::repeat_n(b']', depth));
+        p.extend(std::iter::repeat_n(b'a', depth - 1));
+        p.extend_from_slice(b"s.");
+        p
+    };
+    let deep = dir.path().join("deep.pth");
+    std::fs::write(&deep, burn_pretrain_tests::torch_zip(&nested(1_000_000), &[])).unwrap();
+    let text = open_err(&deep);
+    assert!(text.contains("nesting exceeds 1000 levels"), "{text}");
+    // Within pytorch-reader's limit (and past the walk's, 256): no tensor, and no overflow.
+    let within = dir.path().join("within.pth");
+    std::fs::write(&within, burn_pretrain_tests::torch_zip(&nested(900), &[])).unwrap();
+    let err = burn_pretrain::Checkpoint::open(&within).unwrap_err();
+    assert!(matches!(err, Error::NoTensors { .. }), "{err:?}");
+}
