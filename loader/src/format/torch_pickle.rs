@@ -629,7 +629,10 @@ mod tests {
     fn deep_nesting_is_given_up_without_recursing() {
         assert_eq!(storage_views(&nested_pickle(1_000_000)), None);
         assert_eq!(storage_views(&nested_pickle(MAX_DEPTH as usize + 1)), None);
-        assert_eq!(storage_views(&nested_pickle(MAX_DEPTH as usize - 1)).map(|v| v.len()), Some(0));
+        assert_eq!(
+            storage_views(&nested_pickle(MAX_DEPTH as usize - 1)).map(|v| v.len()),
+            Some(0)
+        );
         // Through the memo and DUP too: a deep value copied keeps its depth.
         let mut p = b"\x80\x02}X\x01\x00\x00\x00a".to_vec();
         p.extend(std::iter::repeat_n(b']', 200));

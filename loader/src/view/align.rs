@@ -8,6 +8,8 @@ use std::collections::HashMap;
 const MAX_DEPTH: usize = 3;
 /// How many of the most voted candidates are scored exactly.
 const CANDIDATES: usize = 8;
+/// The most model keys a suffix may end for it to vote (see `best_rewrite`).
+const AMBIGUOUS: usize = 8;
 
 /// A leading-path rewrite and how many keys agree with and without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,12 +74,21 @@ pub(crate) fn best_rewrite(
                 .push((prefix, shape.as_slice()));
         }
     }
-    let mut votes: HashMap<(String, String), usize> = HashMap::new();
-    for (key, shape) in view {
-        for (from, suffix) in splits(key) {
-            for (to, model_shape) in by_suffix.get(&suffix).into_iter().flatten() {
-                if from != *to && model_shape == shape {
-                    *votes.entry((from.clone(), to.clone())).or_default() += 1;
+    // A suffix that many model keys share (`attn.qkv.weight` of every block) pairs every
+    // view key that ends so with each of them: votes for wrong rewrites only, and as many as
+    // the square of the blocks (10^10 for 100,000). The right rewrite always has a suffix few
+    // keys share (the whole key, after the rewritten part), so such suffixes do not vote.
+    by_suffix.retain(|_, keys| keys.len() <= AMBIGUOUS);
+    let view_splits: Vec<(Vec<(String, String)>, &[usize])> = view
+        .iter()
+        .map(|(key, shape)| (splits(key), *shape))
+        .collect();
+    let mut votes: HashMap<(&str, &str), usize> = HashMap::new();
+    for (splits, shape) in &view_splits {
+        for (from, suffix) in splits {
+            for (to, model_shape) in by_suffix.get(suffix).into_iter().flatten() {
+                if from != to && model_shape == shape {
+                    *votes.entry((from.as_str(), to.as_str())).or_default() += 1;
                 }
             }
         }
@@ -89,8 +100,8 @@ pub(crate) fn best_rewrite(
         .take(CANDIDATES)
         .map(|((from, to), _)| {
             let mut r = Rewrite {
-                from,
-                to,
+                from: from.to_string(),
+                to: to.to_string(),
                 agree: 0,
                 before,
                 total: model.len(),

@@ -253,14 +253,29 @@ fn storages_viewed_far_beyond_their_size_are_refused_at_open() {
     let keys: Vec<String> = (0..100_000).map(|i| format!("layers.{i}.weight")).collect();
     let views: Vec<(&str, &str, usize, usize, &[usize], &[usize])> = keys
         .iter()
-        .map(|k| (k.as_str(), "0", 1 << 18, 0, &[1usize << 18][..], &[1usize][..]))
+        .map(|k| {
+            (
+                k.as_str(),
+                "0",
+                1 << 18,
+                0,
+                &[1usize << 18][..],
+                &[1usize][..],
+            )
+        })
         .collect();
     let storage = vec![0u8; 1 << 20];
     let shared = hostile_zip(&dir, "shared.pth", &views, &[("0", &storage)]);
     let started = std::time::Instant::now();
     let text = open_err(&shared);
-    assert!(text.contains("its 100000 tensors would materialise 104857600000 bytes"), "{text}");
-    eprintln!("100,000 keys over one storage refused in {:?}", started.elapsed());
+    assert!(
+        text.contains("its 100000 tensors would materialise 104857600000 bytes"),
+        "{text}"
+    );
+    eprintln!(
+        "100,000 keys over one storage refused in {:?}",
+        started.elapsed()
+    );
     // The CLI's convert, which wrote them, refuses before creating its output.
     let device = Device::flex();
     let err = Head {
@@ -301,7 +316,11 @@ fn a_pickle_nested_a_million_deep_is_an_error_not_a_stack_overflow() {
         p
     };
     let deep = dir.path().join("deep.pth");
-    std::fs::write(&deep, burn_pretrain_tests::torch_zip(&nested(1_000_000), &[])).unwrap();
+    std::fs::write(
+        &deep,
+        burn_pretrain_tests::torch_zip(&nested(1_000_000), &[]),
+    )
+    .unwrap();
     let text = open_err(&deep);
     assert!(text.contains("nesting exceeds 1000 levels"), "{text}");
     // Within pytorch-reader's limit (and past the walk's, 256): no tensor, and no overflow.
@@ -309,4 +328,68 @@ fn a_pickle_nested_a_million_deep_is_an_error_not_a_stack_overflow() {
     std::fs::write(&within, burn_pretrain_tests::torch_zip(&nested(900), &[])).unwrap();
     let err = burn_pretrain::Checkpoint::open(&within).unwrap_err();
     assert!(matches!(err, Error::NoTensors { .. }), "{err:?}");
+}
+
+// --- Alignment at scale -------------------------------------------------------------------
+
+#[derive(Module, Debug, Pretrainable)]
+struct Proj {
+    proj: Linear,
+}
+
+#[derive(Module, Debug, Pretrainable)]
+struct Blocks {
+    blocks: Vec<Proj>,
+}
+
+/// 100,000 blocks whose keys share a suffix (`proj.weight`) under a checkpoint prefix
+/// (`encoder.`), with a thousand 100-segment keys besides: the alignment voted for every pair
+/// of keys sharing the suffix (10^10 votes). Now linear: the hint names the rewrite, and
+/// `align: auto` applies it so every block loads.
+#[test]
+fn alignment_of_a_hundred_thousand_keys_sharing_a_suffix_is_linear() {
+    use burn_pretrain::view::Align;
+    const N: usize = 100_000;
+    let device = Device::flex();
+    let model = Blocks {
+        blocks: (0..N)
+            .map(|_| Proj {
+                proj: LinearConfig::new(1, 1).with_bias(false).init(&device),
+            })
+            .collect(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("encoder.safetensors");
+    let deep = vec!["a"; 99].join(".");
+    let tensors: Vec<(String, Vec<usize>)> = (0..N)
+        .map(|i| (format!("encoder.blocks.{i}.proj.weight"), vec![1, 1]))
+        .chain((0..1000).map(|i| (format!("{deep}.{i}"), vec![1, 1])))
+        .collect();
+    burn_pretrain_tests::write_zero_safetensors(&path, &tensors);
+    let started = std::time::Instant::now();
+    let err = model.plan_pretrained(&path).unwrap_err();
+    let Error::Unmet { report, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!(
+            "hint: stripping `encoder.` from checkpoint keys makes {N} of {N} model tensors agree"
+        )),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+    let report = model
+        .plan_pretrained(
+            Pretrain::from(&path)
+                .with_align(Align::Auto)
+                .with_allow_unexpected(".*"),
+        )
+        .unwrap();
+    assert_eq!(report.loaded().len(), N);
+    assert_eq!(report.unexpected().len(), 1000);
+    eprintln!(
+        "two plans of 101,000 keys against 100,000 in {:?}",
+        started.elapsed()
+    );
 }

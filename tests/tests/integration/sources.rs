@@ -533,7 +533,10 @@ fn a_ranged_load_with_a_sha256_downloads_and_checks_the_whole_file() {
         .load_pretrained(ranged(&wrong))
         .unwrap_err();
     assert!(matches!(err, Error::HashMismatch { .. }), "{err:?}");
-    assert!(cache_files(cache.path()).is_empty(), "a file that failed its hash is not kept");
+    assert!(
+        cache_files(cache.path()).is_empty(),
+        "a file that failed its hash is not kept"
+    );
     let (result, logs) = burn_pretrain_tests::capture_logs(tracing::Level::WARN, || {
         Backbone::new(&device).load_pretrained(ranged(&digest))
     });
@@ -543,7 +546,11 @@ fn a_ranged_load_with_a_sha256_downloads_and_checks_the_whole_file() {
         "{logs}"
     );
     assert_eq!(
-        assert_values_eq(&model.to_state_dict(), &expected("safetensors"), "backbone."),
+        assert_values_eq(
+            &model.to_state_dict(),
+            &expected("safetensors"),
+            "backbone."
+        ),
         30
     );
     let sent = server.counters(route);
