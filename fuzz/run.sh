@@ -13,10 +13,10 @@ cd "$(dirname "$0")"
 seconds=${1:?usage: run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(checkpoint config location npy)
+[ ${#targets[@]} -gt 0 ] || targets=(checkpoint config location npy pickle policy)
 jobs=${JOBS:-$(nproc)}
-# No sanitizer by default: our `unsafe` is the file map, madvise calls, writes into
-# uninitialised buffers (positional reads, transposes, casts), the transpose's blocks writing
+# No sanitizer by default: our `unsafe` is writes into uninitialised buffers (positional
+# reads, transposes, casts), the transpose's blocks writing
 # disjoint strips of one buffer, and the F16C cast and AVX 8x8 transposes, each with its
 # SAFETY argument, and ASan makes burn's build and every run several times slower. SANITIZER=address to check the dependencies' unsafe code too.
 sanitizer=${SANITIZER:-none}

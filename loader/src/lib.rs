@@ -62,6 +62,36 @@ pub mod __cli {
     pub use crate::report::fold::fold_keys;
 }
 
+/// Entry points of the fuzz targets (`fuzz/`) into what is not public: the pickle walk, a
+/// rows file's parser, a mismatch policy's plan and run. Not public API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// How many tensors the walk of a `data.pkl` places, or `None` where it gives up.
+    pub fn pickle(bytes: &[u8]) -> Option<usize> {
+        crate::format::torch_pickle::count_views(bytes)
+    }
+
+    /// A `rows_file`'s text, parsed.
+    pub fn rows(text: &str) -> crate::Result<Vec<usize>> {
+        crate::policy::parse_rows(text, "rows")
+    }
+
+    /// `policy` planned from the model's and the stored shape, then run on stored values
+    /// `0, 1, 2, …`: the adapted values, or why the policy cannot apply.
+    pub fn adapt(
+        policy: &crate::Policy,
+        model: &[usize],
+        stored: &[usize],
+    ) -> Result<Vec<f32>, String> {
+        let plan = crate::policy::Adaptation::plan(policy, model, stored)
+            .map_err(|e| e.to_string())?;
+        let values: Vec<f32> = (0..stored.iter().product::<usize>())
+            .map(|i| i as f32)
+            .collect();
+        Ok(plan.run(&values, stored))
+    }
+}
+
 /// Paths the derive's generated code goes through. Not public API.
 #[doc(hidden)]
 pub mod __private {

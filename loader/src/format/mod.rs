@@ -12,7 +12,7 @@ mod pytorch;
 mod safetensors;
 pub(crate) mod sharded;
 mod sniff;
-mod torch_pickle;
+pub(crate) mod torch_pickle;
 
 pub use checkpoint::{Checkpoint, TensorEntry};
 pub(crate) use checkpoint::{Opened, Span, combined_crc32, crc32_is};

@@ -75,6 +75,11 @@ pub(super) fn storage_views(pickle: &[u8]) -> Option<HashMap<String, StorageView
     Some(out)
 }
 
+/// How many tensors [`storage_views`] places (for the fuzz target).
+pub(crate) fn count_views(pickle: &[u8]) -> Option<usize> {
+    storage_views(pickle).map(|views| views.len())
+}
+
 fn collect(value: Value, path: &mut Vec<String>, out: &mut HashMap<String, StorageView>) {
     match value {
         Value::Dict(items) => {

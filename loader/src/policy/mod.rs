@@ -195,6 +195,11 @@ fn read_rows(file: &str) -> Result<Vec<usize>> {
             source,
         },
     )?;
+    parse_rows(&text, file)
+}
+
+/// The row indices of a `rows_file`'s text (`file` names it in errors).
+pub(crate) fn parse_rows(text: &str, file: &str) -> Result<Vec<usize>> {
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default();
