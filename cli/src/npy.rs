@@ -15,6 +15,8 @@ const MAX_HEADER: usize = 10_000;
 /// time on deeply nested brackets (found by fuzzing).
 fn check_header(path: &Path) -> anyhow::Result<()> {
     use std::io::Read;
+    burn_pretrain::source::local::regular_file(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut head = Vec::new();
     File::open(path)
         .with_context(|| format!("cannot open {}", path.display()))?

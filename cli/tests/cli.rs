@@ -883,3 +883,31 @@ fn no_command_overwrites_its_own_input() {
     let out = run(&["convert", c, fresh.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// An `--input` batch gets a checkpoint's guards: a FIFO would block the read forever.
+#[test]
+fn an_input_batch_that_is_a_fifo_is_refused_without_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("batch.npy");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let config = fixture("resnet/classifier200.json");
+    let out = run(&[
+        "load",
+        config.to_str().unwrap(),
+        "--input",
+        fifo.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("it is a named pipe (FIFO), not a regular file"),
+        "{err}"
+    );
+    assert!(err.contains("batch.npy"), "{err}");
+}

@@ -83,8 +83,8 @@ pub mod __fuzz {
         model: &[usize],
         stored: &[usize],
     ) -> Result<Vec<f32>, String> {
-        let plan = crate::policy::Adaptation::plan(policy, model, stored)
-            .map_err(|e| e.to_string())?;
+        let plan =
+            crate::policy::Adaptation::plan(policy, model, stored).map_err(|e| e.to_string())?;
         let values: Vec<f32> = (0..stored.iter().product::<usize>())
             .map(|i| i as f32)
             .collect();

@@ -28,9 +28,9 @@ pub(crate) fn file_kind(file_type: &std::fs::FileType) -> &'static str {
     "not a regular file"
 }
 
-/// The whole of a small file: refused, with what it is, when it is not a regular file or is
-/// larger than `limit` bytes (checked before reading, and again while reading).
-pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+/// The metadata of `path` when it is a regular file; else an error saying what it is (a FIFO
+/// would block a read forever, a device never end).
+pub fn regular_file(path: &Path) -> io::Result<std::fs::Metadata> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
         return Err(io::Error::new(
@@ -38,6 +38,13 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
             format!("it is {}, not a regular file", file_kind(&meta.file_type())),
         ));
     }
+    Ok(meta)
+}
+
+/// The whole of a small file: refused, with what it is, when it is not a regular file or is
+/// larger than `limit` bytes (checked before reading, and again while reading).
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let meta = regular_file(path)?;
     let too_large = |size: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,
