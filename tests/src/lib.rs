@@ -330,9 +330,13 @@ pub fn torch_zip(pickle: &[u8], storages: &[(&str, &[u8])]) -> Vec<u8> {
     out.finish().unwrap().into_inner()
 }
 
+/// One f32 tensor of a hand-built state dict: `(key, storage key, storage numel, offset,
+/// shape, stride)`.
+pub type F32View<'a> = (&'a str, &'a str, usize, usize, &'a [usize], &'a [usize]);
+
 /// The pickle of `{key: tensor, ...}` as `torch.save` writes it (protocol 2), each tensor a
-/// `FloatStorage` view `(storage key, numel, offset, shape, stride)`.
-pub fn state_dict_pickle(tensors: &[(&str, &str, usize, usize, &[usize], &[usize])]) -> Vec<u8> {
+/// `FloatStorage` view.
+pub fn state_dict_pickle(tensors: &[F32View<'_>]) -> Vec<u8> {
     let mut p = b"\x80\x02}q\x00(".to_vec();
     let text = |p: &mut Vec<u8>, s: &str| {
         p.push(b'X');

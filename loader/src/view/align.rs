@@ -79,7 +79,7 @@ pub(crate) fn best_rewrite(
     // the square of the blocks (10^10 for 100,000). The right rewrite always has a suffix few
     // keys share (the whole key, after the rewritten part), so such suffixes do not vote.
     by_suffix.retain(|_, keys| keys.len() <= AMBIGUOUS);
-    let view_splits: Vec<(Vec<(String, String)>, &[usize])> = view
+    let view_splits: Vec<(Vec<Split>, &[usize])> = view
         .iter()
         .map(|(key, shape)| (splits(key), *shape))
         .collect();
@@ -122,9 +122,12 @@ fn depth(r: &Rewrite) -> usize {
     r.from.split('.').count() + r.to.split('.').count()
 }
 
+/// A key cut in two: `(leading path, rest)`.
+type Split = (String, String);
+
 /// `(leading path, rest)` for every split after 0..=MAX_DEPTH segments whose rest is the
 /// whole key or at least two segments (a lone leaf like `weight` says nothing).
-fn splits(key: &str) -> Vec<(String, String)> {
+fn splits(key: &str) -> Vec<Split> {
     let segs: Vec<&str> = key.split('.').collect();
     (0..=MAX_DEPTH.min(segs.len() - 1))
         .filter(|&i| i == 0 || segs.len() - i >= 2)

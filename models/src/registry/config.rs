@@ -37,11 +37,10 @@ pub fn local_pretrain_paths(config: &Value) -> Vec<std::path::PathBuf> {
         let local = |p: &Value, out: &mut Vec<std::path::PathBuf>| {
             if let Value::String(s) = p
                 && !s.is_empty()
+                && let Ok(burn_pretrain::source::Location::Local(path)) =
+                    burn_pretrain::source::Location::parse(s)
             {
-                match burn_pretrain::source::Location::parse(s) {
-                    Ok(burn_pretrain::source::Location::Local(path)) => out.push(path),
-                    _ => {}
-                }
+                out.push(path);
             }
         };
         match value {

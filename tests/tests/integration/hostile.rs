@@ -215,7 +215,7 @@ fn a_checkpoint_that_changes_while_it_loads_is_an_error_and_the_model_is_unchang
 fn hostile_zip(
     dir: &tempfile::TempDir,
     name: &str,
-    tensors: &[(&str, &str, usize, usize, &[usize], &[usize])],
+    tensors: &[burn_pretrain_tests::F32View<'_>],
     storages: &[(&str, &[u8])],
 ) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -251,7 +251,7 @@ fn storages_viewed_far_beyond_their_size_are_refused_at_open() {
     assert!(text.contains("`w` [2147483648] f32"), "{text}");
 
     let keys: Vec<String> = (0..100_000).map(|i| format!("layers.{i}.weight")).collect();
-    let views: Vec<(&str, &str, usize, usize, &[usize], &[usize])> = keys
+    let views: Vec<burn_pretrain_tests::F32View<'_>> = keys
         .iter()
         .map(|k| {
             (
