@@ -27,9 +27,10 @@ fn shape(data: &mut &[u8]) -> Option<Vec<usize>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [kind, prefix, mut rest @ ..] = data else {
+    let [kind, prefix, rest @ ..] = data else {
         return;
     };
+    let mut rest: &[u8] = rest;
     let (Some(model), Some(stored)) = (shape(&mut rest), shape(&mut rest)) else {
         return;
     };
