@@ -56,6 +56,29 @@ fn check_header(path: &Path) -> anyhow::Result<()> {
             _ => {}
         }
     }
+    // npyz multiplies the dimensions unchecked to compute strides (found by fuzzing: shape
+    // `(0, 5, 11257193632155944733, 8)` overflowed): refused here when the non-zero
+    // dimensions' product does not fit in 64 bits.
+    let text = String::from_utf8_lossy(text);
+    if let Some(dims) = text
+        .split_once("'shape'")
+        .and_then(|(_, rest)| rest.split_once('('))
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(dims, _)| dims)
+    {
+        let product = dims
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .filter_map(|d| d.parse::<u64>().ok())
+            .filter(|&d| d != 0)
+            .try_fold(1u64, u64::checked_mul);
+        anyhow::ensure!(
+            product.is_some(),
+            "{}: the .npy shape ({dims}) has more elements than 64 bits count",
+            path.display()
+        );
+    }
     Ok(())
 }
 

@@ -589,6 +589,11 @@ fn hostile_inputs_and_configs_fail_cleanly() {
             "bad/nested_header.npy",
             "the .npy header nests brackets more than 4 deep",
         ),
+        // Found by `fuzz/run.sh` (npy): npyz's stride products overflowed.
+        (
+            "bad/overflowing_shape.npy",
+            "has more elements than 64 bits count",
+        ),
     ] {
         let out = run(&[
             "load",
