@@ -99,6 +99,20 @@ impl TensorEntry {
         }
     }
 
+    /// A tensor the view computes from stored ones (a folded weight norm): `read` makes its
+    /// bytes; `file` is the file its inputs are in, for messages and the unchanged check.
+    pub(crate) fn derived(
+        key: String,
+        shape: Vec<usize>,
+        dtype: DType,
+        file: &Path,
+        read: impl Fn() -> io::Result<Vec<u8>> + Send + Sync + 'static,
+    ) -> Self {
+        let mut entry = Self::new(key, shape, dtype, read);
+        entry.file = Arc::from(file);
+        entry
+    }
+
     /// A tensor whose bytes are `len` bytes at `offset` of `source`, with the CRC-32 they
     /// must have when the file records one for exactly them.
     pub(crate) fn in_span(

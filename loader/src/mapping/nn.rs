@@ -7,7 +7,9 @@
 //!   the gates row-wise (LSTM: i, f, g, o; GRU: r, z, n), `*_reverse` the backward direction,
 //!   and a `Vec` of them is a multi-layer network (`_l0`, `_l1`, …).
 //! - `MultiHeadAttention` takes `nn.MultiheadAttention`'s `in_proj_weight` (q, k, v stacked)
-//!   or its separate `q_proj_weight`/`k_proj_weight`/`v_proj_weight`, and `out_proj`.
+//!   or its separate `q_proj_weight`/`k_proj_weight`/`v_proj_weight`, and `out_proj`; or
+//!   separate projection Linears, `q_proj`/`k_proj`/`v_proj` (CLIP, BART, Whisper, Llama) or
+//!   `query`/`key`/`value` (BERT), with or without biases.
 //! - Transformer layers take `nn.TransformerEncoderLayer`/`nn.TransformerDecoderLayer`'s names,
 //!   with the norms matched by position in the computation (they depend on `norm_first`).
 //! - Parameter-free layers map nothing.
@@ -307,9 +309,22 @@ recurrent!(nn::Rnn, nn::BiRnn, |rnn| vec![("gate", &mut rnn.gate)]);
 
 impl Pretrainable for attention::MultiHeadAttention {
     fn map_pretrain(&mut self, m: &mut Mapper<'_>) {
-        // PyTorch stores separate projections only when key/value dims differ from the
-        // model's; a checkpoint holding them is taken in that form.
-        if m.has_key("q_proj_weight") && !m.has_key("in_proj_weight") {
+        // Four checkpoint forms, told apart by the keys present (export, which has none, writes
+        // `nn.MultiheadAttention`'s packed form unless given the keys to follow):
+        // - separate Linears `q_proj`/`k_proj`/`v_proj`/`out_proj` (CLIP, BART, Whisper, Llama);
+        // - separate Linears `query`/`key`/`value` with the output at `out_proj` (BERT keeps
+        //   its output at `attention.output.dense`, outside this subtree: one remap of it);
+        // - `nn.MultiheadAttention`'s `q_proj_weight`… (key/value dims differ from the model's);
+        // - its packed `in_proj_weight`/`in_proj_bias` (the default).
+        if m.has_prefix("q_proj") && m.has_prefix("k_proj") && m.has_prefix("v_proj") {
+            m.child("q_proj", "query", &mut self.query);
+            m.child("k_proj", "key", &mut self.key);
+            m.child("v_proj", "value", &mut self.value);
+        } else if m.has_prefix("query") && m.has_prefix("key") && m.has_prefix("value") {
+            m.child("query", "query", &mut self.query);
+            m.child("key", "key", &mut self.key);
+            m.child("value", "value", &mut self.value);
+        } else if m.has_key("q_proj_weight") && !m.has_key("in_proj_weight") {
             let [q, k, v] = [&mut self.query, &mut self.key, &mut self.value];
             let layouts = [&q.weight, &k.weight, &v.weight].map(linear_layout);
             m.field("q_proj_weight", "query.weight", |m| {

@@ -7,6 +7,7 @@
 
 mod align;
 mod options;
+mod weight_norm;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -95,6 +96,14 @@ pub enum ViewStep {
         /// ... and before it.
         before: usize,
     },
+    /// Folded PyTorch weight norm: each layer's magnitude and direction became the plain
+    /// `weight` its forward uses, `g · v / ‖v‖`.
+    FoldedWeightNorm {
+        /// The magnitude's and direction's names (`weight_g`, `weight_v`).
+        from: [String; 2],
+        /// The weights made, in key order.
+        keys: Vec<String>,
+    },
     /// Renamed keys with a regular expression.
     Remapped {
         /// The pattern.
@@ -150,6 +159,18 @@ impl std::fmt::Display for ViewStep {
             }
             ViewStep::Remapped { from, to, keys } => {
                 write!(f, "remapped `{from}` → `{to}` on {keys} keys")
+            }
+            ViewStep::FoldedWeightNorm { from: [g, v], keys } => {
+                let shown: Vec<String> = keys.iter().take(4).map(|k| format!("`{k}`")).collect();
+                let more = match keys.len().saturating_sub(4) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                write!(
+                    f,
+                    "folded weight norm ({g}, {v}) into {}{more}",
+                    shown.join(", ")
+                )
             }
         }
     }
@@ -224,6 +245,7 @@ impl View {
             view.remap(remap);
         }
         if !model.is_empty() {
+            view.fold_weight_norm(model);
             view.align(model, options.align);
         }
         view.check_collisions(checkpoint)?;
@@ -375,6 +397,63 @@ impl View {
             to: to.clone(),
             keys: changed,
         });
+    }
+
+    /// Fold every weight-normed layer into its plain `weight`, unless the model itself keeps
+    /// weight norm (holds a magnitude). A pair whose shapes fit no norm is left as stored and
+    /// shows up as unexpected, with the model's `weight` missing.
+    fn fold_weight_norm(&mut self, model: &[(&str, Vec<usize>)]) {
+        let model_keeps = model.iter().any(|(k, _)| {
+            let last = k.rsplit('.').next().unwrap_or(k);
+            weight_norm::MAGNITUDE_NAMES.contains(&last)
+        });
+        if model_keeps {
+            return;
+        }
+        let keys: HashSet<&str> = self.entries.iter().map(|e| e.key.as_str()).collect();
+        let pairs = weight_norm::pairs(&keys);
+        if pairs.is_empty() {
+            return;
+        }
+        let index: HashMap<&str, usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key.as_str(), i))
+            .collect();
+        let mut made: BTreeMap<[String; 2], Vec<String>> = BTreeMap::new();
+        let mut remove = HashSet::new();
+        let mut added = Vec::new();
+        for (weight, g_key, v_key) in pairs {
+            let (gi, vi) = (index[g_key], index[v_key]);
+            let (g, v) = (&self.entries[gi], &self.entries[vi]);
+            let Ok(dim) = weight_norm::norm_dim(g.entry.shape(), v.entry.shape()) else {
+                continue;
+            };
+            let entry = weight_norm::folded_entry(weight.clone(), &g.entry, &v.entry, dim);
+            let g_name = g_key[weight.len() - "weight".len()..].to_string();
+            let v_name = v_key[weight.len() - "weight".len()..].to_string();
+            made.entry([g_name, v_name]).or_default().push(weight.clone());
+            added.push((vi, ViewEntry {
+                key: weight,
+                entry,
+                before_rename: v.before_rename.clone(),
+            }));
+            remove.extend([gi, vi]);
+        }
+        // The folded weight takes its direction's place, so the state dict's order holds.
+        let mut added: HashMap<usize, ViewEntry> = added.into_iter().collect();
+        let entries = std::mem::take(&mut self.entries);
+        for (i, e) in entries.into_iter().enumerate() {
+            if let Some(folded) = added.remove(&i) {
+                self.entries.push(folded);
+            } else if !remove.contains(&i) {
+                self.entries.push(e);
+            }
+        }
+        for (from, keys) in made {
+            self.steps.push(ViewStep::FoldedWeightNorm { from, keys });
+        }
     }
 
     fn align(&mut self, model: &[(&str, Vec<usize>)], align: Align) {

@@ -14,6 +14,7 @@ mod layers;
 mod models;
 mod packed;
 mod policies;
+mod porting;
 mod report;
 mod seed;
 mod sharded;
