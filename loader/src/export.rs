@@ -2,7 +2,7 @@
 //! that loads it (Linear weights transposed back, packed tensors stacked again,
 //! `num_batches_tracked` added), as a safetensors file PyTorch's twin loads strictly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::Path;
 
@@ -17,7 +17,25 @@ use crate::plan::unique_keys;
 /// Every tensor of `model` under its PyTorch checkpoint key, in PyTorch's layout, in the
 /// order the model declares them (a state dict's order).
 pub fn export_tensors<M: Pretrainable + Clone>(model: &M) -> Result<Vec<(String, TensorData)>> {
-    let mut mapper = Mapper::new(Convention::Pytorch, None, Mode::Export(HashMap::new()));
+    export_with(model, None)
+}
+
+/// [`export_tensors`] in the form of a checkpoint whose keys are `keys`: where a layer maps
+/// several forms (attention as one packed `in_proj_weight` or as separate `q_proj`/`k_proj`/
+/// `v_proj` Linears), it writes the one those keys hold, as loading chose it — so a model
+/// loaded from a checkpoint exports back to that checkpoint's layout.
+pub fn export_tensors_like<M: Pretrainable + Clone>(
+    model: &M,
+    keys: &BTreeSet<String>,
+) -> Result<Vec<(String, TensorData)>> {
+    export_with(model, Some(keys))
+}
+
+fn export_with<M: Pretrainable + Clone>(
+    model: &M,
+    keys: Option<&BTreeSet<String>>,
+) -> Result<Vec<(String, TensorData)>> {
+    let mut mapper = Mapper::new(Convention::Pytorch, keys, Mode::Export(HashMap::new()));
     model.clone().map_pretrain(&mut mapper);
     let Mode::Export(mut values) = mapper.mode else {
         unreachable!("the mapper was made in export mode")

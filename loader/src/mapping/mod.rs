@@ -352,8 +352,9 @@ impl<'a> Mapper<'a> {
         self.skipped.push(key);
     }
 
-    /// Whether the checkpoint (after the view) holds `key` below the current level. Always
-    /// `false` when exporting, so a mapping with alternatives exports its first form.
+    /// Whether the checkpoint (after the view) holds `key` below the current level. When
+    /// exporting, whether the keys to follow hold it (`false` without them, so a mapping with
+    /// alternatives exports its last, default form).
     pub fn has_key(&self, key: &str) -> bool {
         let key = self.key_with(key);
         self.view_keys.is_some_and(|keys| keys.contains(&key))

@@ -7,8 +7,11 @@ use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig1d};
 use burn::prelude::*;
-use burn_pretrain::export::export_tensors;
-use burn_pretrain::{Pretrain, PretrainExt, Pretrainable};
+use std::collections::BTreeSet;
+
+use burn::tensor::TensorData;
+use burn_pretrain::export::{export_tensors, export_tensors_like};
+use burn_pretrain::{Checkpoint, Pretrain, PretrainExt, Pretrainable};
 use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
 
 fn mha(bias: bool, device: &Device) -> MultiHeadAttention {
@@ -86,6 +89,23 @@ fn clip_and_llama_projections_load_with_and_without_biases_and_export_back() {
         let exported = export_tensors(&model).unwrap();
         let keys: Vec<&str> = exported.iter().map(|(k, _)| k.as_str()).collect();
         assert!(keys.contains(&"self_attn.in_proj_weight"), "{keys:?}");
+        // Following the checkpoint's keys, it writes the checkpoint back: same keys, same
+        // values (what `load_state_dict(strict=True)` on the PyTorch module needs).
+        let stored = Checkpoint::open(&path).unwrap();
+        let wanted: BTreeSet<String> = stored.entries().iter().map(|e| e.key().to_string()).collect();
+        let exported = export_tensors_like(&model, &wanted).unwrap();
+        let got: BTreeSet<String> = exported.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(got, wanted);
+        for (key, data) in &exported {
+            let entry = stored.get(key).unwrap();
+            let theirs = TensorData::from_bytes_vec(
+                entry.read().unwrap(),
+                entry.shape().to_vec(),
+                entry.dtype().to_burn_dtype(),
+            );
+            assert_eq!(data.shape(), theirs.shape(), "{key}");
+            data.assert_approx_eq::<f32>(&theirs, burn::tensor::Tolerance::absolute(0.0));
+        }
     }
 }
 
