@@ -433,12 +433,17 @@ impl View {
             let entry = weight_norm::folded_entry(weight.clone(), &g.entry, &v.entry, dim);
             let g_name = g_key[weight.len() - "weight".len()..].to_string();
             let v_name = v_key[weight.len() - "weight".len()..].to_string();
-            made.entry([g_name, v_name]).or_default().push(weight.clone());
-            added.push((vi, ViewEntry {
-                key: weight,
-                entry,
-                before_rename: v.before_rename.clone(),
-            }));
+            made.entry([g_name, v_name])
+                .or_default()
+                .push(weight.clone());
+            added.push((
+                vi,
+                ViewEntry {
+                    key: weight,
+                    entry,
+                    before_rename: v.before_rename.clone(),
+                },
+            ));
             remove.extend([gi, vi]);
         }
         // The folded weight takes its direction's place, so the state dict's order holds.

@@ -14,7 +14,10 @@ use crate::format::{DType, TensorEntry};
 /// direction.
 const FORMS: [(&str, &str); 2] = [
     ("weight_g", "weight_v"),
-    ("parametrizations.weight.original0", "parametrizations.weight.original1"),
+    (
+        "parametrizations.weight.original0",
+        "parametrizations.weight.original1",
+    ),
 ];
 
 /// The last segment of each form's magnitude key: a model that holds one keeps its weight
@@ -52,7 +55,11 @@ pub(crate) fn norm_dim(g: &[usize], v: &[usize]) -> Result<Option<usize>, String
 /// f64 sums. `g` holds one value per index of `dim` (one in all for `None`).
 pub(crate) fn fold(g: &[f32], v: &[f32], shape: &[usize], dim: Option<usize>) -> Vec<f32> {
     let Some(d) = dim else {
-        let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        let norm = v
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt();
         let scale = f64::from(g[0]) / norm;
         return v.iter().map(|&x| (f64::from(x) * scale) as f32).collect();
     };
@@ -78,7 +85,11 @@ pub(crate) fn fold(g: &[f32], v: &[f32], shape: &[usize], dim: Option<usize>) ->
     for o in 0..outer {
         for (j, scale) in scales.iter().enumerate() {
             let at = (o * n + j) * inner;
-            out.extend(v[at..at + inner].iter().map(|&x| (f64::from(x) * scale) as f32));
+            out.extend(
+                v[at..at + inner]
+                    .iter()
+                    .map(|&x| (f64::from(x) * scale) as f32),
+            );
         }
     }
     out

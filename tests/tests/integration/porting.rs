@@ -92,7 +92,11 @@ fn clip_and_llama_projections_load_with_and_without_biases_and_export_back() {
         // Following the checkpoint's keys, it writes the checkpoint back: same keys, same
         // values (what `load_state_dict(strict=True)` on the PyTorch module needs).
         let stored = Checkpoint::open(&path).unwrap();
-        let wanted: BTreeSet<String> = stored.entries().iter().map(|e| e.key().to_string()).collect();
+        let wanted: BTreeSet<String> = stored
+            .entries()
+            .iter()
+            .map(|e| e.key().to_string())
+            .collect();
         let exported = export_tensors_like(&model, &wanted).unwrap();
         let got: BTreeSet<String> = exported.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(got, wanted);
