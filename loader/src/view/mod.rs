@@ -410,22 +410,20 @@ impl View {
         if model_keeps {
             return;
         }
-        let keys: HashSet<&str> = self.entries.iter().map(|e| e.key.as_str()).collect();
-        let pairs = weight_norm::pairs(&keys);
-        if pairs.is_empty() {
-            return;
-        }
         let index: HashMap<&str, usize> = self
             .entries
             .iter()
             .enumerate()
             .map(|(i, e)| (e.key.as_str(), i))
             .collect();
+        let pairs = weight_norm::pairs(&index);
+        if pairs.is_empty() {
+            return;
+        }
         let mut made: BTreeMap<[String; 2], Vec<String>> = BTreeMap::new();
         let mut remove = HashSet::new();
-        let mut added = Vec::new();
-        for (weight, g_key, v_key) in pairs {
-            let (gi, vi) = (index[g_key], index[v_key]);
+        let mut added = HashMap::new();
+        for (weight, (g_key, gi), (v_key, vi)) in pairs {
             let (g, v) = (&self.entries[gi], &self.entries[vi]);
             let Ok(dim) = weight_norm::norm_dim(g.entry.shape(), v.entry.shape()) else {
                 continue;
@@ -436,18 +434,15 @@ impl View {
             made.entry([g_name, v_name])
                 .or_default()
                 .push(weight.clone());
-            added.push((
-                vi,
-                ViewEntry {
-                    key: weight,
-                    entry,
-                    before_rename: v.before_rename.clone(),
-                },
-            ));
+            let folded = ViewEntry {
+                key: weight,
+                entry,
+                before_rename: v.before_rename.clone(),
+            };
+            added.insert(vi, folded);
             remove.extend([gi, vi]);
         }
         // The folded weight takes its direction's place, so the state dict's order holds.
-        let mut added: HashMap<usize, ViewEntry> = added.into_iter().collect();
         let entries = std::mem::take(&mut self.entries);
         for (i, e) in entries.into_iter().enumerate() {
             if let Some(folded) = added.remove(&i) {

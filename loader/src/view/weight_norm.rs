@@ -4,6 +4,7 @@
 //! uses, `w = g · v / ‖v‖`, the norm taken over every axis but the one `g` keeps (PyTorch's
 //! `dim`, 0 by default; `g` of one element: the whole tensor).
 
+use std::collections::HashMap;
 use std::io;
 
 use burn::tensor::TensorData;
@@ -104,13 +105,13 @@ fn floats(entry: &TensorEntry) -> io::Result<Vec<f32>> {
         .map_err(|e| io::Error::other(format!("`{}`: {e:?}", entry.key())))
 }
 
-/// The pairs of weight-norm keys among `keys`: `(weight, g, v)` for each layer that holds a
-/// magnitude and a direction and no plain `weight`.
+/// The pairs of weight-norm keys among `keys` (key → entry index): `(weight, g, v)` for each
+/// layer that holds a magnitude and a direction and no plain `weight`, each with its index.
 pub(crate) fn pairs<'k>(
-    keys: &std::collections::HashSet<&'k str>,
-) -> Vec<(String, &'k str, &'k str)> {
+    keys: &HashMap<&'k str, usize>,
+) -> Vec<(String, (&'k str, usize), (&'k str, usize))> {
     let mut out = Vec::new();
-    for &key in keys {
+    for (&key, &gi) in keys {
         for (g_name, v_name) in FORMS {
             let Some(stem) = key.strip_suffix(g_name) else {
                 continue;
@@ -120,10 +121,10 @@ pub(crate) fn pairs<'k>(
             }
             let v_key = format!("{stem}{v_name}");
             let weight = format!("{stem}weight");
-            if let Some(&v) = keys.get(v_key.as_str())
-                && !keys.contains(weight.as_str())
+            if let Some((&v, &vi)) = keys.get_key_value(v_key.as_str())
+                && !keys.contains_key(weight.as_str())
             {
-                out.push((weight, key, v));
+                out.push((weight, (key, gi), (v, vi)));
             }
         }
     }
