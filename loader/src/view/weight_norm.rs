@@ -105,11 +105,12 @@ fn floats(entry: &TensorEntry) -> io::Result<Vec<f32>> {
         .map_err(|e| io::Error::other(format!("`{}`: {e:?}", entry.key())))
 }
 
+/// A stored key with its entry's index.
+pub(crate) type Stored<'k> = (&'k str, usize);
+
 /// The pairs of weight-norm keys among `keys` (key → entry index): `(weight, g, v)` for each
 /// layer that holds a magnitude and a direction and no plain `weight`, each with its index.
-pub(crate) fn pairs<'k>(
-    keys: &HashMap<&'k str, usize>,
-) -> Vec<(String, (&'k str, usize), (&'k str, usize))> {
+pub(crate) fn pairs<'k>(keys: &HashMap<&'k str, usize>) -> Vec<(String, Stored<'k>, Stored<'k>)> {
     let mut out = Vec::new();
     for (&key, &gi) in keys {
         for (g_name, v_name) in FORMS {
