@@ -541,7 +541,7 @@ fn config_expectations_gate_check_and_load() {
             err.contains("strict: not loaded head.fc.{weight,bias}"),
             "{err}"
         );
-        assert!(err.contains("loaded 100/102 tensors (98 %)"), "{err}");
+        assert!(err.contains("loaded 100/102 model tensors (98 %)"), "{err}");
     }
     // Allowing the head's keys to stay unloaded meets it.
     config["pretrain"]["expect"]["allow_missing"] = serde_json::json!(["^head\\."]);

@@ -191,6 +191,15 @@ pub enum Error {
         /// Which group is unknown and how to write it.
         detail: String,
     },
+    /// A converter does not fit the checkpoint (a key it names is not there, shapes that do not
+    /// concatenate or split, a permutation of other axes) or is not well formed.
+    #[error("converter {converter}: {detail}")]
+    InvalidConverter {
+        /// The converter, as written.
+        converter: String,
+        /// What does not fit, with the keys and shapes.
+        detail: String,
+    },
     /// A key pattern of an expectation or mismatch rule is not a valid regular expression.
     #[error("invalid pattern `{pattern}` in `{field}`")]
     InvalidPattern {
@@ -232,7 +241,7 @@ pub enum Error {
     /// The load did not meet its expectations (by default: it loaded nothing, or left a layer
     /// half loaded). Nothing was read into the model, which is unchanged; the report says
     /// what the load would have done.
-    #[error("loading {} into [{}] did not meet expectations, model unchanged:\n  {}", report.source(), report.model(), unmet.join("\n  "))]
+    #[error("loading {} into [{}] did not meet expectations, model unchanged:\n  {}{}", report.source(), report.model(), unmet.join("\n  "), unmet_details(report))]
     Unmet {
         /// Each unmet expectation, one line.
         unmet: Vec<String>,
@@ -317,4 +326,13 @@ pub(crate) fn context(what: &str, source: impl Into<Cause>) -> Cause {
         what: what.to_string(),
         source: source.into(),
     })
+}
+
+/// The report's keys and hints under an unmet expectation's lines, each on its own line.
+fn unmet_details(report: &crate::LoadReport) -> String {
+    report
+        .unmet_details()
+        .iter()
+        .map(|line| format!("\n  {line}"))
+        .collect()
 }

@@ -12,13 +12,19 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::report::{LoadReport, Mismatch, fold_keys, percent};
 
+mod layers;
+
 /// What a load must achieve, or it is an `Err` and the model stays as it was.
 ///
-/// Two checks are on by default: a load that loads nothing at all (of a model that has
-/// tensors), and a layer left half loaded (a Linear whose bias loaded but not its weight, a
+/// Three checks are on by default: a load that loads nothing at all (of a model that has
+/// tensors); a layer left half loaded (a Linear whose bias loaded but not its weight, a
 /// BatchNorm without its running statistics) — the signs of a checkpoint built for another
-/// variant of the model. A layer whose tensors all mismatch (a classifier head for another
-/// number of classes) is not half loaded: it keeps its values and is reported.
+/// variant of the model; and a list of layers of another length than the checkpoint's (a
+/// 2-layer model for a 3-layer `nn.LSTM`, 5 of 6 `blocks`, 12 encoder layers for 6), which
+/// would otherwise load every tensor the model has and look complete. A layer whose tensors
+/// all mismatch (a classifier head for another number of classes) is not half loaded: it keeps
+/// its values and is reported, and a checkpoint's head the model lacks (`fc.*` unused by a
+/// backbone) is no layer count.
 ///
 /// In a config's `pretrain` map: `"expect": {"coverage": 0.9, "subtrees": {"backbone": 1.0},
 /// "strict": false, "allow_missing": ["^head\\."]}`.
@@ -37,11 +43,13 @@ pub struct Expect {
     /// `strict=True`), except keys allowed below.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub strict: bool,
-    /// Regexes of model keys that may stay unloaded: not counted by `strict`, and not making
-    /// their layer half loaded.
+    /// Regexes of model keys that may stay unloaded: not counted by `strict`, not making
+    /// their layer half loaded, nor a layer count (a model with more layers than the
+    /// checkpoint).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow_missing: Vec<String>,
-    /// Regexes of checkpoint keys that `strict` lets go unused.
+    /// Regexes of checkpoint keys that may go unused: not counted by `strict`, nor by the
+    /// layer-count check (a checkpoint with more layers than the model).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow_unexpected: Vec<String>,
     /// Accept layers that are half loaded (off by default).
@@ -109,6 +117,9 @@ impl Expectations {
         if !expect.allow_partial {
             out.extend(half_loaded(report, &allowed));
         }
+        let unexpected_allowed =
+            |key: &str| self.allow_unexpected.iter().any(|re| re.is_match(key));
+        out.extend(layers::layer_counts(report, &allowed, &unexpected_allowed));
         if let Some(want) = expect.coverage
             && !meets(loaded, total, want)
         {
@@ -184,7 +195,8 @@ fn half_loaded(report: &LoadReport, allowed: &dyn Fn(&str) -> bool) -> Vec<Strin
         .iter()
         .map(|m| (m.key.as_str(), m))
         .collect();
-    let mut layers: BTreeMap<&str, (Vec<&str>, Vec<String>)> = BTreeMap::new();
+    // Per layer: loaded keys, the others (described), how many of those are shape mismatches.
+    let mut layers: BTreeMap<&str, (Vec<&str>, Vec<String>, usize)> = BTreeMap::new();
     let mut order: Vec<&str> = Vec::new();
     for key in report.model_keys() {
         let layer = key.rsplit_once('.').map_or("", |(parent, _)| parent);
@@ -200,23 +212,37 @@ fn half_loaded(report: &LoadReport, allowed: &dyn Fn(&str) -> bool) -> Vec<Strin
             // An explicit rule kept it: not an accident.
             Some(m) if m.rule.is_some() => {}
             _ if allowed(key) => {}
-            Some(m) => slot.1.push(format!(
-                "{key} (model {:?} vs. checkpoint {:?})",
-                m.model_shape, m.checkpoint_shape
-            )),
+            Some(m) => {
+                slot.1.push(format!(
+                    "{key} (model {:?} vs. checkpoint {:?})",
+                    m.model_shape, m.checkpoint_shape
+                ));
+                slot.2 += 1;
+            }
             None => slot.1.push(format!("{key} (missing)")),
         }
     }
     order
         .into_iter()
         .filter_map(|layer| {
-            let (done, not) = &layers[layer];
+            let (done, not, mismatched) = &layers[layer];
             if done.is_empty() || not.is_empty() {
                 return None;
             }
             let name = if layer.is_empty() { "(root)" } else { layer };
+            // The way out that fits the cause: shapes that differ are kept by a rule, keys
+            // that are not there are allowed missing.
+            let escape = match (*mismatched, not.len() - mismatched) {
+                (0, _) => "allow with `allow_missing` or `allow_partial`",
+                (_, 0) => {
+                    "keep the model's values with an `on_mismatch` rule `keep` for these keys, or allow with `allow_partial`"
+                }
+                _ => {
+                    "keep mismatched shapes with an `on_mismatch` rule `keep`, allow the missing keys with `allow_missing`, or allow all with `allow_partial`"
+                }
+            };
             Some(format!(
-                "layer `{name}` half loaded: loaded {}; not {} (a checkpoint for another variant? allow with `allow_missing` or `allow_partial`)",
+                "layer `{name}` half loaded: loaded {}; not {} (a checkpoint for another variant? {escape})",
                 done.join(", "),
                 not.join(", ")
             ))

@@ -10,9 +10,11 @@ use burn::tensor::TensorData;
 
 use crate::apply::layout::{concat, transpose};
 use crate::error::{Cause, Error, Result};
-use crate::format::{Convention, DType};
+use crate::format::{Checkpoint, Convention, DType};
 use crate::mapping::{Layout, Mapper, Mode, Pretrainable};
 use crate::plan::unique_keys;
+use crate::view::Converter;
+use crate::view::convert;
 
 /// Every tensor of `model` under its PyTorch checkpoint key, in PyTorch's layout, in the
 /// order the model declares them (a state dict's order).
@@ -29,6 +31,38 @@ pub fn export_tensors_like<M: Pretrainable + Clone>(
     keys: &BTreeSet<String>,
 ) -> Result<Vec<(String, TensorData)>> {
     export_with(model, Some(keys))
+}
+
+/// [`export_tensors`] with `converters` undone, last first, so that a model loaded through
+/// them writes the checkpoint's own keys and layout back (a merge split again, a split
+/// concatenated, a transpose or weight norm reversed). With `like` (the checkpoint it was
+/// loaded from) the forms follow that checkpoint's keys, as [`export_tensors_like`] does, and
+/// its shapes give a merge its part sizes and a reshape its stored shape; without it a merge
+/// splits into equal parts and a reshape stays as the model holds it. Remaps are not undone.
+pub fn export_converted<M: Pretrainable + Clone>(
+    model: &M,
+    converters: &[Converter],
+    like: Option<&Checkpoint>,
+) -> Result<Vec<(String, TensorData)>> {
+    let compiled = converters
+        .iter()
+        .map(convert::Compiled::new)
+        .collect::<Result<Vec<_>>>()?;
+    let stored: Option<HashMap<String, Vec<usize>>> = like.map(|checkpoint| {
+        checkpoint
+            .entries()
+            .iter()
+            .map(|e| (e.key().to_string(), e.shape().to_vec()))
+            .collect()
+    });
+    let tensors = match &stored {
+        Some(stored) => {
+            let keys = convert::converted_names(&compiled, &stored.keys().cloned().collect());
+            export_with(model, Some(&keys))?
+        }
+        None => export_with(model, None)?,
+    };
+    convert::undo(&compiled, tensors, stored.as_ref())
 }
 
 fn export_with<M: Pretrainable + Clone>(

@@ -11,7 +11,7 @@ use crate::format::Convention;
 use crate::policy::{MismatchRule, Policy};
 use crate::source::FetchOptions;
 use crate::source::options::seconds;
-use crate::view::{Align, Remap, ViewOptions};
+use crate::view::{Align, Converter, Remap, ViewOptions};
 
 /// Where a pretrained checkpoint is and how to read it into a model: a location, how to fetch
 /// it ([`FetchOptions`]) and how to view its keys ([`ViewOptions`]).
@@ -54,6 +54,18 @@ impl Pretrain {
             expect: Expect::default(),
             on_mismatch: Vec::new(),
         }
+    }
+
+    /// Add a tensor converter (merge, split, transpose, reshape, fold a weight norm), applied
+    /// after the remaps, in the order added; export undoes it.
+    pub fn with_converter(mut self, converter: Converter) -> Self {
+        self.view.convert.push(converter);
+        self
+    }
+
+    /// The converters, in order.
+    pub fn converters(&self) -> &[Converter] {
+        &self.view.convert
     }
 
     /// Find and apply the leading-path rewrite that makes the most checkpoint keys agree with
@@ -293,6 +305,8 @@ struct SpecMap {
     #[serde(default)]
     align: Align,
     #[serde(default)]
+    convert: Vec<Converter>,
+    #[serde(default)]
     expect: Expect,
     #[serde(default)]
     on_mismatch: Vec<MismatchRule>,
@@ -333,6 +347,7 @@ impl From<SpecMap> for Pretrain {
                 convention: m.convention,
                 unwrap: m.unwrap,
                 align: m.align,
+                convert: m.convert,
             },
             expect: m.expect,
             on_mismatch: m.on_mismatch,

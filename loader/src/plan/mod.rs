@@ -145,6 +145,10 @@ impl Plan {
                 None if under_skipped => {
                     ignored.push((e.key.clone(), "field marked #[pretrain(skip)]".to_string()))
                 }
+                None if recomputed_buffer(&e.key) => ignored.push((
+                    e.key.clone(),
+                    "a buffer PyTorch recomputes at init, not a weight".to_string(),
+                )),
                 None => unexpected.push((e.key.clone(), e.entry.shape().to_vec())),
             }
         }
@@ -154,6 +158,19 @@ impl Plan {
             ignored,
         })
     }
+}
+
+/// Buffers that PyTorch modules build from their config and save only because they were
+/// registered persistent: transformers' `embeddings.position_ids` / `token_type_ids`, timm's
+/// and transformers' `relative_position_index`, GPT-2's `attn.masked_bias`. A model without
+/// them has lost nothing, so when unused they are ignored (with why), not unexpected; a model
+/// that has one loads it as any tensor.
+fn recomputed_buffer(key: &str) -> bool {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    matches!(
+        leaf,
+        "position_ids" | "token_type_ids" | "relative_position_index" | "masked_bias"
+    )
 }
 
 /// A stored tensor whose shape does not fit `target`: the adaptation its rule asks for, or the

@@ -42,6 +42,8 @@ impl LoadReport {
                 .collect(),
             hints: Vec::new(),
             coverage: 1.0,
+            checkpoint_used: 0,
+            checkpoint_total: plan.unexpected.len(),
             subtrees: Vec::new(),
             failures: Vec::new(),
             bytes_read: 0,
@@ -53,6 +55,9 @@ impl LoadReport {
             let subtree = key.split('.').next().unwrap_or_default().to_string();
             let slot = coverage.entry(subtree).or_insert((order, 0, 0));
             slot.2 += 1;
+            if !matches!(item.action, Action::Missing) {
+                report.checkpoint_total += 1;
+            }
             match &item.action {
                 Action::Load { cast, adapt, .. } => {
                     slot.1 += 1;
@@ -112,6 +117,7 @@ impl LoadReport {
         }
         let mut coverage: Vec<_> = coverage.into_iter().collect();
         coverage.sort_by_key(|(_, (order, _, _))| *order);
+        report.checkpoint_used = report.loaded.len();
         if !report.keys.is_empty() {
             report.coverage = report.loaded.len() as f64 / report.keys.len() as f64;
         }

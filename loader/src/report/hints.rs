@@ -163,6 +163,25 @@ impl Hint {
         }
     }
 
+    /// The `n` missing tensors under `model_path` are those under `stored_path` by leaf path
+    /// and shape.
+    fn renamed_subtree(model_path: &str, stored_path: &str, n: usize) -> Self {
+        let from = format!("^{}", regex::escape(&format!("{stored_path}.")));
+        let to = format!("{model_path}.");
+        Self {
+            message: format!(
+                "model `{model_path}.*` ↔ checkpoint `{stored_path}.*`: the same {n} tensors (leaf names and shapes) under another name; remap `{from}` → `{to}`"
+            ),
+            remap: Some(remap(from, to)),
+            score: Some(n),
+            ..Self::new(
+                HintKind::RenamedParent,
+                vec![model_path.to_string()],
+                vec![stored_path.to_string()],
+            )
+        }
+    }
+
     /// Pairs of keys with the same tokens and shapes, not one rename of a path.
     fn same_tensors(pairs: &[(&str, &str)]) -> Self {
         let shown: Vec<String> = pairs
@@ -254,7 +273,9 @@ pub(super) fn hints(plan: &Plan, aligned: bool) -> Vec<Hint> {
     }
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for (key, shape) in &missing {
-        if let Some(Some(found)) = by_tokens.get(&(tokens(key), shape.as_slice())) {
+        if let Some(Some(found)) = by_tokens.get(&(tokens(key), shape.as_slice()))
+            && !roles_differ(key, found)
+        {
             pairs.push((key, found));
         }
     }
@@ -270,17 +291,41 @@ pub(super) fn hints(plan: &Plan, aligned: bool) -> Vec<Hint> {
             out.push(Hint::same_tensors(list));
         }
     }
+    let mut paired: HashSet<&str> = pairs.iter().map(|(m, _)| *m).collect();
+    let used: HashSet<&str> = pairs.iter().map(|(_, c)| *c).collect();
+    // Whole subtrees under another name, among the keys still unpaired.
+    let rest_missing: Vec<(&str, Vec<usize>)> = missing
+        .iter()
+        .filter(|(k, _)| !paired.contains(k))
+        .cloned()
+        .collect();
+    let rest_unexpected: Vec<(&str, &[usize])> = plan
+        .unexpected
+        .iter()
+        .filter(|(k, _)| !used.contains(k.as_str()))
+        .map(|(k, s)| (k.as_str(), s.as_slice()))
+        .collect();
+    // (Under a prefix rewrite every subtree looks renamed: that one hint says it.)
+    let renamed = match aligned {
+        true => Vec::new(),
+        false => renamed_subtrees(&rest_missing, &rest_unexpected),
+    };
+    for (model_path, stored_path, n) in renamed {
+        let under =
+            |k: &str| k.starts_with(model_path.as_str()) && k[model_path.len()..].starts_with('.');
+        paired.extend(rest_missing.iter().map(|(k, _)| *k).filter(|k| under(k)));
+        out.push(Hint::renamed_subtree(&model_path, &stored_path, n));
+    }
     if aligned {
         // A prefix rewrite explains the rest better than key-by-key guesses.
         return out;
     }
-    let paired: HashSet<&str> = pairs.iter().map(|(m, _)| *m).collect();
     // Near names with the same shape.
     for (key, want) in missing.iter().filter(|(k, _)| !paired.contains(k)).take(10) {
         let best = plan
             .unexpected
             .iter()
-            .filter(|(_, shape)| shape == want)
+            .filter(|(stored, shape)| shape == want && !roles_differ(stored, key))
             .map(|(stored, _)| (similarity(stored, key), stored))
             .filter(|(score, _)| *score >= 2)
             .max_by_key(|(score, _)| *score);
@@ -294,13 +339,15 @@ pub(super) fn hints(plan: &Plan, aligned: bool) -> Vec<Hint> {
 /// Pairs of (model key, checkpoint key) under one (model parent, checkpoint parent).
 type PairGroup<'a> = ((&'a str, &'a str), Vec<(&'a str, &'a str)>);
 
-/// A key's name tokens, order and case aside: split at `.` and `_`, lowercased, `l0` (a
+/// A key's name tokens, order and case aside: split at `.`, `_` and CamelCase word starts
+/// (`LayerNorm` is `layer_norm`), lowercased, `l0` (a
 /// PyTorch RNN layer suffix) read as `0`, the container word `layers` dropped; sorted.
 fn tokens(key: &str) -> Vec<String> {
     let mut out: Vec<String> = key
         .split(['.', '_'])
         .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
+        .flat_map(camel_words)
+        .map(|t| t.to_lowercase())
         .filter(|t| t != "layers")
         .map(|t| match t.strip_prefix('l') {
             Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n.to_string(),
@@ -309,6 +356,107 @@ fn tokens(key: &str) -> Vec<String> {
         .collect();
     out.sort_unstable();
     out
+}
+
+/// `LayerNorm` → `Layer`, `Norm`; `conv1BN` → `conv1`, `BN`; `HTTPServer` → `HTTP`, `Server`.
+fn camel_words(word: &str) -> Vec<&str> {
+    let bytes = word.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..bytes.len() {
+        let (prev, cur) = (bytes[i - 1], bytes[i]);
+        let next_lower = bytes.get(i + 1).is_some_and(u8::is_ascii_lowercase);
+        let starts = cur.is_ascii_uppercase()
+            && (prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_lower));
+        if starts {
+            out.push(&word[start..i]);
+            start = i;
+        }
+    }
+    out.push(&word[start..]);
+    out
+}
+
+/// What an attention projection is for, whatever the family calls it: two keys for
+/// different roles (`value` and `out_proj`) are never one tensor renamed, however alike their
+/// names and shapes.
+fn role(key: &str) -> Option<&'static str> {
+    key.split('.').rev().find_map(|segment| match segment {
+        "query" | "q" | "q_proj" | "q_lin" | "wq" => Some("query"),
+        "key" | "k" | "k_proj" | "k_lin" | "wk" => Some("key"),
+        "value" | "v" | "v_proj" | "v_lin" | "wv" => Some("value"),
+        "out_proj" | "o_proj" | "out_lin" | "wo" | "output" | "o" => Some("output"),
+        "gate_proj" | "w1" => Some("gate"),
+        "up_proj" | "w3" => Some("up"),
+        "down_proj" | "w2" => Some("down"),
+        _ => None,
+    })
+}
+
+/// Two keys that name different projection roles.
+fn roles_differ(a: &str, b: &str) -> bool {
+    matches!((role(a), role(b)), (Some(x), Some(y)) if x != y)
+}
+
+/// Subtrees renamed whole: a model path whose missing tensors are, leaf path for leaf path and
+/// shape for shape, exactly those of one checkpoint path with another name (`rnn.*` ↔
+/// `lstm.*`, `proj.*` ↔ `linear.*`). A shape pattern shared by two paths on either side pairs
+/// nothing; a pair inside an already paired subtree is not repeated.
+fn renamed_subtrees<'a>(
+    missing: &[(&'a str, Vec<usize>)],
+    unexpected: &[(&'a str, &'a [usize])],
+) -> Vec<(String, String, usize)> {
+    type Signature = Vec<(String, Vec<usize>)>;
+    fn signatures<'k>(
+        keys: impl Iterator<Item = (&'k str, &'k [usize])>,
+    ) -> HashMap<String, Signature> {
+        let mut out: HashMap<String, Signature> = HashMap::new();
+        for (key, shape) in keys {
+            for (i, _) in key.match_indices('.') {
+                out.entry(key[..i].to_string())
+                    .or_default()
+                    .push((key[i + 1..].to_string(), shape.to_vec()));
+            }
+        }
+        for signature in out.values_mut() {
+            signature.sort();
+        }
+        out
+    }
+    /// Signature → the one path with it (None when two share it).
+    fn unique(map: HashMap<String, Signature>) -> HashMap<Signature, Option<String>> {
+        let mut out: HashMap<Signature, Option<String>> = HashMap::new();
+        for (path, signature) in map {
+            out.entry(signature)
+                .and_modify(|slot| *slot = None)
+                .or_insert(Some(path));
+        }
+        out
+    }
+    let model = unique(signatures(missing.iter().map(|(k, s)| (*k, s.as_slice()))));
+    let stored = unique(signatures(unexpected.iter().copied()));
+    let mut found: Vec<(String, String, usize)> = model
+        .iter()
+        .filter_map(|(signature, path)| {
+            let path = path.as_ref()?;
+            let other = stored.get(signature)?.as_ref()?;
+            (path != other).then(|| (path.clone(), other.clone(), signature.len()))
+        })
+        .collect();
+    // Outermost first; a pair below a kept pair says nothing new.
+    found.sort_by_key(|(path, _, _)| (path.matches('.').count(), path.clone()));
+    let mut kept: Vec<(String, String, usize)> = Vec::new();
+    for (path, other, n) in found {
+        let inside = kept
+            .iter()
+            .any(|(p, _, _)| path.starts_with(p.as_str()) && path[p.len()..].starts_with('.'));
+        if !inside {
+            kept.push((path, other, n));
+        }
+    }
+    kept
 }
 
 fn parent(key: &str) -> &str {
@@ -349,5 +497,54 @@ mod tests {
             tokens("lstm.weight_ih_l1")
         );
         assert_ne!(tokens("conv1.weight"), tokens("conv2.weight"));
+        assert_eq!(
+            tokens("encoder.LayerNorm.weight"),
+            tokens("encoder.layer_norm.weight")
+        );
+        assert_eq!(camel_words("HTTPServer"), ["HTTP", "Server"]);
+        assert_eq!(camel_words("conv1BN"), ["conv1", "BN"]);
+    }
+
+    #[test]
+    fn projections_of_different_roles_never_pair() {
+        assert!(roles_differ(
+            "attention.self.out_proj.weight",
+            "attention.self.value.weight"
+        ));
+        assert!(!roles_differ("attn.q_proj.weight", "attn.query.weight"));
+        assert!(!roles_differ("fc.weight", "attn.query.weight"));
+    }
+
+    #[test]
+    fn whole_subtrees_pair_by_leaf_paths_and_shapes() {
+        let missing = vec![
+            ("rnn.weight_ih_l0", vec![24, 4]),
+            ("rnn.bias_ih_l0", vec![24]),
+            ("proj.weight", vec![3, 6]),
+            ("proj.bias", vec![3]),
+        ];
+        let unexpected: Vec<(&str, &[usize])> = vec![
+            ("lstm.weight_ih_l0", &[24, 4]),
+            ("lstm.bias_ih_l0", &[24]),
+            ("linear.weight", &[3, 6]),
+            ("linear.bias", &[3]),
+        ];
+        let mut found = renamed_subtrees(&missing, &unexpected);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("proj".to_string(), "linear".to_string(), 2),
+                ("rnn".to_string(), "lstm".to_string(), 2)
+            ]
+        );
+        // Two checkpoint paths with the same tensors: neither is the one.
+        let unexpected: Vec<(&str, &[usize])> = vec![
+            ("a.weight", &[3, 6]),
+            ("a.bias", &[3]),
+            ("b.weight", &[3, 6]),
+            ("b.bias", &[3]),
+        ];
+        assert!(renamed_subtrees(&missing[2..], &unexpected).is_empty());
     }
 }

@@ -127,6 +127,12 @@ pub struct LoadReport {
     hints: Vec<Hint>,
     /// The fraction of the model's tensors that loaded.
     coverage: f64,
+    /// Checkpoint tensors (after the view) that loaded into the model.
+    checkpoint_used: usize,
+    /// Checkpoint tensors (after the view) that the model or the checkpoint could use:
+    /// loaded, mismatched, of a dtype the model cannot hold, and unexpected; ignored ones
+    /// (left out on purpose) are not counted.
+    checkpoint_total: usize,
     subtrees: Vec<SubtreeCoverage>,
     /// Mismatch rules that require the load to fail (`error`, or a policy that cannot apply).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -226,13 +232,29 @@ impl LoadReport {
         self.coverage
     }
 
-    /// `loaded 30/32 tensors (93 %)`.
+    /// How many checkpoint tensors (after the view) loaded into the model.
+    pub fn checkpoint_used(&self) -> usize {
+        self.checkpoint_used
+    }
+
+    /// How many checkpoint tensors (after the view) the load considered: loaded, mismatched,
+    /// of a dtype the model cannot hold, and unexpected (ignored ones are not counted).
+    pub fn checkpoint_total(&self) -> usize {
+        self.checkpoint_total
+    }
+
+    /// Both sides' coverage: `loaded 30/32 model tensors (94 %), used 30/30 checkpoint
+    /// tensors (100 %)`. A model that loads completely from a checkpoint with more layers
+    /// shows it on the second half.
     pub fn summary(&self) -> String {
         format!(
-            "loaded {}/{} tensors ({})",
+            "loaded {}/{} model tensors ({}), used {}/{} checkpoint tensors ({})",
             self.loaded.len(),
             self.total(),
-            percent(self.loaded.len(), self.total())
+            percent(self.loaded.len(), self.total()),
+            self.checkpoint_used,
+            self.checkpoint_total,
+            percent(self.checkpoint_used, self.checkpoint_total)
         )
     }
 

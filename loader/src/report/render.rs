@@ -115,10 +115,13 @@ impl LoadReport {
         }
         for (reason, ignored) in group_by(&self.ignored, |i| i.reason.as_str()) {
             let keys: Vec<&str> = ignored.iter().map(|i| i.key.as_str()).collect();
-            out.push(line(
-                Info,
-                format!("ignored ({reason}): {}", summarize(&keys)),
-            ));
+            // What lay beside the model (optimizer state, a scheduler, step counters) is one
+            // entry per container, not its inner keys.
+            let listed = match reason.starts_with("outside the ") {
+                true => per_root(&keys),
+                false => summarize(&keys),
+            };
+            out.push(line(Info, format!("ignored ({reason}): {listed}")));
         }
         out.extend(
             self.failures
@@ -126,6 +129,40 @@ impl LoadReport {
                 .map(|f| line(Warn, format!("failed: {f}"))),
         );
         out.extend(self.hints.iter().map(|h| line(Info, format!("hint: {h}"))));
+        out
+    }
+
+    /// What a failed expectation's error carries besides its own lines, so that the error
+    /// alone names the keys: the shape mismatches (the first few), the missing and the unused
+    /// keys folded, and the hints.
+    pub(crate) fn unmet_details(&self) -> Vec<String> {
+        const SHOWN: usize = 5;
+        let mut out = Vec::new();
+        if !self.mismatched.is_empty() {
+            let mut lines: Vec<String> = self
+                .mismatched
+                .iter()
+                .take(SHOWN)
+                .map(mismatch_line)
+                .collect();
+            if self.mismatched.len() > SHOWN {
+                lines.push(format!("{} more", self.mismatched.len() - SHOWN));
+            }
+            out.push(format!("shape mismatch: {}", lines.join("; ")));
+        }
+        if !self.missing.is_empty() {
+            out.push(format!(
+                "missing in checkpoint: {}",
+                summarize(&self.missing)
+            ));
+        }
+        if !self.unexpected.is_empty() {
+            out.push(format!(
+                "unexpected in checkpoint: {}",
+                summarize(&self.unexpected)
+            ));
+        }
+        out.extend(self.hints.iter().take(SHOWN).map(|h| format!("hint: {h}")));
         out
     }
 
@@ -230,6 +267,20 @@ fn group_casts(casts: &[Cast]) -> Vec<(String, Vec<&str>)> {
 }
 
 /// Folded keys, or for long lists a count per top-level name (the JSON keeps every key).
+/// `optimizer_state.* (40 tensors), epoch`: one entry per top-level name.
+fn per_root(keys: &[&str]) -> String {
+    group_by(keys.iter().copied(), |key| {
+        key.split('.').next().unwrap_or_default()
+    })
+    .into_iter()
+    .map(|(root, group)| match group.as_slice() {
+        [only] if *only == root => root.to_string(),
+        _ => format!("{root}.* ({} tensors)", group.len()),
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 fn summarize<S: AsRef<str>>(keys: &[S]) -> String {
     const MAX_PATTERNS: usize = 8;
     let folded = fold_keys(keys);

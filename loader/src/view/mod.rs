@@ -6,6 +6,7 @@
 //! tensor a step drops is kept as "ignored" with the reason, never silently lost.
 
 mod align;
+pub(crate) mod convert;
 mod options;
 mod weight_norm;
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::{Checkpoint, TensorEntry};
 pub(crate) use align::Rewrite;
+pub use convert::Converter;
 pub use options::{Align, Remap, ViewOptions};
 pub(crate) use options::{CompiledRemap, ViewRules};
 
@@ -104,6 +106,13 @@ pub enum ViewStep {
         /// The weights made, in key order.
         keys: Vec<String>,
     },
+    /// Rewrote tensors with a converter.
+    Converted {
+        /// The converter, as written.
+        converter: String,
+        /// The keys it made, in order.
+        keys: Vec<String>,
+    },
     /// Renamed keys with a regular expression.
     Remapped {
         /// The pattern.
@@ -159,6 +168,10 @@ impl std::fmt::Display for ViewStep {
             }
             ViewStep::Remapped { from, to, keys } => {
                 write!(f, "remapped `{from}` → `{to}` on {keys} keys")
+            }
+            ViewStep::Converted { converter, keys } => {
+                let made = crate::report::fold_keys(keys);
+                write!(f, "{converter}: made {}", made.join(", "))
             }
             ViewStep::FoldedWeightNorm { from: [g, v], keys } => {
                 let shown: Vec<String> = keys.iter().take(4).map(|k| format!("`{k}`")).collect();
@@ -243,6 +256,9 @@ impl View {
         }
         for remap in &options.remaps {
             view.remap(remap);
+        }
+        for converter in &options.converters {
+            view.convert(converter)?;
         }
         if !model.is_empty() {
             view.fold_weight_norm(model);

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::convert::{self, Converter};
 use crate::error::{Error, Result};
 use crate::format::Convention;
 
@@ -42,6 +43,9 @@ pub struct ViewOptions {
     /// Find the leading-path rewrite that makes the most keys agree with the model.
     #[serde(skip_serializing_if = "Align::is_off")]
     pub align: Align,
+    /// Tensor rewrites after the remaps, in order (undone by export).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub convert: Vec<Converter>,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -76,6 +80,7 @@ impl Default for ViewOptions {
             convention: None,
             unwrap: true,
             align: Align::Off,
+            convert: Vec::new(),
         }
     }
 }
@@ -90,6 +95,7 @@ pub(crate) struct ViewRules {
     pub convention: Option<Convention>,
     pub unwrap: bool,
     pub align: Align,
+    pub converters: Vec<convert::Compiled>,
 }
 
 /// One remap, compiled.
@@ -126,6 +132,11 @@ impl ViewRules {
             convention: options.convention,
             unwrap: options.unwrap,
             align: options.align,
+            converters: options
+                .convert
+                .iter()
+                .map(convert::Compiled::new)
+                .collect::<Result<_>>()?,
         })
     }
 }

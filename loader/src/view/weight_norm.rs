@@ -55,45 +55,43 @@ pub(crate) fn norm_dim(g: &[usize], v: &[usize]) -> Result<Option<usize>, String
 /// `g · v / ‖v‖`, the norm over every axis but `dim` (all of them for `None`), in f32 with
 /// f64 sums. `g` holds one value per index of `dim` (one in all for `None`).
 pub(crate) fn fold(g: &[f32], v: &[f32], shape: &[usize], dim: Option<usize>) -> Vec<f32> {
+    let scales: Vec<f64> = norms64(v, shape, dim)
+        .iter()
+        .zip(g)
+        .map(|(norm, &g)| f64::from(g) / norm)
+        .collect();
     let Some(d) = dim else {
-        let norm = v
+        return v
             .iter()
-            .map(|&x| f64::from(x) * f64::from(x))
-            .sum::<f64>()
-            .sqrt();
-        let scale = f64::from(g[0]) / norm;
-        return v.iter().map(|&x| (f64::from(x) * scale) as f32).collect();
+            .map(|&x| (f64::from(x) * scales[0]) as f32)
+            .collect();
     };
-    let outer: usize = shape[..d].iter().product();
+    let n = shape[d];
+    let inner: usize = shape[d + 1..].iter().product();
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| (f64::from(x) * scales[(i / inner) % n]) as f32)
+        .collect()
+}
+
+/// `‖w‖` over every axis but `dim` (all of them for `None`): the magnitude that, with `w` as
+/// the direction, folds back to `w`. One value per index of `dim`.
+pub(crate) fn norms(w: &[f32], shape: &[usize], dim: Option<usize>) -> Vec<f32> {
+    norms64(w, shape, dim).iter().map(|&n| n as f32).collect()
+}
+
+fn norms64(w: &[f32], shape: &[usize], dim: Option<usize>) -> Vec<f64> {
+    let square = |x: &f32| f64::from(*x) * f64::from(*x);
+    let Some(d) = dim else {
+        return vec![w.iter().map(square).sum::<f64>().sqrt()];
+    };
     let n = shape[d];
     let inner: usize = shape[d + 1..].iter().product();
     let mut sums = vec![0f64; n];
-    for o in 0..outer {
-        for (j, sum) in sums.iter_mut().enumerate() {
-            let at = (o * n + j) * inner;
-            *sum += v[at..at + inner]
-                .iter()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum::<f64>();
-        }
+    for (i, x) in w.iter().enumerate() {
+        sums[(i / inner) % n] += square(x);
     }
-    let scales: Vec<f64> = sums
-        .iter()
-        .zip(g)
-        .map(|(s, &g)| f64::from(g) / s.sqrt())
-        .collect();
-    let mut out = Vec::with_capacity(v.len());
-    for o in 0..outer {
-        for (j, scale) in scales.iter().enumerate() {
-            let at = (o * n + j) * inner;
-            out.extend(
-                v[at..at + inner]
-                    .iter()
-                    .map(|&x| (f64::from(x) * scale) as f32),
-            );
-        }
-    }
-    out
+    sums.iter().map(|s| s.sqrt()).collect()
 }
 
 /// A stored tensor's values as f32.

@@ -52,7 +52,10 @@ fn keys_under_another_prefix_load_fully_with_align_auto() {
     let from_code = Pretrain::from(fixture(DP)).with_align(Align::Auto);
     assert_eq!(from_json, from_code);
     let (model, report) = model().load_pretrained(from_json).unwrap();
-    assert_eq!(report.summary(), "loaded 30/30 tensors (100 %)");
+    assert_eq!(
+        report.summary(),
+        "loaded 30/30 model tensors (100 %), used 30/32 checkpoint tensors (94 %)"
+    );
     assert_eq!(
         report.view().last(),
         Some(&ViewStep::Aligned {
@@ -122,7 +125,10 @@ fn a_name_that_differs_in_case_is_paired_and_the_suggested_remap_loads_it() {
         .with_remap(&remap.from, &remap.to)
         .with_strict(true);
     let (model, report) = model().load_pretrained(spec).unwrap();
-    assert_eq!(report.summary(), "loaded 6/6 tensors (100 %)");
+    assert_eq!(
+        report.summary(),
+        "loaded 6/6 model tensors (100 %), used 6/6 checkpoint tensors (100 %)"
+    );
     let stored = |key| saved_tensor::<1>("hints/case.pth", key, &device);
     assert_eq!(
         relative_error(model.conv1_bn.gamma.val(), stored("conv1_BN.weight")),

@@ -169,7 +169,7 @@ fn keep_and_error_policies_decide_a_mismatch() {
         })
     );
     assert_eq!(report.loaded().len(), 0);
-    assert!(report.summary().contains("loaded 0/2 tensors (0 %)"));
+    assert!(report.summary().contains("loaded 0/2 model tensors (0 %)"));
     assert_eq!(kept.head.weight.dims(), [16, 3]);
 }
 
@@ -210,7 +210,10 @@ fn a_half_loaded_layer_fails_by_default_and_names_the_layer() {
     let Error::Unmet { report, .. } = &err else {
         panic!("{err:?}")
     };
-    assert_eq!(report.summary(), "loaded 1/2 tensors (50 %)");
+    assert_eq!(
+        report.summary(),
+        "loaded 1/2 model tensors (50 %), used 1/6 checkpoint tensors (17 %)"
+    );
     assert_eq!(
         model.head.bias.as_ref().unwrap().val().into_data(),
         before,

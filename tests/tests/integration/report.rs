@@ -16,11 +16,11 @@ fn text_report_for_another_class_count() {
 Loaded pretrained model [Classifier] from <dp> (PyTorch zip)
   view: unwrapped `state_dict`, ignored optimizer (20 tensors)
   view: stripped `module.` from 38 keys
-  loaded 30/32 tensors (94 %): backbone 30/30, head 0/2
+  loaded 30/32 model tensors (94 %), used 30/32 checkpoint tensors (94 %): backbone 30/30, head 0/2
   shape mismatch, model keeps its values:
     head.fc.weight: model [7, 8] vs. checkpoint [5, 8]
     head.fc.bias: model [7] vs. checkpoint [5]
-  ignored (outside the `state_dict` container): optimizer.state.{0..19}.momentum_buffer
+  ignored (outside the `state_dict` container): optimizer.* (20 tensors)
   ignored (BatchNorm step counter, not a parameter): backbone.bn1.num_batches_tracked, backbone.layer1.{0,1}.bn1.num_batches_tracked, backbone.layer1.{0,1}.bn2.num_batches_tracked, backbone.layer1.1.downsample.1.num_batches_tracked
 ";
     assert_eq!(text, expected);

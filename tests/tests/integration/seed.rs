@@ -251,11 +251,17 @@ fn with_pretrain_warns_below_full_coverage() {
         "{log}"
     );
     assert!(
-        lines[0].ends_with("(PyTorch zip): loaded 30/32 tensors (94 %)"),
+        lines[0].ends_with(
+            "(PyTorch zip): loaded 30/32 model tensors (94 %), used 30/32 checkpoint tensors (94 %)"
+        ),
         "{log}"
     );
     assert!(lines[1].contains("INFO"), "{log}");
-    assert!(lines[1].ends_with("loaded 32/32 tensors (100 %)"), "{log}");
+    assert!(
+        lines[1]
+            .ends_with("loaded 32/32 model tensors (100 %), used 32/32 checkpoint tensors (100 %)"),
+        "{log}"
+    );
     assert!(
         log.contains("shape mismatch, model keeps its values:\n  head.fc.weight: model [7, 8] vs. checkpoint [5, 8]"),
         "{log}"
