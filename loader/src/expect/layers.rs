@@ -228,14 +228,21 @@ pub(super) fn layer_counts(
                 0 => String::new(),
                 n => format!(" and {n} more"),
             };
+            // A recurrent layer's `_l{k}` layers are a `Vec` of single layers in burn.
+            let build = match family.style {
+                Style::Suffix => format!(
+                    "build {n} (a `Vec` of {n} layers, as PyTorch's `num_layers={n}`)",
+                    n = in_checkpoint.len()
+                ),
+                Style::Segment => format!("build {}", in_checkpoint.len()),
+            };
             out.push(format!(
-                "checkpoint has {} layers of `{}` ({}), the model {} ({}): build {}, or allow with `{escape}` ({what}: {}{more})",
+                "checkpoint has {} layers of `{}` ({}), the model {} ({}): {build}, or allow with `{escape}` ({what}: {}{more})",
                 in_checkpoint.len(),
                 family.name(),
                 family.range(in_checkpoint),
                 in_model.len(),
                 family.range(in_model),
-                in_checkpoint.len(),
                 folded.join(", "),
             ));
         }

@@ -130,7 +130,7 @@ fn fold_leaves(items: Vec<Vec<String>>) -> Vec<String> {
 
 /// `items` grouped by `key`, groups in order of first appearance, items in order (one hash
 /// lookup each: lists of 100k keys stay linear).
-pub(super) fn group_by<T, K: std::hash::Hash + Eq + Copy>(
+pub(super) fn group_by<T, K: std::hash::Hash + Eq + Clone>(
     items: impl IntoIterator<Item = T>,
     key: impl Fn(&T) -> K,
 ) -> Vec<(K, Vec<T>)> {
@@ -138,7 +138,7 @@ pub(super) fn group_by<T, K: std::hash::Hash + Eq + Copy>(
     let mut slot: HashMap<K, usize> = HashMap::new();
     for item in items {
         let k = key(&item);
-        let i = *slot.entry(k).or_insert_with(|| {
+        let i = *slot.entry(k.clone()).or_insert_with(|| {
             groups.push((k, Vec::new()));
             groups.len() - 1
         });

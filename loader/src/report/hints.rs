@@ -144,13 +144,47 @@ impl Hint {
         }
     }
 
-    /// Every pair under `model_parent` ↔ `stored_parent` agrees in leaf names and shapes.
+    /// Every pair under `model_parent` ↔ `stored_parent` agrees in leaf names and shapes; a
+    /// `*` in both stands for the same layer index.
     fn renamed_parent(model_parent: &str, stored_parent: &str, pairs: &[(&str, &str)]) -> Self {
-        let from = format!("^{}", regex::escape(&format!("{stored_parent}.")));
-        let to = format!("{model_parent}.");
+        let mut group = 0;
+        let from: Vec<String> = stored_parent
+            .split('.')
+            .map(|s| match s {
+                "*" => r"(\d+)".to_string(),
+                s => regex::escape(s),
+            })
+            .collect();
+        let to: Vec<String> = model_parent
+            .split('.')
+            .map(|s| match s {
+                "*" => {
+                    group += 1;
+                    format!("${{{group}}}")
+                }
+                s => s.to_string(),
+            })
+            .collect();
+        let from = format!("^{}\\.", from.join("\\."));
+        let to = format!("{}.", to.join("."));
+        // Only the last name differs: the field's rename says it once in the model.
+        let rename = match (
+            model_parent.rsplit_once('.'),
+            stored_parent.rsplit_once('.'),
+        ) {
+            (Some((a, field)), Some((b, stored))) if a == b => {
+                format!(", or `#[pretrain(rename = \"{stored}\")]` on the field `{field}`")
+            }
+            (None, None) => {
+                format!(
+                    ", or `#[pretrain(rename = \"{stored_parent}\")]` on the field `{model_parent}`"
+                )
+            }
+            _ => String::new(),
+        };
         Self {
             message: format!(
-                "model `{model_parent}.*` ↔ checkpoint `{stored_parent}.*`: {} tensors agree in name and shape; remap `{from}` → `{to}`",
+                "model `{model_parent}.*` ↔ checkpoint `{stored_parent}.*`: {} tensors agree in name and shape; remap `{from}` → `{to}`{rename}",
                 pairs.len(),
             ),
             remap: Some(remap(from, to)),
@@ -280,8 +314,11 @@ pub(super) fn hints(plan: &Plan, aligned: bool) -> Vec<Hint> {
         }
     }
     // Group by the two parents: a group whose leaves agree is one rename of a path.
+    // Parents that differ only in a name, at the same layer indices in both, are one group
+    // across the layers (`blocks.*.layer_norm` ↔ `blocks.*.LayerNorm`).
     let groups: Vec<PairGroup> = group_by(pairs.iter().copied(), |(model, stored)| {
-        (parent(model), parent(stored))
+        let (model, stored) = (parent(model), parent(stored));
+        numbered(model, stored).unwrap_or_else(|| (model.to_string(), stored.to_string()))
     });
     for ((model_parent, stored_parent), list) in &groups {
         let same_leaves = list.iter().all(|(m, c)| leaf(m) == leaf(c));
@@ -337,7 +374,33 @@ pub(super) fn hints(plan: &Plan, aligned: bool) -> Vec<Hint> {
 }
 
 /// Pairs of (model key, checkpoint key) under one (model parent, checkpoint parent).
-type PairGroup<'a> = ((&'a str, &'a str), Vec<(&'a str, &'a str)>);
+type PairGroup<'a> = ((String, String), Vec<(&'a str, &'a str)>);
+
+/// Two parents with the same layer index at each numeric segment, those segments as `*`
+/// (`blocks.3.layer_norm`, `blocks.3.LayerNorm` → `blocks.*.layer_norm`, `blocks.*.LayerNorm`);
+/// `None` without such a segment or where the indices or depths differ.
+fn numbered(model: &str, stored: &str) -> Option<(String, String)> {
+    let (m, c): (Vec<&str>, Vec<&str>) = (model.split('.').collect(), stored.split('.').collect());
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if m.len() != c.len() || !m.iter().any(|s| numeric(s)) {
+        return None;
+    }
+    let mut out = (Vec::new(), Vec::new());
+    for (a, b) in m.iter().zip(&c) {
+        match (numeric(a), numeric(b)) {
+            (true, true) if a == b => {
+                out.0.push("*");
+                out.1.push("*");
+            }
+            (false, false) => {
+                out.0.push(a);
+                out.1.push(b);
+            }
+            _ => return None,
+        }
+    }
+    Some((out.0.join("."), out.1.join(".")))
+}
 
 /// A key's name tokens, order and case aside: split at `.`, `_` and CamelCase word starts
 /// (`LayerNorm` is `layer_norm`), lowercased, `l0` (a

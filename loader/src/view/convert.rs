@@ -126,14 +126,12 @@ struct Pattern {
 }
 
 impl Pattern {
-    fn new(text: &str) -> Self {
-        let body: Vec<String> = text.split('*').map(|part| regex::escape(part)).collect();
-        let re = Regex::new(&format!("^{}$", body.join("(.+)")))
-            .expect("escaped literals and groups form a valid regex");
-        Self {
+    fn new(text: &str) -> std::result::Result<Self, regex::Error> {
+        let body: Vec<String> = text.split('*').map(regex::escape).collect();
+        Ok(Self {
             text: text.to_string(),
-            re,
-        }
+            re: Regex::new(&format!("^{}$", body.join("(.+)")))?,
+        })
     }
 
     fn stars(&self) -> usize {
@@ -195,8 +193,14 @@ impl Compiled {
         if stored.is_empty() || made.is_empty() {
             return Err(invalid("it names no key".into()));
         }
-        let stored: Vec<Pattern> = stored.into_iter().map(Pattern::new).collect();
-        let made: Vec<Pattern> = made.into_iter().map(Pattern::new).collect();
+        let compile = |texts: Vec<&str>| {
+            texts
+                .into_iter()
+                .map(Pattern::new)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| invalid(e.to_string()))
+        };
+        let (stored, made) = (compile(stored)?, compile(made)?);
         let stars = stored[0].stars();
         if let Some(p) = stored.iter().chain(&made).find(|p| p.stars() != stars) {
             return Err(invalid(format!(
@@ -425,7 +429,7 @@ impl View {
                 }
                 let mut merged = shape.clone();
                 merged[axis] = parts.iter().map(|p| p.entry.shape()[axis]).sum();
-                let into = outputs.into_iter().next().expect("merge makes one key");
+                let into = outputs[0].clone();
                 Ok(vec![derived(
                     into,
                     merged,
@@ -446,7 +450,7 @@ impl View {
                             c.refuse(format!("`{}` {shape:?} has no axis {axis}", first.key))
                         );
                     }
-                    true if shape[axis] % n == 0 => vec![shape[axis] / n; n],
+                    true if shape[axis].is_multiple_of(n) => vec![shape[axis] / n; n],
                     true => {
                         return Err(c.refuse(format!(
                             "`{}` {shape:?}: {} along axis {axis} does not split into {n} equal parts (give sizes)",
@@ -480,7 +484,7 @@ impl View {
                 let axes = permutation(c, axes, shape.len(), &first.key)?;
                 let out: Vec<usize> = axes.iter().map(|&a| shape[a]).collect();
                 let source = stored[0].clone();
-                let key = outputs.into_iter().next().expect("transpose keeps its key");
+                let key = outputs[0].clone();
                 Ok(vec![derived(
                     key,
                     out,
@@ -494,7 +498,7 @@ impl View {
                 let to = resolve_shape(to, numel)
                     .map_err(|why| c.refuse(format!("`{}` {shape:?}: {why}", first.key)))?;
                 let (source, out) = (stored[0].clone(), to.clone());
-                let key = outputs.into_iter().next().expect("reshape keeps its key");
+                let key = outputs[0].clone();
                 Ok(vec![derived(
                     key,
                     to,
@@ -514,7 +518,7 @@ impl View {
                 let (g, v) = (parts[0], parts[1]);
                 let dim = weight_norm::norm_dim(g.entry.shape(), v.entry.shape())
                     .map_err(|why| c.refuse(format!("`{}`, `{}`: {why}", g.key, v.key)))?;
-                let into = outputs.into_iter().next().expect("a fold makes one key");
+                let into = outputs[0].clone();
                 let entry = weight_norm::folded_entry(into.clone(), &g.entry, &v.entry, dim);
                 Ok(vec![ViewEntry {
                     key: into,
@@ -594,7 +598,7 @@ fn undo_one(
                     .collect::<Option<Vec<_>>>()
                 {
                     Some(sizes) if sizes.iter().sum::<usize>() == shape[*axis] => sizes,
-                    _ if shape[*axis] % n == 0 => vec![shape[*axis] / n; n],
+                    _ if shape[*axis].is_multiple_of(n) => vec![shape[*axis] / n; n],
                     _ => {
                         return Err(c.refuse(format!(
                             "exporting `{key}` {shape:?}: {} along axis {axis} is not {n} equal parts, and no checkpoint gives the sizes",
@@ -679,16 +683,16 @@ mod tests {
 
     #[test]
     fn patterns_match_and_expand_both_ways() {
-        let p = Pattern::new("*.gate_proj.weight");
+        let p = Pattern::new("*.gate_proj.weight").unwrap();
         let stars = p.matches("layers.3.mlp.gate_proj.weight").unwrap();
         assert_eq!(stars, ["layers.3.mlp"]);
         assert_eq!(
-            Pattern::new("*.gate_up.weight").expand(&stars),
+            Pattern::new("*.gate_up.weight").unwrap().expand(&stars),
             "layers.3.mlp.gate_up.weight"
         );
         assert!(p.matches("layers.3.mlp.gate_proj.bias").is_none());
         // Literal characters are literal, dots included.
-        assert!(Pattern::new("a.b").matches("axb").is_none());
+        assert!(Pattern::new("a.b").unwrap().matches("axb").is_none());
     }
 
     #[test]
@@ -700,9 +704,10 @@ mod tests {
         let data = TensorData::new((0..24).map(|x| x as f32).collect::<Vec<_>>(), [2, 3, 4]);
         let t = permute(&data, &[2, 0, 1]);
         assert_eq!(t.shape().to_vec(), [4, 2, 3]);
-        // out[k][i][j] = in[i][j][k]
+        // out[k][i][j] = in[i][j][k]: out[3][1][2] = in[1][2][3], at 1·12 + 2·4 + 3.
         let v = t.try_into_vec::<f32>().unwrap();
-        assert_eq!(v[(3 * 2 + 1) * 3 + 2], (1 * 12 + 2 * 4 + 3) as f32);
+        let (i, j, k) = (1, 2, 3);
+        assert_eq!(v[(k * 2 + i) * 3 + j], (i * 12 + j * 4 + k) as f32);
     }
 
     #[test]

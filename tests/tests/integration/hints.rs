@@ -97,7 +97,7 @@ fn a_name_that_differs_in_case_is_paired_and_the_suggested_remap_loads_it() {
     assert_eq!(
         messages(&report),
         [
-            "model `conv1_bn.*` ↔ checkpoint `conv1_BN.*`: 4 tensors agree in name and shape; remap `^conv1_BN\\.` → `conv1_bn.`"
+            "model `conv1_bn.*` ↔ checkpoint `conv1_BN.*`: 4 tensors agree in name and shape; remap `^conv1_BN\\.` → `conv1_bn.`, or `#[pretrain(rename = \"conv1_BN\")]` on the field `conv1_bn`"
         ]
     );
     let hint = &report.hints()[0];

@@ -514,3 +514,66 @@ fn converters_that_do_not_fit_are_refused_with_the_keys_named() {
         "{err}"
     );
 }
+
+#[derive(Module, Debug, Pretrainable)]
+struct PlainBlock {
+    fc: Linear,
+    layer_norm: burn::nn::LayerNorm,
+}
+
+#[derive(Module, Debug, Pretrainable)]
+struct PlainBlocks {
+    blocks: Vec<PlainBlock>,
+}
+
+#[test]
+fn layer_norm_and_layernorm_are_one_name_and_one_hint_for_every_block() {
+    let device = Device::flex();
+    let path = fixture("porting/blocks.pth");
+    let path = path.to_str().unwrap();
+    let model = || PlainBlocks {
+        blocks: (0..6)
+            .map(|_| PlainBlock {
+                fc: LinearConfig::new(4, 4).init(&device),
+                layer_norm: burn::nn::LayerNormConfig::new(4).init(&device),
+            })
+            .collect(),
+    };
+    let (_, report) = model().load_pretrained(path).unwrap();
+    let hints: Vec<String> = report.hints().iter().map(|h| h.to_string()).collect();
+    assert_eq!(
+        hints,
+        [
+            r#"model `blocks.*.layer_norm.*` ↔ checkpoint `blocks.*.LayerNorm.*`: 12 tensors agree in name and shape; remap `^blocks\.(\d+)\.LayerNorm\.` → `blocks.${1}.layer_norm.`, or `#[pretrain(rename = "LayerNorm")]` on the field `layer_norm`"#
+        ]
+    );
+    let (_, report) = model()
+        .load_pretrained(with_hinted_remaps(path, report.hints()))
+        .unwrap();
+    assert!(report.is_complete(), "{report}");
+}
+
+#[derive(Module, Debug, Pretrainable)]
+struct OneLayer {
+    rnn: burn::nn::Lstm,
+    proj: Linear,
+}
+
+#[test]
+fn a_single_lstm_for_a_three_layer_checkpoint_names_the_counts() {
+    let device = Device::flex();
+    let model = OneLayer {
+        rnn: burn::nn::LstmConfig::new(4, 6, true).init(&device),
+        proj: LinearConfig::new(6, 3).init(&device),
+    };
+    let err = model
+        .load_pretrained(fixture("porting/lstm3.pth").to_str().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "checkpoint has 3 layers of `rnn` (`_l0`…`_l2`), the model 1 (`_l0`): build 3"
+        ),
+        "{err}"
+    );
+}
