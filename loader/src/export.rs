@@ -8,9 +8,9 @@ use std::path::Path;
 
 use burn::tensor::TensorData;
 
-use crate::apply::layout::{concat, transpose};
 use crate::error::{Cause, Error, Result};
 use crate::format::{Checkpoint, Convention, DType};
+use crate::layout::{concat, transpose};
 use crate::mapping::{Layout, Mapper, Mode, Pretrainable};
 use crate::plan::unique_keys;
 use crate::view::Converter;

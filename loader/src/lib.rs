@@ -33,6 +33,7 @@ pub mod error;
 pub mod expect;
 pub mod export;
 pub mod format;
+mod layout;
 mod load;
 pub mod mapping;
 mod plan;

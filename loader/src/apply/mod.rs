@@ -3,7 +3,6 @@
 //! touched; then run the model's mapping in apply mode to put them in.
 
 pub(crate) mod batch;
-pub(crate) mod layout;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -12,11 +11,11 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::{Convention, DType, Span, TensorEntry};
+use crate::layout::{self, Buffer, split, transpose};
 use crate::mapping::{Layout, Mapper, Mode, Piece, Pretrainable, Target};
 use crate::plan::{Action, Adapt, Plan};
 use crate::source::bytes::{ByteSource, LocalFile};
 use crate::view::View;
-use layout::{Buffer, split, transpose};
 
 /// What [`read`] produced: every planned tensor prepared, keyed by model path, and how
 /// many bytes of tensor data were taken from the checkpoint for them.

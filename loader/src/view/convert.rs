@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::weight_norm;
 use super::{View, ViewEntry, ViewStep};
-use crate::apply::layout::{concat, split};
 use crate::error::{Error, Result};
 use crate::format::{DType, TensorEntry};
+use crate::layout::{concat, split};
 
 /// One tensor rewrite, in code or in a config's `convert` list (externally tagged:
 /// `{"merge": {"from": ["*.gate_proj.weight", "*.up_proj.weight"], "into": "*.gate_up.weight",

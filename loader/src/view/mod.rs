@@ -170,22 +170,21 @@ impl std::fmt::Display for ViewStep {
                 write!(f, "remapped `{from}` → `{to}` on {keys} keys")
             }
             ViewStep::Converted { converter, keys } => {
-                let made = crate::report::fold_keys(keys);
-                write!(f, "{converter}: made {}", made.join(", "))
+                write!(f, "{converter}: made {}", some_keys(keys))
             }
             ViewStep::FoldedWeightNorm { from: [g, v], keys } => {
-                let shown: Vec<String> = keys.iter().take(4).map(|k| format!("`{k}`")).collect();
-                let more = match keys.len().saturating_sub(4) {
-                    0 => String::new(),
-                    n => format!(" and {n} more"),
-                };
-                write!(
-                    f,
-                    "folded weight norm ({g}, {v}) into {}{more}",
-                    shown.join(", ")
-                )
+                write!(f, "folded weight norm ({g}, {v}) into {}", some_keys(keys))
             }
         }
+    }
+}
+
+/// `` `a`, `b`, `c`, `d` and 5 more ``: the first keys a step made.
+fn some_keys(keys: &[String]) -> String {
+    let shown: Vec<String> = keys.iter().take(4).map(|k| format!("`{k}`")).collect();
+    match keys.len().saturating_sub(4) {
+        0 => shown.join(", "),
+        n => format!("{} and {n} more", shown.join(", ")),
     }
 }
 

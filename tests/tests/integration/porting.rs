@@ -410,11 +410,11 @@ fn converters_from_a_config_reproduce_pytorch_and_export_undoes_them() {
     assert!(report.is_complete(), "{report}");
     let text = report.to_string();
     for line in [
-        "view: merge `gate_proj.weight` + `up_proj.weight` → `gate_up.weight` (axis 0): made gate_up.weight",
-        "view: split `qkv.*` → `q.*` + `k.*` + `v.*` (axis 0): made q.{bias,weight}, k.{bias,weight}, v.{bias,weight}",
-        "view: transpose `c_proj.weight`: made c_proj.weight",
-        "view: reshape `head.weight` → [3, -1]: made head.weight",
-        "view: fold weight norm `wn.g` + `wn.v` → `wn.weight`: made wn.weight",
+        "view: merge `gate_proj.weight` + `up_proj.weight` → `gate_up.weight` (axis 0): made `gate_up.weight`",
+        "view: split `qkv.*` → `q.*` + `k.*` + `v.*` (axis 0): made `q.bias`, `k.bias`, `v.bias`, `q.weight` and 2 more",
+        "view: transpose `c_proj.weight`: made `c_proj.weight`",
+        "view: reshape `head.weight` → [3, -1]: made `head.weight`",
+        "view: fold weight norm `wn.g` + `wn.v` → `wn.weight`: made `wn.weight`",
     ] {
         assert!(text.contains(line), "{line}\n{text}");
     }
