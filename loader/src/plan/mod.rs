@@ -169,7 +169,11 @@ fn recomputed_buffer(key: &str) -> bool {
     let leaf = key.rsplit('.').next().unwrap_or(key);
     matches!(
         leaf,
-        "position_ids" | "token_type_ids" | "relative_position_index" | "masked_bias"
+        "position_ids"
+            | "token_type_ids"
+            | "relative_position_index"
+            | "masked_bias"
+            | "num_batches_tracked"
     )
 }
 
