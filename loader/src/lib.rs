@@ -48,7 +48,7 @@ pub use burn_pretrain_derive::Pretrainable;
 pub use error::{Error, Result};
 pub use expect::Expect;
 pub use format::Checkpoint;
-pub use load::{PretrainExt, open_checkpoint};
+pub use load::{PretrainExt, fetch_file, open_checkpoint};
 pub use mapping::Pretrainable;
 pub use policy::{MismatchRule, Policy};
 pub use report::LoadReport;

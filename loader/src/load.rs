@@ -195,6 +195,21 @@ impl Prepared {
     }
 }
 
+/// Fetch the file at `location` (a path or any URI a checkpoint may come from: http(s), s3,
+/// gs, az, `hf://org/repo[@revision]/file`) through the same cache and `options`, and give its
+/// local path: how the other files of a model repository (`config.json`, `tokenizer.json`)
+/// are read. A file that is not there, local or remote, is `Error::NotFound`.
+pub fn fetch_file(location: &str, options: &crate::source::FetchOptions) -> Result<PathBuf> {
+    let parsed = Location::parse(location)?;
+    let fetched = Fetcher::new(options)?.fetch(&parsed, false)?;
+    if !fetched.path.is_file() {
+        return Err(Error::NotFound {
+            uri: source::redact(location),
+        });
+    }
+    Ok(fetched.path)
+}
+
 /// Fetch (through the cache, if remote) and open the checkpoint of `spec`. Reads headers only.
 pub fn open_checkpoint(spec: &Pretrain) -> Result<Checkpoint> {
     let location = Location::parse(spec.path())?;

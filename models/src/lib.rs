@@ -27,6 +27,7 @@ mod head;
 pub mod limits;
 mod neck;
 mod registry;
+pub mod repository;
 mod resnet;
 mod vit;
 

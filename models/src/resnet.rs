@@ -1,13 +1,14 @@
 //! ResNet (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016), as
-//! torchvision implements it (`torchvision/models/resnet.py`) without `avgpool` and `fc`: the
-//! seed's backbone. Field names are torchvision's state-dict keys (`conv1`, `bn1`,
+//! torchvision implements it (`torchvision/models/resnet.py`; timm's `resnet*` have the same
+//! layout and keys): the seed's backbone, without `avgpool` and `fc` unless `num_classes` asks
+//! for the classifier (global average pooling and `fc`, giving logits). Field names are torchvision's state-dict keys (`conv1`, `bn1`,
 //! `layer1.0.downsample.0`, ...), so its checkpoints load with the identity mapping.
 //! `groups`/`width_per_group` give ResNeXt (Xie et al., CVPR 2017) and Wide ResNet
 //! (Zagoruyko & Komodakis, BMVC 2016).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn_pretrain::Pretrainable;
@@ -42,9 +43,21 @@ pub struct ResNetConfig {
     /// Channels of the stem (64 in torchvision; smaller for test-sized models).
     #[serde(default = "sixty_four")]
     pub base_channels: usize,
+    /// Channels of the stem when they differ from `base_channels` (timm's plain stem keeps
+    /// 64 whatever its stages' widths); `None`: `base_channels`, as torchvision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stem_channels: Option<usize>,
     /// Input channels.
     #[serde(default = "three")]
     pub in_channels: usize,
+    /// Classes of the `fc` classifier after global average pooling (logits out); 0 (the
+    /// default): none, features out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_classes: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_depth() -> usize {
@@ -84,7 +97,9 @@ impl ResNetConfig {
             groups: 1,
             width_per_group: 64,
             base_channels: 64,
+            stem_channels: None,
             in_channels: 3,
+            num_classes: 0,
         }
     }
 
@@ -129,6 +144,12 @@ impl ResNetConfig {
         self.width_per_group = width;
         self
     }
+    /// End in the `fc` classifier of `num_classes` (0: no classifier).
+    #[must_use]
+    pub fn with_num_classes(mut self, num_classes: usize) -> Self {
+        self.num_classes = num_classes;
+        self
+    }
     /// Set the stem width (64 in torchvision).
     #[must_use]
     pub fn with_base_channels(mut self, channels: usize) -> Self {
@@ -152,6 +173,7 @@ impl ResNetConfig {
             ("groups", self.groups),
             ("width_per_group", self.width_per_group),
             ("base_channels", self.base_channels),
+            ("stem_channels", self.stem()),
             ("in_channels", self.in_channels),
         ] {
             if value == 0 {
@@ -210,6 +232,11 @@ impl ResNetConfig {
         Ok((bottleneck, blocks))
     }
 
+    /// The stem's channels.
+    fn stem(&self) -> usize {
+        self.stem_channels.unwrap_or(self.base_channels)
+    }
+
     /// Parameter and buffer values of the network `init` builds, counted without overflow
     /// (`None` if the count overflows).
     fn parameter_count(&self, bottleneck: bool, blocks: &[usize; 4]) -> Option<u128> {
@@ -217,8 +244,9 @@ impl ResNetConfig {
         let base = self.base_channels;
         // A BatchNorm: weight, bias, running mean and variance.
         let bn = |c: usize| p(&[4, c]);
-        let mut total = p(&[self.in_channels, base, 49])?.checked_add(bn(base)?)?;
-        let mut inplanes = base;
+        let stem = self.stem();
+        let mut total = p(&[self.in_channels, stem, 49])?.checked_add(bn(stem)?)?;
+        let mut inplanes = stem;
         for (i, &n) in blocks.iter().enumerate() {
             let planes = base.checked_shl(i as u32).filter(|v| v >> i == base)?;
             for b in 0..n {
@@ -258,6 +286,9 @@ impl ResNetConfig {
                 inplanes = out;
             }
         }
+        if self.num_classes > 0 {
+            total = total.checked_add(p(&[inplanes.checked_add(1)?, self.num_classes])?)?;
+        }
         Some(total)
     }
 
@@ -272,7 +303,8 @@ impl ResNetConfig {
     pub fn init(&self, device: &Device) -> Result<ResNet, InvalidField> {
         let (bottleneck, blocks) = self.validate()?;
         let base = self.base_channels;
-        let mut inplanes = base;
+        let stem = self.stem();
+        let mut inplanes = stem;
         let mut stages = Vec::with_capacity(4);
         for (i, &n) in blocks.iter().enumerate() {
             let planes = base << i;
@@ -293,12 +325,12 @@ impl ResNetConfig {
         let mut stages = stages.into_iter();
         let mut next = || stages.next().unwrap_or_default();
         Ok(ResNet {
-            conv1: Conv2dConfig::new([self.in_channels, base], [7, 7])
+            conv1: Conv2dConfig::new([self.in_channels, stem], [7, 7])
                 .with_stride([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
                 .with_bias(false)
                 .init(device),
-            bn1: BatchNormConfig::new(base).init(device),
+            bn1: BatchNormConfig::new(stem).init(device),
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -307,6 +339,8 @@ impl ResNetConfig {
             layer2: next(),
             layer3: next(),
             layer4: next(),
+            fc: (self.num_classes > 0)
+                .then(|| LinearConfig::new(inplanes, self.num_classes).init(device)),
         })
     }
 }
@@ -479,6 +513,8 @@ pub struct ResNet {
     pub layer3: Vec<Block>,
     /// Stage 4 (stride 2).
     pub layer4: Vec<Block>,
+    /// The classifier after global average pooling (with `num_classes`).
+    pub fc: Option<Linear>,
 }
 
 impl ResNet {
@@ -491,11 +527,21 @@ impl ResNet {
             .flatten()
             .fold(x, |x, block| block.forward(x))
     }
+
+    /// Logits of a batch of images: the features averaged over space, then `fc` (torchvision's
+    /// and timm's `avgpool` + `flatten` + `fc`); the pooled features without `fc`.
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        let pooled: Tensor<2> = self.forward(x).mean_dim(3).mean_dim(2).flatten(1, 3);
+        match &self.fc {
+            Some(fc) => fc.forward(pooled),
+            None => pooled,
+        }
+    }
 }
 
 impl Stage for ResNet {
     fn output_rank(&self, input_rank: usize) -> Result<usize, RankError> {
-        takes_images("ResNet", input_rank, 4)
+        takes_images("ResNet", input_rank, if self.fc.is_some() { 2 } else { 4 })
     }
 
     fn input_channels(&self) -> Option<usize> {
@@ -507,6 +553,9 @@ impl Stage for ResNet {
         let last = [&self.layer4, &self.layer3, &self.layer2, &self.layer1]
             .into_iter()
             .find_map(|stage| stage.last());
+        if let Some(fc) = &self.fc {
+            return Ok(fc.weight.lazy_shape().to_vec()[1]);
+        }
         Ok(match last {
             Some(Block::Basic(b)) => b.bn2.gamma.lazy_shape().to_vec()[0],
             Some(Block::Bottleneck(b)) => b.bn3.gamma.lazy_shape().to_vec()[0],
@@ -516,7 +565,10 @@ impl Stage for ResNet {
 
     fn forward(&self, x: Features) -> Features {
         match x {
-            Features::D4(x) => Features::D4(ResNet::forward(self, x)),
+            Features::D4(x) => match &self.fc {
+                Some(_) => Features::D2(self.logits(x)),
+                None => Features::D4(ResNet::forward(self, x)),
+            },
             other => unexpected_rank("ResNet", other.rank()),
         }
     }

@@ -76,6 +76,16 @@ pub enum ConfigError {
         /// What is wrong and what is allowed: the deserializer's error, or ours.
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// A level's `from` repository could not be read or stands for nothing the zoo builds.
+    #[error("{path}: cannot build from repository {location}")]
+    Repository {
+        /// The level (`backbone.from`).
+        path: String,
+        /// The repository given.
+        location: String,
+        /// Why.
+        source: Box<crate::repository::RepositoryError>,
+    },
     /// A level's `pretrain` could not be loaded.
     #[error("{path}: cannot load its pretrain")]
     Pretrain {
@@ -99,9 +109,25 @@ pub struct ScopedLoad {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BuildReport {
     loads: Vec<ScopedLoad>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    repositories: Vec<ScopedRepository>,
+}
+
+/// A repository a level was built `from`: its config file, weights, data config and labels.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScopedRepository {
+    /// The config path of the level (empty for the root).
+    pub scope: String,
+    /// What was read from it.
+    pub repository: crate::repository::Repository,
 }
 
 impl BuildReport {
+    /// The repositories levels were built from, in build order.
+    pub fn repositories(&self) -> &[ScopedRepository] {
+        &self.repositories
+    }
+
     /// The loads, inner levels first.
     pub fn loads(&self) -> &[ScopedLoad] {
         &self.loads
@@ -151,6 +177,21 @@ impl BuildReport {
 
 impl fmt::Display for BuildReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for r in &self.repositories {
+            let scope = if r.scope.is_empty() {
+                "(root)"
+            } else {
+                &r.scope
+            };
+            writeln!(
+                f,
+                "[{scope}] built `{}` from {}: config {}, weights {}",
+                r.repository.architecture,
+                r.repository.location,
+                r.repository.config_file,
+                r.repository.weights
+            )?;
+        }
         for load in &self.loads {
             let scope = if load.scope.is_empty() {
                 "(root)"
@@ -192,6 +233,7 @@ pub struct BuildCtx<'a> {
     device: &'a Device,
     path: Vec<String>,
     loads: Vec<ScopedLoad>,
+    repositories: Vec<ScopedRepository>,
     dry_run: bool,
 }
 
@@ -329,12 +371,16 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
             device,
             path: Vec::new(),
             loads: Vec::new(),
+            repositories: Vec::new(),
             dry_run,
         };
         let model = self.build_in(config, &mut ctx, "")?;
         Ok(Built {
             model,
-            report: BuildReport { loads: ctx.loads },
+            report: BuildReport {
+                loads: ctx.loads,
+                repositories: ctx.repositories,
+            },
         })
     }
 
@@ -366,6 +412,71 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
         result
     }
 
+    /// The config a level `{"from": REPOSITORY, ...overrides}` stands for: the repository's
+    /// (its architecture, `model_args`, `num_classes`, its weights as `pretrain`) with the
+    /// level's other fields on top; a `pretrain` map of the level refines the repository's
+    /// (fetch options, expectations, mismatch rules), its `path` replacing the weights.
+    fn repository_config(
+        from: Value,
+        mut overrides: serde_json::Map<String, Value>,
+        ctx: &mut BuildCtx<'_>,
+    ) -> Result<Value, ConfigError> {
+        let Value::String(location) = from else {
+            return Err(ctx.invalid(
+                "from",
+                format!(
+                    "expected a repository (`hf://org/name[@revision]` or a directory), got {}",
+                    kind_of(&from)
+                ),
+            ));
+        };
+        if overrides.contains_key("type") {
+            return Err(ctx.invalid(
+                "type",
+                "`type` and `from` both given: the repository's config decides the type",
+            ));
+        }
+        let pretrain = overrides.remove("pretrain");
+        let fetch = match &pretrain {
+            Some(value @ Value::Object(m)) => {
+                let mut value = value.clone();
+                if !m.contains_key("path") {
+                    value["path"] = Value::String(String::new());
+                }
+                let spec: Pretrain = serde_path_to_error::deserialize(value)
+                    .map_err(|e| ctx.invalid("pretrain", e.into_inner()))?;
+                spec.fetch().clone()
+            }
+            _ => Default::default(),
+        };
+        let repository =
+            crate::repository::Repository::open(&location, &fetch).map_err(|source| {
+                ConfigError::Repository {
+                    path: ctx.path_of("from"),
+                    location: location.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        let mut config = repository.model.clone();
+        match pretrain {
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    config["pretrain"][k] = v;
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(other) => config["pretrain"] = other,
+        }
+        for (k, v) in overrides {
+            config[k] = v;
+        }
+        ctx.repositories.push(ScopedRepository {
+            scope: ctx.path.join("."),
+            repository,
+        });
+        Ok(config)
+    }
+
     fn build_level(&self, config: &Value, ctx: &mut BuildCtx<'_>) -> Result<T, ConfigError> {
         let allowed = self.names().join(", ");
         let Value::Object(map) = config else {
@@ -379,6 +490,10 @@ impl<T: Pretrainable + Clone + 'static> Registry<T> {
             ));
         };
         let mut map = map.clone();
+        if let Some(from) = map.remove("from") {
+            let config = Self::repository_config(from, map, ctx)?;
+            return self.build_level(&config, ctx);
+        }
         let ty = match map.remove("type") {
             Some(Value::String(s)) => s,
             Some(other) => {

@@ -16,6 +16,7 @@ mod packed;
 mod policies;
 mod porting;
 mod report;
+mod repos;
 mod seed;
 mod sharded;
 mod sources;
