@@ -24,6 +24,9 @@ pub enum AnyModel {
 /// The files a command reading the config at `path` reads: the config and every local
 /// checkpoint its `pretrain`s name.
 pub fn config_inputs(path: &Path) -> anyhow::Result<Vec<(&'static str, std::path::PathBuf)>> {
+    if repository(path).is_some() {
+        return Ok(vec![("repository", path.to_path_buf())]);
+    }
     let config = read_config_file(path)?;
     let mut inputs = vec![("config", path.to_path_buf())];
     inputs.extend(
@@ -39,7 +42,19 @@ pub fn build(
     device: &Device,
     dry_run: bool,
 ) -> anyhow::Result<(AnyModel, BuildReport)> {
-    build_value(&read_config_file(path)?, path, device, dry_run)
+    let config = match repository(path) {
+        Some(config) => config,
+        None => read_config_file(path)?,
+    };
+    build_value(&config, path, device, dry_run)
+}
+
+/// A model repository where a config file is expected: a URI (`hf://org/name`) or a
+/// directory holding `config.json`, as the config `{"from": ...}`.
+fn repository(path: &Path) -> Option<serde_json::Value> {
+    let text = path.to_str()?;
+    (text.contains("://") || path.join("config.json").is_file())
+        .then(|| serde_json::json!({ "from": text }))
 }
 
 /// Build (or plan) from a config already read from `path`.
@@ -62,7 +77,7 @@ fn build_value(
         }
         .with_context(context)?;
         Ok((AnyModel::Classifier(built.model), built.report))
-    } else if BACKBONES.names().contains(&ty) {
+    } else if BACKBONES.names().contains(&ty) || (ty.is_empty() && config.get("from").is_some()) {
         let built = if dry_run {
             BACKBONES.plan(config, device)
         } else {

@@ -916,3 +916,25 @@ fn an_input_batch_that_is_a_fifo_is_refused_without_reading() {
     );
     assert!(err.contains("batch.npy"), "{err}");
 }
+
+/// A timm repository directory stands where a config is expected.
+#[test]
+fn load_takes_a_repository_directory_as_its_config() {
+    let repo = fixture("repos/timm_vit");
+    let out = run(&["load", repo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("[(root)] built `vit_tiny_patch16_224` from "),
+        "{text}"
+    );
+    assert!(
+        text.contains("pytorch_model.bin (PyTorch zip)\n  loaded 32/32 model tensors"),
+        "{text}"
+    );
+    assert!(text.contains("output [1, 4]"), "{text}");
+    let out = run(&["load", repo.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["output_shape"], serde_json::json!([1, 4]));
+    assert_eq!(json["missing"], serde_json::json!([]));
+}
