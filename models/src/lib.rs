@@ -26,6 +26,7 @@ mod features;
 mod head;
 pub mod limits;
 mod neck;
+pub mod preprocess;
 mod registry;
 pub mod repository;
 mod resnet;

@@ -3,6 +3,7 @@
 //! ([`Adaptation::plan`]), run on the values in f32 ([`Adaptation::run`]).
 
 use super::Policy;
+use super::resample::{Filter, resize_plane};
 
 /// Why a policy cannot change a stored tensor into the model's shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -264,74 +265,10 @@ fn in_channels(data: &[f32], stored: &[usize], from: usize, to: usize) -> Vec<f3
     out
 }
 
-/// Resample one `[h, w]` plane to `to`, separably, with PyTorch's antialiased bicubic
+/// Resample one `[h, w]` plane to `to` with PyTorch's antialiased bicubic
 /// (`F.interpolate(mode="bicubic", antialias=True, align_corners=False)`, Keys' a = -0.5).
 fn resample_plane(plane: &[f32], from: (usize, usize), to: (usize, usize)) -> Vec<f32> {
-    let (h, w) = from;
-    let (nh, nw) = to;
-    let wx = weights(w, nw);
-    let wy = weights(h, nh);
-    // Along the width first, then the height.
-    let mut rows = vec![0f64; h * nw];
-    for y in 0..h {
-        for (x, (start, ws)) in wx.iter().enumerate() {
-            rows[y * nw + x] = ws
-                .iter()
-                .enumerate()
-                .map(|(j, wt)| wt * plane[y * w + start + j] as f64)
-                .sum();
-        }
-    }
-    let mut out = vec![0f32; nh * nw];
-    for (y, (start, ws)) in wy.iter().enumerate() {
-        for x in 0..nw {
-            out[y * nw + x] = ws
-                .iter()
-                .enumerate()
-                .map(|(j, wt)| wt * rows[(start + j) * nw + x])
-                .sum::<f64>() as f32;
-        }
-    }
-    out
-}
-
-/// For each output index: the first input index and the normalised weights from there.
-fn weights(input: usize, output: usize) -> Vec<(usize, Vec<f64>)> {
-    let scale = input as f64 / output as f64;
-    let (support, invscale) = if scale >= 1.0 {
-        (2.0 * scale, 1.0 / scale)
-    } else {
-        (2.0, 1.0)
-    };
-    (0..output)
-        .map(|i| {
-            let center = scale * (i as f64 + 0.5);
-            // Truncation toward zero, as the reference's integer casts do.
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(input as i64) as usize;
-            let mut ws: Vec<f64> = (xmin..xmax)
-                .map(|j| cubic((j as f64 - center + 0.5) * invscale))
-                .collect();
-            let total: f64 = ws.iter().sum();
-            if total != 0.0 {
-                ws.iter_mut().for_each(|w| *w /= total);
-            }
-            (xmin, ws)
-        })
-        .collect()
-}
-
-/// Keys' cubic convolution kernel with a = -0.5.
-fn cubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
+    resize_plane(plane, from, to, Filter::Bicubic, |v| v)
 }
 
 #[cfg(test)]

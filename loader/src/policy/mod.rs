@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod adapt;
+pub mod resample;
 
 pub(crate) use adapt::Adaptation;
 

@@ -15,6 +15,7 @@ mod models;
 mod packed;
 mod policies;
 mod porting;
+mod preprocess;
 mod report;
 mod repos;
 mod seed;
