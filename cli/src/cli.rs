@@ -35,6 +35,10 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Build a config's model, load its `pretrain`s, write it back in PyTorch's names and layouts.
     Export(ExportArgs),
+    /// Classify images with a repository's model: prepared as its library prepares them, top-K classes.
+    Predict(PredictArgs),
+    /// Write images prepared as a repository's model sees them (timm's eval transform) as .npy.
+    Preprocess(PreprocessArgs),
     /// The seed's three scenarios on bundled checkpoints, on the CPU.
     Demo(DemoArgs),
 }
@@ -115,6 +119,38 @@ pub struct ExportArgs {
     pub config: PathBuf,
     /// The `.safetensors` file to write; PyTorch's twin loads it with `load_state_dict(strict=True)`.
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model repository (a directory with config.json, or hf://org/name[@revision]), or a
+    /// config whose root is `{"from": REPOSITORY, ...}`.
+    pub source: PathBuf,
+    /// PNG or JPEG images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// The device to run on.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub device: DeviceArg,
+    /// Print JSON: {"predictions": [{"image", "top": [{"index", "label", "probability"}]}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreprocessArgs {
+    /// A model repository (a directory with config.json, or hf://org/name[@revision]), or a
+    /// config whose root is `{"from": REPOSITORY, ...}`.
+    pub source: PathBuf,
+    /// PNG or JPEG images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// The float32 .npy batch [images, 3, height, width] to write.
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

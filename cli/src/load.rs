@@ -10,7 +10,7 @@ use crate::cli::{DeviceArg, LoadArgs};
 use crate::models::{self, scoped};
 use crate::{npy, output};
 
-fn device(arg: DeviceArg) -> anyhow::Result<Device> {
+pub fn device(arg: DeviceArg) -> anyhow::Result<Device> {
     let (name, feature) = match arg {
         DeviceArg::Flex => ("flex", "flex"),
         DeviceArg::Ndarray => ("ndarray", "ndarray"),

@@ -16,6 +16,7 @@ mod load;
 mod models;
 mod npy;
 mod output;
+mod predict;
 
 use clap::Parser;
 
@@ -33,6 +34,8 @@ fn main() {
         Command::Load(args) => load::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Preprocess(args) => predict::preprocess(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

@@ -49,6 +49,22 @@ pub fn build(
     build_value(&config, path, device, dry_run)
 }
 
+/// The repository a predict-style command reads: `path` itself, or the `from` at the root
+/// of the config file at `path`.
+pub fn repository_location(path: &Path) -> anyhow::Result<String> {
+    let config = match repository(path) {
+        Some(config) => config,
+        None => read_config_file(path)?,
+    };
+    match config.get("from").and_then(|f| f.as_str()) {
+        Some(from) => Ok(from.to_string()),
+        None => anyhow::bail!(
+            "{}: not a model repository (a directory with config.json, or a URI such as hf://org/name), nor a config with `from` at its root",
+            path.display()
+        ),
+    }
+}
+
 /// A model repository where a config file is expected: a URI (`hf://org/name`) or a
 /// directory holding `config.json`, as the config `{"from": ...}`.
 fn repository(path: &Path) -> Option<serde_json::Value> {

@@ -938,3 +938,223 @@ fn load_takes_a_repository_directory_as_its_config() {
     assert_eq!(json["output_shape"], serde_json::json!([1, 4]));
     assert_eq!(json["missing"], serde_json::json!([]));
 }
+
+/// timm's probabilities and inputs for the committed images and repositories
+/// (`fixtures/predict/generate.py`).
+fn timm_tensor(key: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(fixture("predict/tensors.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = tensors.tensor(key).unwrap();
+    let values = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), values)
+}
+
+const PREDICT_IMAGES: [&str; 4] = ["wide.png", "tall.png", "large.png", "photo.jpg"];
+
+/// `predict --json` on `source` agrees with timm's top classes for every committed image:
+/// the same classes in the same order, probabilities within 5e-3 (the model sees our
+/// preprocessing, which differs from PIL's by a few 8-bit levels here and there).
+fn assert_predicts_like_timm(source: &str, repo: &str, envs: &[(&str, &str)]) {
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("predict/predictions.json")).unwrap(),
+    )
+    .unwrap();
+    let images: Vec<String> = PREDICT_IMAGES
+        .iter()
+        .map(|i| fixture(&format!("preprocess/{i}")).display().to_string())
+        .collect();
+    let mut args = vec!["predict", source, "--json", "--top", "5"];
+    args.extend(images.iter().map(String::as_str));
+    let out = Command::new(BIN)
+        .args(&args)
+        .envs(envs.iter().copied())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let predictions = got["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), PREDICT_IMAGES.len());
+    for (prediction, (image, path)) in predictions.iter().zip(PREDICT_IMAGES.iter().zip(&images)) {
+        assert_eq!(prediction["image"], path.as_str());
+        let ours = prediction["top"].as_array().unwrap();
+        let theirs = want[repo][image].as_array().unwrap();
+        let index = |v: &serde_json::Value| v["index"].as_u64().unwrap();
+        assert_eq!(
+            ours.iter().map(index).collect::<Vec<_>>(),
+            theirs.iter().map(index).collect::<Vec<_>>(),
+            "{repo}/{image}: {ours:?}"
+        );
+        for (a, b) in ours.iter().zip(theirs) {
+            let (a, b) = (
+                a["probability"].as_f64().unwrap(),
+                b["probability"].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() <= 5e-3, "{repo}/{image}: {a} vs timm's {b}");
+        }
+    }
+}
+
+#[test]
+fn predict_gives_timms_top_classes_for_each_repository_and_image() {
+    for repo in ["timm_resnet", "timm_vit", "timm_convnext"] {
+        let dir = fixture(&format!("repos/{repo}"));
+        assert_predicts_like_timm(dir.to_str().unwrap(), repo, &[]);
+    }
+    // Labels from the config, text output.
+    let photo = fixture("preprocess/photo.jpg");
+    let resnet = fixture("repos/timm_resnet");
+    let out = run(&[
+        "predict",
+        resnet.to_str().unwrap(),
+        photo.to_str().unwrap(),
+        "--top",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{}\n   0.3000      3  dog\n   0.2173      0  ant\n",
+            photo.display()
+        )
+    );
+}
+
+#[test]
+fn predict_from_the_loopback_hub() {
+    use burn_pretrain_tests::server::{Behavior, TestServer};
+    let server = TestServer::start();
+    for file in ["config.json", "pytorch_model.bin"] {
+        let bytes = std::fs::read(fixture(&format!("repos/timm_vit/{file}"))).unwrap();
+        server.route(
+            &format!("/org/tiny-vit/resolve/main/{file}"),
+            Behavior::Serve(bytes),
+        );
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let base = server.base();
+    let envs = [
+        ("HF_ENDPOINT", base.as_str()),
+        ("BURN_PRETRAIN_CACHE", cache.path().to_str().unwrap()),
+    ];
+    assert_predicts_like_timm("hf://org/tiny-vit", "timm_vit", &envs);
+}
+
+#[test]
+fn preprocess_writes_timms_tensor_and_load_reproduces_timms_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = fixture("preprocess/photo.jpg");
+    for repo in ["timm_resnet", "timm_vit", "timm_convnext"] {
+        let source = fixture(&format!("repos/{repo}"));
+        let ours = dir.path().join(format!("{repo}.npy"));
+        let out = run(&[
+            "preprocess",
+            source.to_str().unwrap(),
+            photo.to_str().unwrap(),
+            "--output",
+            ours.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let (shape, theirs) = timm_tensor(&format!("{repo}/photo.jpg/input"));
+        let got = read_npy(&ours);
+        assert_eq!(got.len(), theirs.len(), "{repo}: timm's shape {shape:?}");
+        let diffs: Vec<f32> = got
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .collect();
+        let max = diffs.iter().copied().fold(0f32, f32::max);
+        let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+        assert!(
+            max <= 0.05 && mean <= 0.005,
+            "{repo}: max {max}, mean {mean}"
+        );
+        assert!(
+            stdout(&out).contains(&format!(
+                "{} [1, 3, {}, {}]",
+                ours.display(),
+                shape[2],
+                shape[3]
+            )),
+            "{}",
+            stdout(&out)
+        );
+        // timm's own tensor through `load`: its probabilities within 1e-3.
+        let input = dir.path().join(format!("{repo}_timm.npy"));
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        use npyz::WriterBuilder;
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape.iter().map(|&d| d as u64).collect::<Vec<_>>())
+            .writer(&mut file)
+            .begin_nd()
+            .unwrap();
+        writer.extend(theirs.iter().copied()).unwrap();
+        writer.finish().unwrap();
+        drop(file);
+        let logits = dir.path().join(format!("{repo}_logits.npy"));
+        let out = run(&[
+            "load",
+            source.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            logits.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let logits = read_npy(&logits);
+        let max_logit = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f64> = logits
+            .iter()
+            .map(|&l| f64::from(l - max_logit).exp())
+            .collect();
+        let sum: f64 = exp.iter().sum();
+        let (_, want) = timm_tensor(&format!("{repo}/photo.jpg/probabilities"));
+        for (e, w) in exp.iter().zip(&want) {
+            let p = e / sum;
+            assert!(
+                (p - f64::from(*w)).abs() <= 1e-3,
+                "{repo}: {p} vs timm's {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn predict_and_preprocess_refuse_what_they_cannot_do() {
+    let photo = fixture("preprocess/photo.jpg");
+    let config = fixture("resnet/classifier200.json");
+    // A config without a repository has no data config.
+    let out = run(&[
+        "preprocess",
+        config.to_str().unwrap(),
+        photo.to_str().unwrap(),
+        "--output",
+        "/tmp/never.npy",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a model repository"),
+        "{}",
+        stderr(&out)
+    );
+    // Not an image.
+    let repo = fixture("repos/timm_convnext");
+    let not_image = fixture("repos/timm_convnext/config.json");
+    let out = run(&[
+        "predict",
+        repo.to_str().unwrap(),
+        not_image.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(&format!("error: cannot read image {}", not_image.display())),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -109,6 +109,52 @@ pub fn eval_transform(img: &RgbImage, data: &DataConfig) -> Result<TensorData, P
     Ok(TensorData::new(out, [3, th, tw]))
 }
 
+/// Images decoded and prepared as one batch `[n, 3, H, W]` (`load_image`, then
+/// `eval_transform`); the first file that fails names itself.
+pub fn prepare_images<P: AsRef<Path>>(
+    paths: &[P],
+    data: &DataConfig,
+) -> Result<TensorData, PreprocessError> {
+    let [_, h, w] = data.input_size;
+    let mut values = Vec::with_capacity(paths.len() * 3 * h * w);
+    for path in paths {
+        let img = load_image(path.as_ref())?;
+        values.extend(eval_transform(&img, data)?.iter::<f32>());
+    }
+    Ok(TensorData::new(values, [paths.len(), 3, h, w]))
+}
+
+/// One class of a prediction.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Class {
+    /// The class index.
+    pub index: usize,
+    /// Its name, when the repository names its classes.
+    pub label: Option<String>,
+    /// The softmax probability.
+    pub probability: f32,
+}
+
+/// The `k` most probable classes of one row of probabilities, most probable first (ties by
+/// index), named from `labels` where there is a name for the index.
+pub fn top_k(probabilities: &[f32], k: usize, labels: Option<&[String]>) -> Vec<Class> {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| {
+        probabilities[b]
+            .total_cmp(&probabilities[a])
+            .then(a.cmp(&b))
+    });
+    order
+        .into_iter()
+        .take(k)
+        .map(|index| Class {
+            index,
+            label: labels.and_then(|l| l.get(index)).cloned(),
+            probability: probabilities[index],
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
