@@ -39,6 +39,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Write images prepared as a repository's model sees them (timm's eval transform) as .npy.
     Preprocess(PreprocessArgs),
+    /// Embed sentences with a sentence-transformers (or BERT) repository: tokenise, encode, pool, normalise.
+    Embed(EmbedArgs),
     /// The seed's three scenarios on bundled checkpoints, on the CPU.
     Demo(DemoArgs),
 }
@@ -151,6 +153,25 @@ pub struct PreprocessArgs {
     /// The float32 .npy batch [images, 3, height, width] to write.
     #[arg(long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// A sentence-transformers or transformers BERT repository: a directory, or
+    /// hf://org/name[@revision].
+    pub source: String,
+    /// The sentences, one embedding each.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+    /// Save the embeddings as a float32 .npy [texts, dimension].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// The device to run on.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub device: DeviceArg,
+    /// Print JSON: {"dimension", "pooling", "normalize", "embeddings": [{"text", "embedding"}]}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

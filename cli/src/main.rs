@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod convert;
 mod demo;
+mod embed;
 mod export;
 mod inspect;
 mod load;
@@ -36,6 +37,7 @@ fn main() {
         Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Preprocess(args) => predict::preprocess(args),
+        Command::Embed(args) => embed::run(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

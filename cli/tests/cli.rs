@@ -1158,3 +1158,102 @@ fn predict_and_preprocess_refuse_what_they_cannot_do() {
         stderr(&out)
     );
 }
+
+/// `embed --json` rows against sentence-transformers' embeddings
+/// (`fixtures/sentence/generate.py`): cosine ≥ 0.9999 per sentence.
+fn assert_embeds_like_sentence_transformers(source: &str, envs: &[(&str, &str)]) {
+    let texts: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("sentence/sentences.json")).unwrap())
+            .unwrap();
+    let (shape, want) = {
+        let bytes = std::fs::read(fixture("sentence/expected.safetensors")).unwrap();
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let t = tensors.tensor("st_mean/embeddings").unwrap();
+        let values: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        (t.shape().to_vec(), values)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("e.npy");
+    let mut args = vec!["embed", source, "--json", "--output", npy.to_str().unwrap()];
+    args.extend(texts.iter().map(String::as_str));
+    let out = Command::new(BIN)
+        .args(&args)
+        .envs(envs.iter().copied())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["dimension"], shape[1]);
+    assert_eq!(json["pooling"], serde_json::json!(["mean"]));
+    assert_eq!(json["normalize"], true);
+    let rows = json["embeddings"].as_array().unwrap();
+    assert_eq!(rows.len(), texts.len());
+    let saved = read_npy(&npy);
+    for (i, (row, text)) in rows.iter().zip(&texts).enumerate() {
+        assert_eq!(row["text"], text.as_str());
+        let ours: Vec<f64> = row["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let theirs = &want[i * shape[1]..(i + 1) * shape[1]];
+        let dot: f64 = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| a * f64::from(*b))
+            .sum();
+        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+        let cosine = dot
+            / (norm(&mut ours.iter().copied()) * norm(&mut theirs.iter().map(|&x| f64::from(x))));
+        assert!(cosine >= 0.9999, "{source}: sentence {i}: cosine {cosine}");
+        let npy_row = &saved[i * shape[1]..(i + 1) * shape[1]];
+        assert!(
+            ours.iter()
+                .zip(npy_row)
+                .all(|(a, b)| (*a as f32 - b).abs() < 1e-6)
+        );
+    }
+}
+
+#[test]
+fn embed_reproduces_sentence_transformers_locally_and_from_the_loopback_hub() {
+    let dir = fixture("sentence/st_mean");
+    assert_embeds_like_sentence_transformers(dir.to_str().unwrap(), &[]);
+    use burn_pretrain_tests::server::{Behavior, TestServer};
+    let server = TestServer::start();
+    for file in [
+        "config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "2_Normalize/config.json",
+        "sentence_bert_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+    ] {
+        server.route(
+            &format!("/org/tiny-st/resolve/main/{file}"),
+            Behavior::Serve(std::fs::read(dir.join(file)).unwrap()),
+        );
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let base = server.base();
+    assert_embeds_like_sentence_transformers(
+        "hf://org/tiny-st",
+        &[
+            ("HF_ENDPOINT", base.as_str()),
+            ("BURN_PRETRAIN_CACHE", cache.path().to_str().unwrap()),
+        ],
+    );
+    // An image repository is not a sentence encoder.
+    let timm = fixture("repos/timm_resnet");
+    let out = run(&["embed", timm.to_str().unwrap(), "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no `model_type`"), "{}", stderr(&out));
+}

@@ -56,6 +56,13 @@ impl Pretrain {
         }
     }
 
+    /// Fetch as `fetch` says (integrity, cache, endpoint, offline, timeout), replacing every
+    /// fetch option set before.
+    pub fn with_fetch(mut self, fetch: FetchOptions) -> Self {
+        self.fetch = fetch;
+        self
+    }
+
     /// Add a tensor converter (merge, split, transpose, reshape, fold a weight norm), applied
     /// after the remaps, in the order added; export undoes it.
     pub fn with_converter(mut self, converter: Converter) -> Self {

@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bert;
 mod classifier;
 mod convnext;
 mod features;
@@ -30,6 +31,7 @@ pub mod preprocess;
 mod registry;
 pub mod repository;
 mod resnet;
+pub mod sentence;
 mod vit;
 
 pub use classifier::{Activation, Backbone, Classifier};

@@ -104,7 +104,7 @@ pub struct Repository {
 }
 
 /// The location of `file` inside the repository at `base`.
-fn file_in(base: &str, file: &str) -> String {
+pub(crate) fn file_in(base: &str, file: &str) -> String {
     if base.contains("://") {
         format!("{}/{file}", base.trim_end_matches('/'))
     } else {
@@ -137,7 +137,7 @@ impl Repository {
 
     /// The first weight file of [`WEIGHT_FILES`] the repository holds. An error other than
     /// "not there" stops the search.
-    fn weights(location: &str, fetch: &FetchOptions) -> Result<String, RepositoryError> {
+    pub(crate) fn weights(location: &str, fetch: &FetchOptions) -> Result<String, RepositoryError> {
         for name in WEIGHT_FILES {
             let file = file_in(location, name);
             match burn_pretrain::fetch_file(&file, fetch) {
@@ -171,7 +171,14 @@ impl Repository {
                     file: config_file.to_string(),
                     what: "model_type",
                     found: found.to_string(),
-                    known: format!("timm architectures ({})", KNOWN.join(", ")),
+                    known: if found == "bert" {
+                        "a BERT repository is a text encoder: open it with `sentence::SentenceEncoder` (`pretrain embed`)".into()
+                    } else {
+                        format!(
+                            "timm architectures ({}); `bert` as a text encoder",
+                            KNOWN.join(", ")
+                        )
+                    },
                 },
                 None => bad("neither `architecture` (timm) nor `model_type` (transformers)".into()),
             });

@@ -19,6 +19,7 @@ mod preprocess;
 mod report;
 mod repos;
 mod seed;
+mod sentence;
 mod sharded;
 mod sources;
 mod storage;
