@@ -81,7 +81,42 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
+        crate::limits::check_model(self.parameter_count(), self.tensor_count()).map_err(|m| {
+            format!(
+                "a BERT of width {} and {} layers: {m}",
+                self.hidden_size, self.num_hidden_layers
+            )
+        })?;
         Ok(())
+    }
+
+    /// The parameter values `init` allocates (`None` on overflow).
+    pub fn parameter_count(&self) -> Option<u128> {
+        use crate::limits::{product as p, sum};
+        let (d, i) = (self.hidden_size, self.intermediate_size);
+        let layer = sum(&[
+            p(&[4, d, d]),
+            p(&[4, d]),
+            p(&[2, d, i]),
+            p(&[i]),
+            p(&[5, d]),
+        ]);
+        sum(&[
+            p(&[
+                self.vocab_size + self.max_position_embeddings + self.type_vocab_size,
+                d,
+            ]),
+            p(&[2, d]),
+            layer.and_then(|l| l.checked_mul(self.num_hidden_layers as u128)),
+            p(&[d + 1, d]),
+        ])
+    }
+
+    /// The parameter tensors `init` allocates.
+    pub fn tensor_count(&self) -> Option<u128> {
+        (self.num_hidden_layers as u128)
+            .checked_mul(16)
+            .and_then(|n| n.checked_add(7))
     }
 
     /// A model with fresh parameters.
@@ -270,5 +305,59 @@ impl BertModel {
         let [batch, _, d] = hidden.dims();
         let first = hidden.slice([0..batch, 0..1]).reshape([batch, d]);
         Some(pooler.dense.forward(first).tanh())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counts_checked_before_init_are_what_init_allocates() {
+        let config = BertConfig {
+            vocab_size: 50,
+            hidden_size: 8,
+            num_hidden_layers: 3,
+            num_attention_heads: 2,
+            intermediate_size: 11,
+            max_position_embeddings: 20,
+            ..BertConfig::default()
+        };
+        let model = config.init(&Device::flex());
+        assert_eq!(config.parameter_count(), Some(model.num_params() as u128));
+        let mut tensors = 0;
+        model.visit(&mut CountTensors(&mut tensors));
+        assert_eq!(config.tensor_count(), Some(tensors));
+    }
+
+    struct CountTensors<'a>(&'a mut u128);
+
+    impl burn::module::ModuleVisitor for CountTensors<'_> {
+        fn visit_float<const D: usize>(&mut self, _: &burn::module::Param<Tensor<D>>) {
+            *self.0 += 1;
+        }
+    }
+
+    #[test]
+    fn configs_it_cannot_build_say_why() {
+        let huge = BertConfig {
+            hidden_size: 1 << 20,
+            num_attention_heads: 16,
+            ..BertConfig::default()
+        };
+        assert!(
+            huge.check()
+                .unwrap_err()
+                .contains("a BERT of width 1048576")
+        );
+        let act = BertConfig {
+            hidden_act: "relu".into(),
+            ..BertConfig::default()
+        };
+        assert_eq!(
+            act.check().unwrap_err(),
+            "hidden_act `relu` is not built (gelu)"
+        );
+        assert!(BertConfig::default().check().is_ok());
     }
 }

@@ -374,6 +374,30 @@ impl SentenceEncoder {
                     file: self.files[self.files.len() - 2].clone(),
                     detail: e.to_string(),
                 })?;
+        let vocab = self.config.vocab_size;
+        if let Some(id) = encodings
+            .iter()
+            .flat_map(|e| e.get_ids())
+            .find(|&&id| id as usize >= vocab)
+        {
+            return Err(SentenceError::Tokenizer {
+                file: self.files[self.files.len() - 2].clone(),
+                detail: format!(
+                    "token id {id} is outside the model's vocabulary of {vocab} (config.json `vocab_size`): the tokenizer belongs to another model"
+                ),
+            });
+        }
+        let type_vocab = self.config.type_vocab_size;
+        if encodings
+            .iter()
+            .flat_map(|e| e.get_type_ids())
+            .any(|&t| t as usize >= type_vocab)
+        {
+            return Err(SentenceError::Tokenizer {
+                file: self.files[self.files.len() - 2].clone(),
+                detail: format!("a segment id is outside `type_vocab_size` {type_vocab}"),
+            });
+        }
         let tokens = encodings.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
         let mut batch = TokenBatch {
             input_ids: Vec::with_capacity(encodings.len() * tokens),

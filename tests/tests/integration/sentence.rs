@@ -170,3 +170,87 @@ fn anyhow_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// A copy of `st_mean` with its `config.json` changed by `edit`.
+fn edited_copy(edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
+    let src = fixture("sentence/st_mean");
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "modules.json",
+        "1_Pooling/config.json",
+        "2_Normalize/config.json",
+        "sentence_bert_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+    ] {
+        let to = dir.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(file), to).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn a_tokenizer_or_config_of_another_model_is_an_error_not_a_panic() {
+    let device = Device::flex();
+    // A vocabulary smaller than the tokenizer's: the embedding is kept (reported), and the
+    // ids the tokenizer gives are refused before they reach it.
+    let dir = edited_copy(|c| c["vocab_size"] = 100.into());
+    let encoder = SentenceEncoder::open(
+        dir.path().to_str().unwrap(),
+        &FetchOptions::default(),
+        &device,
+    )
+    .unwrap();
+    let kept: Vec<&str> = encoder
+        .report
+        .mismatched()
+        .iter()
+        .map(|m| m.key.as_str())
+        .collect();
+    assert_eq!(kept, ["embeddings.word_embeddings.weight"]);
+    let err = encoder
+        .embed(&["zyzzyva and the lazy dog"], &device)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("outside the model's vocabulary of 100"),
+        "{err}"
+    );
+    // An activation not built, a pooling mode not built: named.
+    let dir = edited_copy(|c| c["hidden_act"] = "gelu_new".into());
+    let err = SentenceEncoder::open(
+        dir.path().to_str().unwrap(),
+        &FetchOptions::default(),
+        &device,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("hidden_act `gelu_new` is not built"),
+        "{err}"
+    );
+    let dir = edited_copy(|_| {});
+    std::fs::write(
+        dir.path().join("1_Pooling/config.json"),
+        r#"{"embedding_dimension": 32, "pooling_mode": "lasttoken"}"#,
+    )
+    .unwrap();
+    let err = SentenceEncoder::open(
+        dir.path().to_str().unwrap(),
+        &FetchOptions::default(),
+        &device,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("pooling_mode `lasttoken` is not built"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1_Pooling/config.json"), "{err}");
+}
