@@ -1257,3 +1257,43 @@ fn embed_reproduces_sentence_transformers_locally_and_from_the_loopback_hub() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no `model_type`"), "{}", stderr(&out));
 }
+
+#[test]
+fn predict_with_a_transformers_vit_repository_names_its_labels() {
+    let repo = fixture("hf_vit/classifier");
+    let bytes = std::fs::read(fixture("hf_vit/io.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for image in PREDICT_IMAGES {
+        let path = fixture(&format!("preprocess/{image}"));
+        let out = run(&[
+            "predict",
+            repo.to_str().unwrap(),
+            path.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let top = json["predictions"][0]["top"].as_array().unwrap();
+        let want: Vec<f32> = tensors
+            .tensor(&format!("probabilities/{image}"))
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let mut order: Vec<usize> = (0..want.len()).collect();
+        order.sort_by(|&a, &b| want[b].total_cmp(&want[a]));
+        let labels = ["ant", "bee", "cat"];
+        assert_eq!(top.len(), 3);
+        for (class, &i) in top.iter().zip(&order) {
+            assert_eq!(class["index"], i, "{image}: {top:?}");
+            assert_eq!(class["label"], labels[i]);
+            let p = class["probability"].as_f64().unwrap();
+            assert!(
+                (p - f64::from(want[i])).abs() <= 5e-3,
+                "{image}: {p} vs {}",
+                want[i]
+            );
+        }
+    }
+}

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::convnext::ConvNeXt;
 use crate::features::{ChannelError, Features, RankError, Stage, StageError, unexpected_rank};
+use crate::hf_vit::TransformersVit;
 use crate::resnet::ResNet;
 use crate::vit::VisionTransformer;
 
@@ -33,6 +34,9 @@ pub enum Backbone {
     VisionTransformer(VisionTransformer),
     /// `{type: ConvNeXt, variant, num_classes, ...}`.
     ConvNeXt(ConvNeXt),
+    /// `{type: TransformersVit, image_size, patch_size, hidden_size, ..., num_classes}`:
+    /// transformers' `ViTModel` / `ViTForImageClassification`.
+    TransformersVit(TransformersVit),
 }
 
 /// `$body` with `$b` bound to the backbone inside any variant.
@@ -42,6 +46,7 @@ macro_rules! each_backbone {
             Backbone::ResNet($b) => $body,
             Backbone::VisionTransformer($b) => $body,
             Backbone::ConvNeXt($b) => $body,
+            Backbone::TransformersVit($b) => $body,
         }
     };
 }

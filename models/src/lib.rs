@@ -25,6 +25,7 @@ mod classifier;
 mod convnext;
 mod features;
 mod head;
+pub mod hf_vit;
 pub mod limits;
 mod neck;
 pub mod preprocess;

@@ -132,7 +132,152 @@ impl Repository {
             detail: format!("not JSON: {e}"),
         })?;
         let weights = Self::weights(location, fetch)?;
+        if config.get("model_type").and_then(Value::as_str) == Some("vit") {
+            let file = file_in(location, "preprocessor_config.json");
+            let processor = match burn_pretrain::fetch_file(&file, fetch) {
+                Ok(path) => {
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|e| RepositoryError::Config {
+                            file: file.clone(),
+                            detail: format!("cannot read it: {e}"),
+                        })?;
+                    let value: Value =
+                        serde_json::from_str(&text).map_err(|e| RepositoryError::Config {
+                            file: file.clone(),
+                            detail: format!("not JSON: {e}"),
+                        })?;
+                    Some((file, value))
+                }
+                Err(burn_pretrain::Error::NotFound { .. }) => None,
+                Err(source) => return Err(RepositoryError::Fetch { file, source }),
+            };
+            return Self::from_transformers_vit(
+                location,
+                &config_file,
+                &config,
+                weights,
+                processor,
+            );
+        }
         Self::from_config(location, &config_file, &config, weights)
+    }
+
+    /// A transformers ViT repository (`model_type: vit`): `ViTForImageClassification` when
+    /// `architectures` names it (its classes from `id2label`), else `ViTModel`; the data config
+    /// from the image processor's `preprocessor_config.json` (`ViTImageProcessor`: resized to
+    /// `size` with `resample`, no crop, rescaled, normalised), else transformers' defaults.
+    pub fn from_transformers_vit(
+        location: &str,
+        config_file: &str,
+        config: &Value,
+        weights: String,
+        processor: Option<(String, Value)>,
+    ) -> Result<Self, RepositoryError> {
+        let bad = |detail: String| RepositoryError::Config {
+            file: config_file.to_string(),
+            detail,
+        };
+        let architectures: Vec<&str> = config
+            .get("architectures")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let architecture = architectures.first().copied().unwrap_or("ViTModel");
+        let classify = match architecture {
+            "ViTForImageClassification" => true,
+            "ViTModel" => false,
+            other => {
+                return Err(RepositoryError::UnknownArchitecture {
+                    file: config_file.to_string(),
+                    what: "architectures",
+                    found: other.to_string(),
+                    known: "ViTModel, ViTForImageClassification".into(),
+                });
+            }
+        };
+        let mut label_names = None;
+        let mut num_classes = 0;
+        if classify {
+            let id2label = config
+                .get("id2label")
+                .and_then(Value::as_object)
+                .ok_or_else(|| bad("a ViTForImageClassification without `id2label`".into()))?;
+            let mut names = vec![None; id2label.len()];
+            for (id, name) in id2label {
+                let i: usize = id
+                    .parse()
+                    .ok()
+                    .filter(|&i| i < names.len())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "`id2label` key `{id}` is not an index below {}",
+                            names.len()
+                        ))
+                    })?;
+                names[i] = name.as_str().map(str::to_string);
+            }
+            num_classes = names.len();
+            label_names = names.into_iter().collect::<Option<Vec<_>>>();
+        }
+        let mut model = Map::new();
+        model.insert("type".into(), json!("TransformersVit"));
+        for key in [
+            "image_size",
+            "patch_size",
+            "num_channels",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "layer_norm_eps",
+            "qkv_bias",
+        ] {
+            if let Some(v) = config.get(key) {
+                model.insert(key.into(), v.clone());
+            }
+        }
+        for (key, built) in [("hidden_act", "gelu"), ("pooler_act", "tanh")] {
+            if let Some(v) = config.get(key).and_then(Value::as_str)
+                && v != built
+            {
+                return Err(bad(format!("`{key}` `{v}` is not built ({built})")));
+            }
+        }
+        model.insert("num_classes".into(), json!(num_classes));
+        model.insert("pretrain".into(), json!({ "path": weights }));
+        let side = config
+            .get("image_size")
+            .and_then(Value::as_u64)
+            .unwrap_or(224) as usize;
+        let channels = config
+            .get("num_channels")
+            .and_then(Value::as_u64)
+            .unwrap_or(3) as usize;
+        let data = match &processor {
+            Some((file, p)) => {
+                transformers_data_config(p, channels).map_err(|detail| RepositoryError::Config {
+                    file: file.clone(),
+                    detail,
+                })?
+            }
+            None => DataConfig {
+                input_size: [channels, side, side],
+                mean: vec![0.5; 3],
+                std: vec![0.5; 3],
+                crop_pct: 1.0,
+                crop_mode: "squash".into(),
+                interpolation: "bilinear".into(),
+            },
+        };
+        Ok(Self {
+            location: location.to_string(),
+            config_file: config_file.to_string(),
+            weights,
+            architecture: architecture.to_string(),
+            model: Value::Object(model),
+            data,
+            label_names,
+        })
     }
 
     /// The first weight file of [`WEIGHT_FILES`] the repository holds. An error other than
@@ -229,6 +374,75 @@ impl Repository {
             label_names,
         })
     }
+}
+
+/// A `ViTImageProcessor`'s preprocessing as a data config: resize to `size` (no crop:
+/// `squash`, `crop_pct` 1), PIL's `resample` code as the interpolation, mean and std.
+fn transformers_data_config(p: &Value, channels: usize) -> Result<DataConfig, String> {
+    let ty = p
+        .get("image_processor_type")
+        .and_then(Value::as_str)
+        .unwrap_or("ViTImageProcessor");
+    if !ty.starts_with("ViTImageProcessor") {
+        return Err(format!(
+            "image_processor_type `{ty}` is not built (ViTImageProcessor)"
+        ));
+    }
+    for (flag, what) in [
+        ("do_resize", "resize"),
+        ("do_rescale", "rescale"),
+        ("do_normalize", "normalize"),
+    ] {
+        if p.get(flag).and_then(Value::as_bool) == Some(false) {
+            return Err(format!("`{flag}: false` (no {what}) is not built"));
+        }
+    }
+    if let Some(f) = p.get("rescale_factor").and_then(Value::as_f64)
+        && (f - 1.0 / 255.0).abs() > 1e-9
+    {
+        return Err(format!("rescale_factor {f} is not built (1/255)"));
+    }
+    let size = p.get("size");
+    let (h, w) = match size {
+        None => (224, 224),
+        Some(s) => match (
+            s.get("height").and_then(Value::as_u64),
+            s.get("width").and_then(Value::as_u64),
+            s.as_u64(),
+        ) {
+            (Some(h), Some(w), _) => (h as usize, w as usize),
+            (_, _, Some(n)) => (n as usize, n as usize),
+            _ => return Err(format!("`size` {s} is not {{height, width}}")),
+        },
+    };
+    let interpolation = match p.get("resample").and_then(Value::as_u64).unwrap_or(2) {
+        2 => "bilinear",
+        3 => "bicubic",
+        other => {
+            return Err(format!(
+                "resample {other} is not built (2 bilinear, 3 bicubic)"
+            ));
+        }
+    };
+    let floats = |key: &str| -> Result<Vec<f64>, String> {
+        match p.get(key) {
+            None => Ok(vec![0.5; 3]),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_f64().ok_or_else(|| format!("`{key}` holds {v}")))
+                .collect(),
+            Some(Value::Number(n)) => Ok(vec![n.as_f64().unwrap_or(0.5); 3]),
+            Some(other) => Err(format!("`{key}` is {other}")),
+        }
+    };
+    Ok(DataConfig {
+        input_size: [channels, h, w],
+        mean: floats("image_mean")?,
+        std: floats("image_std")?,
+        crop_pct: 1.0,
+        crop_mode: "squash".into(),
+        interpolation: interpolation.into(),
+    })
 }
 
 /// The architecture families built (the names themselves are resolved by each model).

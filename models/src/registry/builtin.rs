@@ -13,6 +13,7 @@ use super::{ConfigError, Registry};
 use crate::classifier::{Activation, Backbone, Classifier};
 use crate::convnext::ConvNeXtConfig;
 use crate::head::{ClassifierHeadConfig, Head};
+use crate::hf_vit::TransformersVitConfig;
 use crate::neck::{GlobalAveragePoolingConfig, Identity, Neck};
 use crate::resnet::ResNetConfig;
 use crate::vit::VisionTransformerConfig;
@@ -73,6 +74,12 @@ pub fn builtin_backbones() -> Registry<Backbone> {
                 .init(ctx.device())
                 .map_err(|e| ConfigError::from((&*ctx, e)))?;
             Ok(Backbone::ConvNeXt(net))
+        })
+        .with("TransformersVit", |c: TransformersVitConfig, ctx| {
+            let net = c
+                .init(ctx.device())
+                .map_err(|e| ConfigError::from((&*ctx, e)))?;
+            Ok(Backbone::TransformersVit(net))
         })
 }
 

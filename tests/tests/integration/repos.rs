@@ -243,3 +243,90 @@ fn what_the_zoo_cannot_build_is_named() {
         "{text}"
     );
 }
+
+#[test]
+fn transformers_vit_repositories_build_with_transformers_keys_and_match_transformers() {
+    let device = Device::flex();
+    let io = "hf_vit/io.safetensors";
+    let x = saved_tensor::<4>(io, "input", &device);
+    // ViTForImageClassification: keys under `vit.` and `classifier`, labels from id2label.
+    let dir = fixture("hf_vit/classifier").display().to_string();
+    let (model, report) = build(json!({ "from": dir }));
+    let load = &report.loads()[0].report;
+    assert!(load.is_complete(), "{load}");
+    assert!(load.unexpected().is_empty(), "{load}");
+    let repo = &report.repositories()[0].repository;
+    assert_eq!(repo.architecture, "ViTForImageClassification");
+    assert_eq!(
+        repo.label_names.as_deref(),
+        Some(["ant", "bee", "cat"].map(String::from).as_slice())
+    );
+    assert_eq!(
+        (
+            repo.data.input_size,
+            repo.data.crop_mode.as_str(),
+            repo.data.interpolation.as_str()
+        ),
+        ([3, 32, 32], "squash", "bilinear")
+    );
+    let Features::D2(logits) = Stage::forward(&model, Features::D4(x.clone())) else {
+        panic!("logits expected")
+    };
+    let err = relative_error(logits, saved_tensor::<2>(io, "classifier/logits", &device));
+    assert!(err <= 1e-4, "classifier logits: relative error {err:e}");
+    // ViTModel: keys at the root, its pooler.
+    let dir = fixture("hf_vit/model").display().to_string();
+    let (model, report) = build(json!({ "from": dir }));
+    assert!(report.loads()[0].report.is_complete(), "{report}");
+    let Backbone::TransformersVit(vit) = &model else {
+        panic!("a transformers ViT expected")
+    };
+    let hidden = vit.forward_features(x.clone());
+    let err = relative_error(
+        hidden,
+        saved_tensor::<3>(io, "model/last_hidden_state", &device),
+    );
+    assert!(err <= 1e-4, "last_hidden_state: relative error {err:e}");
+    let Features::D2(pooled) = Stage::forward(&model, Features::D4(x)) else {
+        panic!("pooled features expected")
+    };
+    let err = relative_error(
+        pooled,
+        saved_tensor::<2>(io, "model/pooler_output", &device),
+    );
+    assert!(err <= 1e-4, "pooler_output: relative error {err:e}");
+}
+
+#[test]
+fn transformers_vit_images_are_prepared_as_its_image_processor_does() {
+    use burn_pretrain_models::preprocess::{eval_transform, load_image};
+    let dir = fixture("hf_vit/classifier").display().to_string();
+    let (_, report) = build(json!({ "from": dir }));
+    let data = &report.repositories()[0].repository.data;
+    let ckpt = burn_pretrain::Checkpoint::open(fixture("hf_vit/io.safetensors")).unwrap();
+    for image in ["wide.png", "tall.png", "large.png", "photo.jpg"] {
+        let img = load_image(&fixture(&format!("preprocess/{image}"))).unwrap();
+        let ours: Vec<f32> = eval_transform(&img, data).unwrap().iter::<f32>().collect();
+        let theirs: Vec<f32> = ckpt
+            .get(&format!("pixel_values/{image}"))
+            .unwrap()
+            .read()
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(ours.len(), theirs.len());
+        let diffs: Vec<f32> = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .collect();
+        let max = diffs.iter().copied().fold(0f32, f32::max);
+        let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+        println!("{image}: max {max:.4}, mean {mean:.5}");
+        assert!(
+            max <= 0.05 && mean <= 0.005,
+            "{image}: max {max}, mean {mean}"
+        );
+    }
+}
