@@ -220,7 +220,7 @@ fn config_errors_name_the_path_and_the_allowed_values() {
     c["backbone"]["type"] = json!("ResNot");
     assert_eq!(
         config_error(c),
-        "backbone.type: unknown backbone type `ResNot`; registered: ConvNeXt, ResNet, VisionTransformer"
+        "backbone.type: unknown backbone type `ResNot`; registered: ConvNeXt, ResNet, TransformersVit, VisionTransformer"
     );
 
     let mut c = classifier_config(10);
