@@ -942,15 +942,7 @@ fn load_takes_a_repository_directory_as_its_config() {
 /// timm's probabilities and inputs for the committed images and repositories
 /// (`fixtures/predict/generate.py`).
 fn timm_tensor(key: &str) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(fixture("predict/tensors.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = tensors.tensor(key).unwrap();
-    let values = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (t.shape().to_vec(), values)
+    burn_pretrain_tests::saved_f32("predict/tensors.safetensors", key)
 }
 
 const PREDICT_IMAGES: [&str; 4] = ["wide.png", "tall.png", "large.png", "photo.jpg"];
@@ -1165,17 +1157,8 @@ fn assert_embeds_like_sentence_transformers(source: &str, envs: &[(&str, &str)])
     let texts: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(fixture("sentence/sentences.json")).unwrap())
             .unwrap();
-    let (shape, want) = {
-        let bytes = std::fs::read(fixture("sentence/expected.safetensors")).unwrap();
-        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let t = tensors.tensor("st_mean/embeddings").unwrap();
-        let values: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        (t.shape().to_vec(), values)
-    };
+    let (shape, want) =
+        burn_pretrain_tests::saved_f32("sentence/expected.safetensors", "st_mean/embeddings");
     let dir = tempfile::tempdir().unwrap();
     let npy = dir.path().join("e.npy");
     let mut args = vec!["embed", source, "--json", "--output", npy.to_str().unwrap()];
@@ -1261,8 +1244,6 @@ fn embed_reproduces_sentence_transformers_locally_and_from_the_loopback_hub() {
 #[test]
 fn predict_with_a_transformers_vit_repository_names_its_labels() {
     let repo = fixture("hf_vit/classifier");
-    let bytes = std::fs::read(fixture("hf_vit/io.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     for image in PREDICT_IMAGES {
         let path = fixture(&format!("preprocess/{image}"));
         let out = run(&[
@@ -1274,13 +1255,10 @@ fn predict_with_a_transformers_vit_repository_names_its_labels() {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let top = json["predictions"][0]["top"].as_array().unwrap();
-        let want: Vec<f32> = tensors
-            .tensor(&format!("probabilities/{image}"))
-            .unwrap()
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let (_, want) = burn_pretrain_tests::saved_f32(
+            "hf_vit/io.safetensors",
+            &format!("probabilities/{image}"),
+        );
         let mut order: Vec<usize> = (0..want.len()).collect();
         order.sort_by(|&a, &b| want[b].total_cmp(&want[a]));
         let labels = ["ant", "bee", "cat"];

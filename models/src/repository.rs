@@ -103,6 +103,42 @@ pub struct Repository {
     pub label_names: Option<Vec<String>>,
 }
 
+/// The JSON file `name` of the repository at `location`, parsed; `None` where the repository
+/// has no such file. Errors name the file.
+pub(crate) fn fetch_json(
+    location: &str,
+    name: &str,
+    fetch: &FetchOptions,
+) -> Result<Option<Value>, RepositoryError> {
+    match fetch_required_json(location, name, fetch) {
+        Err(RepositoryError::Fetch {
+            source: burn_pretrain::Error::NotFound { .. },
+            ..
+        }) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+/// [`fetch_json`] for a file the repository must hold: its absence is a fetch error.
+pub(crate) fn fetch_required_json(
+    location: &str,
+    name: &str,
+    fetch: &FetchOptions,
+) -> Result<Value, RepositoryError> {
+    let file = file_in(location, name);
+    let path =
+        burn_pretrain::fetch_file(&file, fetch).map_err(|source| RepositoryError::Fetch {
+            file: file.clone(),
+            source,
+        })?;
+    let bad = |detail: String| RepositoryError::Config {
+        file: file.clone(),
+        detail,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))
+}
+
 /// The location of `file` inside the repository at `base`.
 pub(crate) fn file_in(base: &str, file: &str) -> String {
     if base.contains("://") {
@@ -117,40 +153,11 @@ impl Repository {
     /// `hf://timm/resnet50.a1_in1k`), fetching through `fetch` (cache, endpoint, offline).
     pub fn open(location: &str, fetch: &FetchOptions) -> Result<Self, RepositoryError> {
         let config_file = file_in(location, "config.json");
-        let path = burn_pretrain::fetch_file(&config_file, fetch).map_err(|source| {
-            RepositoryError::Fetch {
-                file: config_file.clone(),
-                source,
-            }
-        })?;
-        let text = std::fs::read_to_string(&path).map_err(|e| RepositoryError::Config {
-            file: config_file.clone(),
-            detail: format!("cannot read it: {e}"),
-        })?;
-        let config: Value = serde_json::from_str(&text).map_err(|e| RepositoryError::Config {
-            file: config_file.clone(),
-            detail: format!("not JSON: {e}"),
-        })?;
+        let config = fetch_required_json(location, "config.json", fetch)?;
         let weights = Self::weights(location, fetch)?;
         if config.get("model_type").and_then(Value::as_str) == Some("vit") {
-            let file = file_in(location, "preprocessor_config.json");
-            let processor = match burn_pretrain::fetch_file(&file, fetch) {
-                Ok(path) => {
-                    let text =
-                        std::fs::read_to_string(&path).map_err(|e| RepositoryError::Config {
-                            file: file.clone(),
-                            detail: format!("cannot read it: {e}"),
-                        })?;
-                    let value: Value =
-                        serde_json::from_str(&text).map_err(|e| RepositoryError::Config {
-                            file: file.clone(),
-                            detail: format!("not JSON: {e}"),
-                        })?;
-                    Some((file, value))
-                }
-                Err(burn_pretrain::Error::NotFound { .. }) => None,
-                Err(source) => return Err(RepositoryError::Fetch { file, source }),
-            };
+            let processor = fetch_json(location, "preprocessor_config.json", fetch)?
+                .map(|value| (file_in(location, "preprocessor_config.json"), value));
             return Self::from_transformers_vit(
                 location,
                 &config_file,

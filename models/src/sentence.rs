@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::{BertConfig, BertModel};
-use crate::repository::{Repository, RepositoryError, file_in};
+use crate::repository::{Repository, RepositoryError, fetch_json, file_in};
 
 /// Why a sentence encoder could not be opened or run.
 #[derive(Debug, thiserror::Error)]
@@ -125,22 +125,11 @@ fn optional_json(
     fetch: &FetchOptions,
     files: &mut Vec<String>,
 ) -> Result<Option<Value>, SentenceError> {
-    let file = file_in(location, name);
-    let path = match burn_pretrain::fetch_file(&file, fetch) {
-        Ok(path) => path,
-        Err(burn_pretrain::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(RepositoryError::Fetch { file, source }.into()),
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| SentenceError::Config {
-        file: file.clone(),
-        detail: format!("cannot read it: {e}"),
-    })?;
-    let value = serde_json::from_str(&text).map_err(|e| SentenceError::Config {
-        file: file.clone(),
-        detail: format!("not JSON: {e}"),
-    })?;
-    files.push(file);
-    Ok(Some(value))
+    let value = fetch_json(location, name, fetch)?;
+    if value.is_some() {
+        files.push(file_in(location, name));
+    }
+    Ok(value)
 }
 
 fn required_json(

@@ -86,6 +86,19 @@ pub fn saved_tensor<const D: usize>(file: &str, key: &str, device: &Device) -> T
     Tensor::from_data(data, device)
 }
 
+/// An f32 tensor saved in a safetensors fixture, as its shape and values (no backend).
+pub fn saved_f32(file: &str, key: &str) -> (Vec<usize>, Vec<f32>) {
+    let ckpt = burn_pretrain::Checkpoint::open(fixture(file)).unwrap();
+    let entry = ckpt.get(key).unwrap();
+    let values = entry
+        .read()
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (entry.shape().to_vec(), values)
+}
+
 /// max |ours - theirs| / max |theirs| (both printed for the log).
 pub fn relative_error<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>) -> f32 {
     assert_eq!(ours.dims(), theirs.dims());

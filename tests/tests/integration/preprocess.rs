@@ -2,10 +2,9 @@
 //! and aspect ratios, and timm's tensors for three data configs
 //! (`fixtures/preprocess/generate.py`), compared in normalised units.
 
-use burn_pretrain::Checkpoint;
 use burn_pretrain_models::preprocess::{eval_transform, load_image};
 use burn_pretrain_models::repository::DataConfig;
-use burn_pretrain_tests::fixture;
+use burn_pretrain_tests::{fixture, saved_f32};
 use serde_json::Value;
 
 fn data_config(config: &Value) -> DataConfig {
@@ -33,25 +32,17 @@ fn eval_transform_matches_timm_on_every_image_and_config() {
     let configs: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("preprocess/configs.json")).unwrap())
             .unwrap();
-    let expected = Checkpoint::open(fixture("preprocess/expected.safetensors")).unwrap();
     let mut compared = 0;
     for (name, config) in configs.as_object().unwrap() {
         let data = data_config(config);
         for image in ["wide.png", "tall.png", "large.png", "photo.jpg"] {
             let img = load_image(&fixture(&format!("preprocess/{image}"))).unwrap();
             let ours = eval_transform(&img, &data).unwrap();
-            let entry = expected.get(&format!("{name}/{image}")).unwrap();
-            assert_eq!(
-                ours.shape().to_vec(),
-                entry.shape().to_vec(),
-                "{name}/{image}"
+            let (shape, theirs) = saved_f32(
+                "preprocess/expected.safetensors",
+                &format!("{name}/{image}"),
             );
-            let theirs: Vec<f32> = entry
-                .read()
-                .unwrap()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            assert_eq!(ours.shape().to_vec(), shape, "{name}/{image}");
             let ours: Vec<f32> = ours.iter::<f32>().collect();
             let diffs: Vec<f32> = ours
                 .iter()

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn_pretrain_models::repository::RepositoryError;
 use burn_pretrain_models::{BACKBONES, Backbone, BuildReport, ConfigError, Features, Stage};
 use burn_pretrain_tests::server::{Behavior, TestServer};
-use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
+use burn_pretrain_tests::{fixture, relative_error, saved_f32, saved_tensor};
 use serde_json::{Value, json};
 
 fn dir(name: &str) -> String {
@@ -303,18 +303,10 @@ fn transformers_vit_images_are_prepared_as_its_image_processor_does() {
     let dir = fixture("hf_vit/classifier").display().to_string();
     let (_, report) = build(json!({ "from": dir }));
     let data = &report.repositories()[0].repository.data;
-    let ckpt = burn_pretrain::Checkpoint::open(fixture("hf_vit/io.safetensors")).unwrap();
     for image in ["wide.png", "tall.png", "large.png", "photo.jpg"] {
         let img = load_image(&fixture(&format!("preprocess/{image}"))).unwrap();
         let ours: Vec<f32> = eval_transform(&img, data).unwrap().iter::<f32>().collect();
-        let theirs: Vec<f32> = ckpt
-            .get(&format!("pixel_values/{image}"))
-            .unwrap()
-            .read()
-            .unwrap()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let (_, theirs) = saved_f32("hf_vit/io.safetensors", &format!("pixel_values/{image}"));
         assert_eq!(ours.len(), theirs.len());
         let diffs: Vec<f32> = ours
             .iter()
