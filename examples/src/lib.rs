@@ -7,6 +7,7 @@
 
 pub mod custom;
 pub mod devices;
+pub mod finetune;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};

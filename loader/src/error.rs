@@ -230,6 +230,15 @@ pub enum Error {
         /// What changed.
         source: std::io::Error,
     },
+    /// A PEFT adapter that cannot be applied to this model: its config, an unknown target,
+    /// a rank or shape that disagrees. Nothing was changed.
+    #[error("PEFT adapter {location}: {detail}; model unchanged")]
+    Adapter {
+        /// The adapter (its directory or file), secrets removed.
+        location: String,
+        /// What is wrong, naming the key.
+        detail: String,
+    },
     /// A value of the spec that cannot be used.
     #[error("`{field}`: {detail}")]
     InvalidSpec {

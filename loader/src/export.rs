@@ -118,12 +118,18 @@ pub(crate) fn save_pretrained<M: Pretrainable + Clone>(
 ) -> Result<usize> {
     let path = path.as_ref();
     let tensors = export_tensors(model)?;
+    write_safetensors(path, &tensors)?;
+    Ok(tensors.len())
+}
+
+/// Write `tensors` to `path` as a safetensors file (atomically, with [`write_atomic`]).
+pub(crate) fn write_safetensors(path: &Path, tensors: &[(String, TensorData)]) -> Result<()> {
     let fail = |source: Cause| Error::Write {
         path: path.to_path_buf(),
         source,
     };
     let mut views = Vec::with_capacity(tensors.len());
-    for (key, data) in &tensors {
+    for (key, data) in tensors {
         let dtype = DType::from_burn(data.dtype()).ok_or_else(|| {
             fail(
                 format!(
@@ -152,8 +158,7 @@ pub(crate) fn save_pretrained<M: Pretrainable + Clone>(
             .open(file)?
             .write_all(&bytes)
             .map_err(Cause::from)
-    })?;
-    Ok(tensors.len())
+    })
 }
 
 /// Write `path` atomically: `write` fills a temporary file in the same folder (created with

@@ -28,11 +28,13 @@
 
 #![warn(missing_docs)]
 
+mod adapter;
 mod apply;
 pub mod error;
 pub mod expect;
 pub mod export;
 pub mod format;
+pub mod freeze;
 mod layout;
 mod load;
 pub mod mapping;
@@ -48,6 +50,7 @@ pub use burn_pretrain_derive::Pretrainable;
 pub use error::{Error, Result};
 pub use expect::Expect;
 pub use format::Checkpoint;
+pub use freeze::Freeze;
 pub use load::{PretrainExt, fetch_file, open_checkpoint};
 pub use mapping::Pretrainable;
 pub use policy::{MismatchRule, Policy};

@@ -3,24 +3,28 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
+use burn::module::Module;
+
+use crate::adapter;
 use crate::error::{Error, Result};
 use crate::expect::Expectations;
 use crate::format::{Checkpoint, Convention, Opened, sharded};
+use crate::freeze::Freezing;
 use crate::mapping::{Mapper, Mode, Pretrainable};
 use crate::plan::Plan;
 use crate::policy::Rules;
-use crate::report::LoadReport;
+use crate::report::{AdapterReport, LoadReport};
 use crate::source::{self, Fetcher, Location};
 use crate::spec::Pretrain;
 use crate::view::{View, ViewRules};
 
 /// Loading methods, available on every [`Pretrainable`] module.
-pub trait PretrainExt: Pretrainable + Clone {
+pub trait PretrainExt: Pretrainable + Module {
     /// Load `spec` and log the report with `tracing` (essmc2's log lines); returns the model.
     ///
     /// ```no_run
     /// # use burn_pretrain::{PretrainExt, Pretrainable};
-    /// # fn demo<M: Pretrainable + Clone>(model: M) -> burn_pretrain::Result<M> {
+    /// # fn demo<M: Pretrainable + burn::module::Module>(model: M) -> burn_pretrain::Result<M> {
     /// let model = model.with_pretrain("pretrain.pth")?;
     /// # Ok(model) }
     /// ```
@@ -49,21 +53,27 @@ pub trait PretrainExt: Pretrainable + Clone {
     fn load_pretrained_in_place(&mut self, spec: impl Into<Pretrain>) -> Result<LoadReport> {
         let spec = Resolved::new(&spec.into())?;
         let prepared = Prepared::new(&*self, &spec)?;
-        let report = prepared.checked_report(&spec.expect, false)?;
+        let mut report = prepared.checked_report(&spec.expect, false)?;
         let read = crate::apply::read(&prepared.plan, &prepared.view)?;
-        let model = crate::apply::apply(
-            &*self,
-            read.data,
-            &prepared.plan,
-            prepared.convention,
-            &prepared.view_keys,
-        )
-        .map_err(|changed| Error::MappingChanged {
-            model: short_type_name::<Self>(),
-            detail: changed.to_string(),
-        })?;
+        // The adapter is fetched, planned and read before the model changes too.
+        let adapter = match &spec.adapter {
+            Some(adapter) => Some(PreparedAdapter::new(&*self, &spec, adapter, &prepared)?),
+            None => None,
+        };
+        let mut model = prepared.apply(&*self, read.data)?;
+        report = report.with_bytes_read(read.bytes_read);
+        if let Some(adapter) = adapter {
+            let (applied, adapter_report) = adapter.apply(model)?;
+            model = applied;
+            report = report.with_adapter(adapter_report);
+        }
+        let (frozen, ids) = spec.freeze.select(&prepared.plan);
+        if !ids.is_empty() {
+            model = crate::freeze::freeze(model, ids);
+            report = report.with_frozen(frozen);
+        }
         *self = model;
-        Ok(report.with_bytes_read(read.bytes_read))
+        Ok(report)
     }
 
     /// The checkpoint keys this model's tensors load from, in the PyTorch convention.
@@ -88,9 +98,23 @@ pub trait PretrainExt: Pretrainable + Clone {
     fn save_pretrained(&self, path: impl AsRef<std::path::Path>) -> Result<usize> {
         crate::export::save_pretrained(self, path)
     }
+
+    /// Write this model's burn LoRA adapters (attached by a load's `adapter`, or by burn's
+    /// `apply_lora`) to the directory `dir` as a PEFT adapter (`adapter_config.json`,
+    /// `adapter_model.safetensors`) that `peft.PeftModel.from_pretrained` loads onto the
+    /// PyTorch twin: names through this model's mapping, packed targets stacked back. The
+    /// tensors under the checkpoint-key prefixes `modules_to_save` (`["head"]`) are saved
+    /// whole, as PEFT saves them. Returns the number of adapted layers.
+    fn save_adapter(
+        &self,
+        dir: impl AsRef<std::path::Path>,
+        modules_to_save: &[&str],
+    ) -> Result<usize> {
+        adapter::export::save_adapter(self, dir.as_ref(), modules_to_save)
+    }
 }
 
-impl<M: Pretrainable + Clone> PretrainExt for M {}
+impl<M: Pretrainable + Module> PretrainExt for M {}
 
 /// A [`Pretrain`] resolved at the entry of a load, in one fallible step: the location parsed,
 /// the fetcher (cache, HTTP client, timeout and offline settings, environment read once), the
@@ -101,11 +125,29 @@ struct Resolved {
     view: ViewRules,
     rules: Rules,
     expect: Expectations,
+    freeze: Freezing,
+    /// The adapter's location and whether it is merged.
+    adapter: Option<AdapterSpec>,
+}
+
+struct AdapterSpec {
+    location: String,
+    merge: bool,
+    view: ViewRules,
 }
 
 impl Resolved {
     fn new(spec: &Pretrain) -> Result<Self> {
         Ok(Self {
+            freeze: Freezing::compile(spec.freeze())?,
+            adapter: match spec.adapter() {
+                Some(location) => Some(AdapterSpec {
+                    location: location.to_string(),
+                    merge: spec.merge_adapter(),
+                    view: ViewRules::compile(&adapter::view_options(spec.view()))?,
+                }),
+                None => None,
+            },
             expect: Expectations::compile(spec.expect())?,
             rules: Rules::compile(spec.on_mismatch())?,
             view: ViewRules::compile(spec.view())?,
@@ -166,6 +208,20 @@ impl Prepared {
         })
     }
 
+    /// `model` with the planned tensors of `data` put in (a clone: `model` is untouched).
+    fn apply<M: Pretrainable + Clone>(
+        &self,
+        model: &M,
+        data: std::collections::HashMap<String, burn::tensor::TensorData>,
+    ) -> Result<M> {
+        crate::apply::apply(model, data, &self.plan, self.convention, &self.view_keys).map_err(
+            |changed| Error::MappingChanged {
+                model: short_type_name::<M>(),
+                detail: changed.to_string(),
+            },
+        )
+    }
+
     /// The report, or [`Error::Unmet`] carrying it when `expect` is not met.
     fn checked_report(&self, expect: &Expectations, dry_run: bool) -> Result<LoadReport> {
         let report = self.report(dry_run);
@@ -192,6 +248,110 @@ impl Prepared {
         )
         .with_hints(&self.plan, self.view.alignment.as_ref())
         .with_shards(self.checkpoint.shards().len())
+    }
+}
+
+/// A PEFT adapter fetched, planned against the model and read, ready to change it.
+struct PreparedAdapter {
+    source: String,
+    merge: bool,
+    /// The adapter file's non-LoRA tensors (`modules_to_save`), planned as a load.
+    replacements: Prepared,
+    replaced: std::collections::HashMap<String, burn::tensor::TensorData>,
+    lora: adapter::LoraPlan,
+}
+
+impl PreparedAdapter {
+    fn new<M: Pretrainable + Clone>(
+        model: &M,
+        spec: &Resolved,
+        adapter: &AdapterSpec,
+        base: &Prepared,
+    ) -> Result<Self> {
+        let shown = source::redact(&adapter.location);
+        let fail = |detail: String| Error::Adapter {
+            location: shown.clone(),
+            detail,
+        };
+        let fetcher = spec.fetcher.for_shards();
+        let files = adapter::fetch(&fetcher, &adapter.location)?;
+        let resolved = Resolved {
+            location: files.weights,
+            fetcher,
+            view: adapter.view.clone(),
+            rules: Rules::compile(&[])?,
+            expect: Expectations::compile(&crate::Expect::default())?,
+            freeze: Freezing::None,
+            adapter: None,
+        };
+        let replacements = Prepared::new(model, &resolved)?;
+        // Every tensor of the file is a LoRA factor or replaces a model tensor of its shape.
+        if let Some((key, _)) = replacements
+            .plan
+            .unexpected
+            .iter()
+            .find(|(key, _)| !adapter::is_factor(key))
+        {
+            return Err(fail(format!(
+                "`{key}` (modules_to_save) is not a tensor of the model"
+            )));
+        }
+        if let Some(item) = replacements
+            .plan
+            .items
+            .iter()
+            .find(|i| matches!(i.action, crate::plan::Action::ShapeMismatch { .. }))
+        {
+            return Err(fail(format!(
+                "`{}` (modules_to_save) has another shape than the model's {:?}",
+                item.target.key,
+                item.target.checkpoint_shape()
+            )));
+        }
+        let targets: std::collections::HashMap<&str, &crate::mapping::Target> = base
+            .plan
+            .items
+            .iter()
+            .map(|i| (i.target.key.as_str(), &i.target))
+            .collect();
+        let lora = adapter::plan(
+            &adapter.location,
+            &files.config,
+            &replacements.view,
+            &targets,
+        )?;
+        if lora.layers.is_empty() {
+            return Err(fail("holds no LoRA factor for this model".into()));
+        }
+        let read = crate::apply::read(&replacements.plan, &replacements.view)?;
+        Ok(Self {
+            source: shown,
+            merge: adapter.merge,
+            replacements,
+            replaced: read.data,
+            lora,
+        })
+    }
+
+    /// `model` with the replacements put in and the LoRAs attached (or merged).
+    fn apply<M: Pretrainable + Module>(self, model: M) -> Result<(M, AdapterReport)> {
+        let model = self.replacements.apply(&model, self.replaced)?;
+        let mut replaced = Vec::new();
+        let mut trainable = HashSet::new();
+        for item in &self.replacements.plan.items {
+            if matches!(item.action, crate::plan::Action::Load { .. }) {
+                replaced.push(item.target.key.clone());
+                trainable.extend(item.target.pieces.iter().map(|p| p.id));
+            }
+        }
+        let report = AdapterReport {
+            source: self.source,
+            merged: self.merge,
+            layers: self.lora.layers.clone(),
+            replaced,
+        };
+        let model = adapter::attach(model, self.lora, self.merge, &trainable);
+        Ok((model, report))
     }
 }
 

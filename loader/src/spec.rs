@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::expect::Expect;
 use crate::format::Convention;
+use crate::freeze::Freeze;
 use crate::policy::{MismatchRule, Policy};
 use crate::source::FetchOptions;
 use crate::source::options::seconds;
@@ -42,6 +43,12 @@ pub struct Pretrain {
     expect: Expect,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     on_mismatch: Vec<MismatchRule>,
+    #[serde(skip_serializing_if = "Freeze::is_none")]
+    freeze: Freeze,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adapter: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    merge_adapter: bool,
 }
 
 impl Pretrain {
@@ -53,7 +60,48 @@ impl Pretrain {
             view: ViewOptions::default(),
             expect: Expect::default(),
             on_mismatch: Vec::new(),
+            freeze: Freeze::None,
+            adapter: None,
+            merge_adapter: false,
         }
+    }
+
+    /// Freeze tensors once the load has succeeded ([`Freeze::Loaded`]: exactly those it
+    /// filled; [`Freeze::Keys`]: those whose key or model path matches), with burn's own
+    /// `freeze_group`; the report lists them.
+    pub fn with_freeze(mut self, freeze: Freeze) -> Self {
+        self.freeze = freeze;
+        self
+    }
+
+    /// What is frozen after the load.
+    pub fn freeze(&self) -> &Freeze {
+        &self.freeze
+    }
+
+    /// Apply the PEFT LoRA adapter at `location` (a directory, local or remote, holding
+    /// `adapter_config.json` and `adapter_model.safetensors`) after the base checkpoint loads:
+    /// attached as trainable burn LoRA adapters with every other tensor frozen, or merged
+    /// into the weights with [`with_merge_adapter`](Self::with_merge_adapter).
+    pub fn with_adapter(mut self, location: impl Into<String>) -> Self {
+        self.adapter = Some(location.into());
+        self
+    }
+
+    /// Merge the adapter into the weights (`W += scale · B·A`) instead of attaching it.
+    pub fn with_merge_adapter(mut self, merge: bool) -> Self {
+        self.merge_adapter = merge;
+        self
+    }
+
+    /// The PEFT adapter applied after the load, if any.
+    pub fn adapter(&self) -> Option<&str> {
+        self.adapter.as_deref()
+    }
+
+    /// Whether the adapter is merged into the weights.
+    pub fn merge_adapter(&self) -> bool {
+        self.merge_adapter
     }
 
     /// Fetch as `fetch` says (integrity, cache, endpoint, offline, timeout), replacing every
@@ -329,6 +377,12 @@ struct SpecMap {
     timeout: Option<Duration>,
     #[serde(default)]
     ranged: bool,
+    #[serde(default)]
+    freeze: Freeze,
+    #[serde(default)]
+    adapter: Option<String>,
+    #[serde(default)]
+    merge_adapter: bool,
 }
 
 fn on() -> bool {
@@ -358,6 +412,9 @@ impl From<SpecMap> for Pretrain {
             },
             expect: m.expect,
             on_mismatch: m.on_mismatch,
+            freeze: m.freeze,
+            adapter: m.adapter,
+            merge_adapter: m.merge_adapter,
         };
         match m.sub_level {
             Some(level) => spec.with_sub_level(level),
@@ -410,7 +467,8 @@ mod tests {
             r#"{"path": "a.pth", "sub_level": "backbone.", "ema": true,
                 "remap": [{"from": "^fc\\.", "to": "head.fc."}], "convention": "burn",
                 "unwrap": false, "sha256": "0676ba61", "offline": true, "cache_dir": "/c",
-                "endpoint": "http://127.0.0.1:9000", "timeout": 2.5, "ranged": true}"#,
+                "endpoint": "http://127.0.0.1:9000", "timeout": 2.5, "ranged": true,
+                "freeze": ["^backbone\\."], "adapter": "lora/", "merge_adapter": true}"#,
         )
         .unwrap();
         let expected = Pretrain::from("a.pth")
@@ -424,8 +482,18 @@ mod tests {
             .with_cache_dir("/c")
             .with_endpoint("http://127.0.0.1:9000")
             .with_timeout(Duration::from_millis(2500))
-            .with_ranged(true);
+            .with_ranged(true)
+            .with_freeze(Freeze::Keys(vec!["^backbone\\.".into()]))
+            .with_adapter("lora/")
+            .with_merge_adapter(true);
         assert_eq!(spec, expected);
+        let loaded: Pretrain =
+            serde_json::from_str(r#"{"path": "a.pth", "freeze": "loaded"}"#).unwrap();
+        assert_eq!(loaded.freeze(), &Freeze::Loaded);
+        let err = serde_json::from_str::<Pretrain>(r#"{"path": "a.pth", "freeze": "all"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown freeze `all`"), "{err}");
         let round = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<Pretrain>(&round).unwrap(), expected);
     }

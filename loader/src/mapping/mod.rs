@@ -39,6 +39,8 @@ pub(crate) struct Piece {
     /// Its shape in the model, in the form it is loaded in.
     pub shape: Vec<usize>,
     pub layout: Layout,
+    /// The parameter's id (kept by a load), by which it is frozen or adapted afterwards.
+    pub id: ParamId,
 }
 
 impl Piece {
@@ -129,6 +131,16 @@ pub(crate) enum Mode {
     Apply(HashMap<String, TensorData>),
     /// Collect every parameter's value by model path (in the form it is loaded in).
     Export(HashMap<String, TensorData>),
+    /// Collect the burn LoRA adapters attached to parameters, by parameter id.
+    Lora(HashMap<ParamId, LoraFactors>),
+}
+
+/// A parameter's LoRA adapter as data: `a` `[d_in, r]`, `b` `[r, d_out]` and the scale.
+#[derive(Debug)]
+pub(crate) struct LoraFactors {
+    pub a: TensorData,
+    pub b: TensorData,
+    pub scale: f64,
 }
 
 /// One parameter of a packed checkpoint tensor, for [`Mapper::packed`].
@@ -268,6 +280,7 @@ impl<'a> Mapper<'a> {
                 shape: load_shape(part.param),
                 model_path: model_path.clone(),
                 layout,
+                id: part.param.id,
             });
             match &mut self.mode {
                 Mode::Plan => {}
@@ -282,6 +295,18 @@ impl<'a> Mapper<'a> {
                 Mode::Export(values) => {
                     let value = part.param.transform_for_save().val().into_data();
                     values.insert(model_path, value);
+                }
+                Mode::Lora(found) => {
+                    if let Some(adapter) = part.param.adapter() {
+                        found.insert(
+                            part.param.id,
+                            LoraFactors {
+                                a: adapter.a.val().into_data(),
+                                b: adapter.b.val().into_data(),
+                                scale: adapter.scale,
+                            },
+                        );
+                    }
                 }
             }
         }
@@ -298,24 +323,25 @@ impl<'a> Mapper<'a> {
     pub fn running<const D: usize>(&mut self, state: &mut RunningState<Tensor<D>>) {
         let value = state.value();
         let model_path = self.field_with("");
+        let mut id = IdOf(None);
+        state.visit(&mut id);
         self.targets.push(Target {
             key: self.key_with(""),
             pieces: vec![Piece {
                 model_path: model_path.clone(),
                 shape: value.shape().to_vec(),
                 layout: Layout::Same,
+                id: id.0.unwrap_or_default(),
             }],
             axis: 0,
             dtype: value.dtype(),
             default_policy: self.default_policy.clone(),
         });
         match &mut self.mode {
-            Mode::Plan => {}
+            Mode::Plan | Mode::Lora(_) => {}
             Mode::Apply(data) => {
                 if let Some(data) = data.remove(&model_path) {
                     let tensor = Tensor::<D>::from_data(data, &value.device());
-                    let mut id = IdOf(None);
-                    state.visit(&mut id);
                     // A fresh state, not an in-place update: clones of the module keep theirs.
                     *state = match id.0 {
                         Some(id) => RunningState::with_id(id, tensor),

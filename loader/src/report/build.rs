@@ -48,6 +48,10 @@ impl LoadReport {
             failures: Vec::new(),
             bytes_read: 0,
             keys: plan.items.iter().map(|i| i.target.key.clone()).collect(),
+            loaded_params: Vec::new(),
+            kept_params: Vec::new(),
+            frozen: Vec::new(),
+            adapter: None,
         };
         let mut coverage: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
         for (order, item) in plan.items.iter().enumerate() {
@@ -57,6 +61,11 @@ impl LoadReport {
             slot.2 += 1;
             if !matches!(item.action, Action::Missing) {
                 report.checkpoint_total += 1;
+            }
+            let ids = item.target.pieces.iter().map(|p| p.id);
+            match item.action {
+                Action::Load { .. } => report.loaded_params.extend(ids),
+                _ => report.kept_params.extend(ids),
             }
             match &item.action {
                 Action::Load { cast, adapt, .. } => {

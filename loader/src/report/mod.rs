@@ -6,6 +6,7 @@
 //! `hints.rs` the "did you mean" suggestions, `render.rs` the one text rendering that both
 //! `Display` and [`LoadReport::log`] use, `fold.rs` the folding of repeated keys.
 
+use burn::module::{ParamGroup, ParamId};
 use serde::Serialize;
 
 mod build;
@@ -142,6 +143,46 @@ pub struct LoadReport {
     /// Every model tensor's checkpoint key, in model order.
     #[serde(skip)]
     keys: Vec<String>,
+    /// The ids of the parameters (and buffers) this load filled.
+    #[serde(skip)]
+    loaded_params: Vec<ParamId>,
+    /// The ids of the model's mapped tensors that kept their values (mismatched, missing).
+    #[serde(skip)]
+    kept_params: Vec<ParamId>,
+    /// Checkpoint keys of the tensors frozen after the load (`freeze`), in model order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    frozen: Vec<String>,
+    /// The PEFT adapter applied after the load, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adapter: Option<AdapterReport>,
+}
+
+/// What a PEFT LoRA adapter applied on top of a load did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct AdapterReport {
+    /// Where the adapter came from, as given.
+    pub source: String,
+    /// Merged into the weights (`true`) or attached as trainable burn LoRA adapters.
+    pub merged: bool,
+    /// The adapted layers: each base weight's checkpoint key with its rank and scale.
+    pub layers: Vec<AdaptedLayer>,
+    /// Checkpoint keys of the tensors `modules_to_save` replaced.
+    pub replaced: Vec<String>,
+}
+
+/// One base weight a LoRA adapter changes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct AdaptedLayer {
+    /// The base weight's checkpoint key (`blocks.0.attn.qkv.weight`).
+    pub key: String,
+    /// The model parameters it adapts (several for a packed projection).
+    pub parts: Vec<String>,
+    /// The adapter's rank.
+    pub rank: usize,
+    /// The scale of `B·A` (`alpha / r`, or `alpha / √r` with rsLoRA).
+    pub scale: f64,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -297,6 +338,47 @@ impl LoadReport {
     /// [`coverage`](Self::coverage)).
     pub fn subtrees(&self) -> &[SubtreeCoverage] {
         &self.subtrees
+    }
+
+    /// The burn [`ParamGroup`] of exactly the parameters and buffers this load filled: what
+    /// `model.freeze_group(report.loaded_group())` freezes (parameter ids survive a load).
+    pub fn loaded_group(&self) -> ParamGroup {
+        ParamGroup::from_ids(self.loaded_params.clone())
+    }
+
+    /// The burn [`ParamGroup`] of the mapped parameters that kept their values (a new head).
+    pub fn kept_group(&self) -> ParamGroup {
+        ParamGroup::from_ids(self.kept_params.clone())
+    }
+
+    /// The ids of the parameters and buffers this load filled, in model order.
+    pub fn loaded_ids(&self) -> &[ParamId] {
+        &self.loaded_params
+    }
+
+    /// The ids of the mapped parameters that kept their values, in model order.
+    pub fn kept_ids(&self) -> &[ParamId] {
+        &self.kept_params
+    }
+
+    /// Checkpoint keys of the tensors frozen after the load (`freeze`), in model order.
+    pub fn frozen(&self) -> &[String] {
+        &self.frozen
+    }
+
+    pub(crate) fn with_frozen(mut self, frozen: Vec<String>) -> Self {
+        self.frozen = frozen;
+        self
+    }
+
+    /// The PEFT adapter applied after the load, if any.
+    pub fn adapter(&self) -> Option<&AdapterReport> {
+        self.adapter.as_ref()
+    }
+
+    pub(crate) fn with_adapter(mut self, adapter: AdapterReport) -> Self {
+        self.adapter = Some(adapter);
+        self
     }
 
     /// Whether every model tensor was loaded and nothing was left unused.

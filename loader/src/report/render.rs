@@ -128,6 +128,51 @@ impl LoadReport {
                 .iter()
                 .map(|f| line(Warn, format!("failed: {f}"))),
         );
+        if !self.frozen.is_empty() {
+            out.push(line(
+                Info,
+                format!(
+                    "frozen {} tensors ({})",
+                    self.frozen.len(),
+                    group_by(self.frozen.iter().map(String::as_str), |key| {
+                        key.split('.').next().unwrap_or_default()
+                    })
+                    .into_iter()
+                    .map(|(root, group)| format!("{root}: {}", group.len()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                ),
+            ));
+        }
+        if let Some(adapter) = &self.adapter {
+            let verb = if adapter.merged { "merged" } else { "attached" };
+            let mut items: Vec<String> = adapter
+                .layers
+                .iter()
+                .map(|l| {
+                    let parts = match l.parts.as_slice() {
+                        [_] => String::new(),
+                        parts => format!(" → {}", parts.join(", ")),
+                    };
+                    format!("{} (r {}, scale {}){parts}", l.key, l.rank, l.scale)
+                })
+                .collect();
+            if !adapter.replaced.is_empty() {
+                items.push(format!(
+                    "replaced (modules_to_save): {}",
+                    summarize(&adapter.replaced)
+                ));
+            }
+            out.push(Section {
+                level: Info,
+                text: format!(
+                    "LoRA adapter {} {verb} to {} layers:",
+                    adapter.source,
+                    adapter.layers.len()
+                ),
+                items,
+            });
+        }
         out.extend(self.hints.iter().map(|h| line(Info, format!("hint: {h}"))));
         out
     }

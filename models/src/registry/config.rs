@@ -65,7 +65,8 @@ pub fn local_pretrain_paths(config: &Value) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Make every relative local `pretrain` path (string or `path` field) relative to `dir`.
+/// Make every relative local `pretrain` path (string, `path` or `adapter` field) relative to
+/// `dir`.
 fn resolve_pretrain_paths(value: &mut Value, dir: &Path) {
     let resolve = |p: &mut Value| {
         // An empty path stays empty, to be refused as such (not read as the config's folder).
@@ -83,8 +84,10 @@ fn resolve_pretrain_paths(value: &mut Value, dir: &Path) {
                 if key == "pretrain" {
                     match v {
                         Value::Object(spec) => {
-                            if let Some(p) = spec.get_mut("path") {
-                                resolve(p);
+                            for field in ["path", "adapter"] {
+                                if let Some(p) = spec.get_mut(field) {
+                                    resolve(p);
+                                }
                             }
                         }
                         other => resolve(other),

@@ -292,7 +292,7 @@ impl<T> fmt::Debug for Registry<T> {
     }
 }
 
-impl<T: Pretrainable + Clone + 'static> Registry<T> {
+impl<T: Pretrainable + burn::module::Module + 'static> Registry<T> {
     /// An empty registry for modules of `kind` (used in error messages).
     pub fn new(kind: impl Into<String>) -> Self {
         Self {

@@ -7,6 +7,7 @@ mod backends;
 mod bad_input;
 mod derive;
 mod every_layer;
+mod finetune;
 mod formats;
 mod hints;
 mod hostile;
