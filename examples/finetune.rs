@@ -6,7 +6,7 @@
 //! ```
 //!
 //! 1. The seed's classifier (`configs/finetune_resnet.yaml`): a ResNet backbone loaded from a
-//!    checkpoint with `freeze: loaded`, a new 4-class head. A few Adam steps on a small
+//!    checkpoint with `freeze: loaded`, a new 4-class head. Sixteen Adam steps on a small
 //!    synthetic dataset: the loss falls, every loaded tensor (BatchNorm statistics included)
 //!    is bit-identical afterwards, only the head changed.
 //! 2. A timm ViT with a PEFT LoRA adapter attached (`configs/finetune_vit_lora.yaml`): only the
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let data = synthetic(16, 4, 32, &device);
     let before = snapshot(&built.model);
-    let (trained, losses) = train(built.model, |m, x| m.forward(x), &data, 12, 1e-2);
+    let (trained, losses) = train(built.model, |m, x| m.forward(x), &data, 16, 1e-3);
     print_losses(&losses);
     let (changed_ids, _) = changed(&before, &snapshot(&trained));
     let loaded_changed = changed_ids.iter().filter(|id| loaded.contains(id)).count();

@@ -303,6 +303,38 @@ fn load_writes_a_timm_vit_s_logits_at_another_image_size() {
     );
 }
 
+/// A config whose `pretrain` names a PEFT LoRA adapter (written by peft) beside the base
+/// checkpoint: `load` reports the adapted layers and writes PEFT's logits for the same input,
+/// with the adapter attached and merged.
+#[test]
+fn load_applies_a_peft_adapter_as_peft_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("peft/vit64_input.npy");
+    for (config, verb) in [
+        ("peft/vit64.json", "attached"),
+        ("peft/vit64_merged.json", "merged"),
+    ] {
+        let out_path = dir.path().join("logits.npy");
+        let config = fixture(config);
+        let out = run(&[
+            "load",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out_path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(&format!("{verb} to 6 layers:")), "{text}");
+        assert!(
+            text.contains("replaced (modules_to_save): head.{weight,bias}"),
+            "{text}"
+        );
+        assert_npy_close(&out_path, &fixture("peft/vit64_logits.npy"));
+    }
+}
+
 /// The arrays of two .npy files agree within a relative error of 1e-4 (max |diff| / max |want|).
 fn assert_npy_close(got: &Path, want: &Path) {
     let (got, want) = (read_npy(got), read_npy(want));

@@ -30,7 +30,8 @@ pub fn strip_pretrain(config: &mut Value) {
 }
 
 /// Every local checkpoint a config's `pretrain` entries name, at any level (as
-/// [`read_config_file`] left them: relative to the config's folder already). URLs are left out.
+/// [`read_config_file`] left them: relative to the config's folder already), with the files of
+/// a local PEFT `adapter` directory. URLs are left out.
 pub fn local_pretrain_paths(config: &Value) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     fn walk(value: &Value, out: &mut Vec<std::path::PathBuf>) {
@@ -50,6 +51,11 @@ pub fn local_pretrain_paths(config: &Value) -> Vec<std::path::PathBuf> {
                         ("pretrain", Value::Object(spec)) => {
                             if let Some(p) = spec.get("path") {
                                 local(p, out);
+                            }
+                            if let Some(Value::String(dir)) = spec.get("adapter") {
+                                for file in ["adapter_model.safetensors", "adapter_config.json"] {
+                                    local(&Value::String(format!("{dir}/{file}")), out);
+                                }
                             }
                         }
                         ("pretrain", other) => local(other, out),

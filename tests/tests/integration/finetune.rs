@@ -172,6 +172,31 @@ fn adapters_that_do_not_fit_are_errors_naming_the_key_and_change_nothing() {
         text.contains("modules_to_save") && text.contains("head."),
         "the ViT adapter's new head is not BERT's: {text}"
     );
+    // A config that does not list a module the file adapts.
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture("peft/bert_lora");
+    std::fs::copy(
+        source.join("adapter_model.safetensors"),
+        dir.path().join("adapter_model.safetensors"),
+    )
+    .unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("adapter_config.json")).unwrap())
+            .unwrap();
+    config["target_modules"] = json!(["value"]);
+    std::fs::write(dir.path().join("adapter_config.json"), config.to_string()).unwrap();
+    let spec = Pretrain::from(fixture("sentence/bert/model.safetensors"))
+        .with_adapter(dir.path().display().to_string());
+    let text = model
+        .load_pretrained_in_place(spec)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains(
+            "`encoder.layer.0.attention.self.query` is not among the config's target_modules"
+        ),
+        "{text}"
+    );
     // A config whose rank disagrees with the stored factors.
     let dir = tempfile::tempdir().unwrap();
     let source = fixture("peft/bert_lora");
@@ -205,6 +230,28 @@ fn adapters_that_do_not_fit_are_errors_naming_the_key_and_change_nothing() {
     assert!(text.contains("adapter_config.json"), "{text}");
     let (moved, _) = changed(&before, &snapshot(&model));
     assert!(moved.is_empty(), "{} tensors changed", moved.len());
+
+    // BERT's adapter on a ViT: its LoRAs adapt weights the ViT does not have.
+    let config = json!({
+        "type": "VisionTransformer", "variant": "vit_tiny_patch16_224",
+        "embed_dim": 48, "depth": 2, "num_heads": 3, "num_classes": 10,
+        "pretrain": {"path": path("timm/vit_narrow.pth"), "adapter": path("peft/bert_lora")},
+    });
+    let Err(err) = BACKBONES.build(&config, &device) else {
+        panic!("BERT's adapter applied to a ViT")
+    };
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    assert!(
+        text.contains(
+            "adapts `encoder.layer.0.attention.self.query.weight`, which the model does not have"
+        ),
+        "{text}"
+    );
 }
 
 /// The seed's classifier: a narrow torchvision ResNet-18 backbone loaded from its checkpoint
@@ -239,7 +286,7 @@ fn freeze_loaded_keeps_every_loaded_tensor_through_training_while_the_loss_falls
     );
     let loaded: HashSet<ParamId> = report.loaded_ids().iter().copied().collect();
     let before = snapshot(&model);
-    let (trained, losses) = train(model, |m, x| m.forward(x), &data, 12, 1e-2);
+    let (trained, losses) = train(model, |m, x| m.forward(x), &data, 16, 1e-3);
     assert!(
         losses[losses.len() - 1] < 0.8 * losses[0],
         "the loss did not fall: {losses:?}"
