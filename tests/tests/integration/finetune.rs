@@ -418,3 +418,74 @@ fn an_adapter_exports_back_to_peft_names_and_values() {
     );
     assert_eq!(config["modules_to_save"], json!(["head"]));
 }
+
+/// transformers' `Conv1D` (GPT-2's layer): `x · W + b` with `W` stored `[in, out]`.
+#[derive(burn::module::Module, Debug, burn_pretrain::Pretrainable)]
+struct Conv1D {
+    weight: burn::module::Param<Tensor<2>>,
+    bias: burn::module::Param<Tensor<1>>,
+}
+
+impl Conv1D {
+    fn new(d_in: usize, d_out: usize, device: &Device) -> Self {
+        Self {
+            weight: burn::module::Param::from_tensor(Tensor::zeros([d_in, d_out], device)),
+            bias: burn::module::Param::from_tensor(Tensor::zeros([d_out], device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.weight.val()) + self.bias.val().unsqueeze()
+    }
+}
+
+#[derive(burn::module::Module, Debug, burn_pretrain::Pretrainable)]
+struct Tiny {
+    c_attn: Conv1D,
+    c_proj: Conv1D,
+}
+
+#[test]
+fn a_fan_in_fan_out_lora_on_gpt2_style_conv1d_layers_reproduces_peft() {
+    let device = Device::flex();
+    let tiny = Tiny {
+        c_attn: Conv1D::new(8, 12, &device),
+        c_proj: Conv1D::new(12, 8, &device),
+    };
+    let spec =
+        Pretrain::from(fixture("peft/conv1d.safetensors")).with_adapter(path("peft/conv1d_lora"));
+    let (tiny, report) = tiny.load_pretrained(spec).unwrap();
+    assert_eq!(report.adapter().unwrap().layers.len(), 2, "{report}");
+    let x = saved_tensor::<2>(EXPECTED, "conv1d/input", &device);
+    let y = tiny.c_proj.forward(tiny.c_attn.forward(x).tanh());
+    let err = relative_error(y, saved_tensor::<2>(EXPECTED, "conv1d/output", &device));
+    assert!(err <= 1e-5, "fan_in_fan_out: relative error {err:e}");
+}
+
+#[test]
+fn an_adapter_from_the_loopback_hub() {
+    let server = burn_pretrain_tests::server::TestServer::start();
+    let dir = fixture("peft/bert_lora");
+    for file in ["adapter_config.json", "adapter_model.safetensors"] {
+        server.route(
+            &format!("/org/bert-lora/resolve/main/{file}"),
+            burn_pretrain_tests::server::Behavior::Serve(std::fs::read(dir.join(file)).unwrap()),
+        );
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let spec = Pretrain::from(fixture("sentence/bert/model.safetensors"))
+        .with_adapter("hf://org/bert-lora")
+        .with_endpoint(server.base())
+        .with_cache_dir(cache.path().display().to_string());
+    let (model, report) = bert_model(&device).load_pretrained(spec).unwrap();
+    assert_eq!(report.adapter().unwrap().source, "hf://org/bert-lora");
+    let ids = saved_ints("bert/input_ids", &device);
+    let mask = saved_ints("bert/attention_mask", &device);
+    let hidden = model.forward(ids, Some(mask), None);
+    let err = relative_error(
+        hidden,
+        saved_tensor::<3>(EXPECTED, "bert/last_hidden_state", &device),
+    );
+    assert!(err <= 1e-5, "relative error {err:e}");
+}
