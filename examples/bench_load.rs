@@ -5,7 +5,8 @@
 //! cargo run --release --example bench_load -- SIDE MODEL CHECKPOINT REPS
 //! ```
 //!
-//! SIDE is `ours` (`load_pretrained`), `ours-check` (`plan_pretrained`: headers only),
+//! SIDE is `ours` (`load_pretrained`), `ours-q8` (the same with every Linear weight quantized
+//! to Q8 while loading), `ours-check` (`plan_pretrained`: headers only),
 //! `ours-sub` (a model of one block loaded with `sub_level` from a `linears` checkpoint) or
 //! `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's adapter for
 //! safetensors, both `allow_partial`). MODEL is `resnet18`..`resnet152` (our ResNet, built
@@ -87,6 +88,14 @@ where
     Ok(match side {
         "ours" => {
             let (model, report) = model.load_pretrained(path)?;
+            (model, report.loaded().len(), report.bytes_read())
+        }
+        "ours-q8" => {
+            // Every Linear weight quantized while loading (Q8, blocks of 32, f16 scales).
+            let spec = burn_pretrain::Pretrain::from_path(path).with_quantize(
+                burn_pretrain::quantize::Quantize::new(burn_pretrain::quantize::Value::Q8s),
+            );
+            let (model, report) = model.load_pretrained(spec)?;
             (model, report.loaded().len(), report.bytes_read())
         }
         "ours-check" => {

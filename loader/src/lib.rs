@@ -40,6 +40,7 @@ mod load;
 pub mod mapping;
 mod plan;
 pub mod policy;
+pub mod quantize;
 pub mod report;
 pub mod source;
 pub mod spec;

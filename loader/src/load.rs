@@ -13,7 +13,8 @@ use crate::freeze::Freezing;
 use crate::mapping::{Mapper, Mode, Pretrainable};
 use crate::plan::Plan;
 use crate::policy::Rules;
-use crate::report::{AdapterReport, LoadReport};
+use crate::quantize::{Choice, Quantizing};
+use crate::report::{AdapterReport, LoadReport, QuantizedReport};
 use crate::source::{self, Fetcher, Location};
 use crate::spec::Pretrain;
 use crate::view::{View, ViewRules};
@@ -54,14 +55,23 @@ pub trait PretrainExt: Pretrainable + Module {
         let spec = Resolved::new(&spec.into())?;
         let prepared = Prepared::new(&*self, &spec)?;
         let mut report = prepared.checked_report(&spec.expect, false)?;
-        let read = crate::apply::read(&prepared.plan, &prepared.view)?;
         // The adapter is fetched, planned and read before the model changes too.
         let adapter = match &spec.adapter {
             Some(adapter) => Some(PreparedAdapter::new(&*self, &spec, adapter, &prepared)?),
             None => None,
         };
-        let mut model = prepared.apply(&*self, read.data)?;
-        report = report.with_bytes_read(read.bytes_read);
+        let mut model = match &spec.quantize {
+            None => {
+                let read = crate::apply::read(&prepared.plan, &prepared.view)?;
+                report = report.with_bytes_read(read.bytes_read);
+                prepared.apply(&*self, read.data)?
+            }
+            Some(quantize) => {
+                let (model, bytes_read, quantized) = prepared.apply_quantized(&*self, quantize)?;
+                report = report.with_bytes_read(bytes_read).with_quantized(quantized);
+                model
+            }
+        };
         if let Some(adapter) = adapter {
             let (applied, adapter_report) = adapter.apply(model)?;
             model = applied;
@@ -126,6 +136,7 @@ struct Resolved {
     rules: Rules,
     expect: Expectations,
     freeze: Freezing,
+    quantize: Option<Quantizing>,
     /// The adapter's location and whether it is merged.
     adapter: Option<AdapterSpec>,
 }
@@ -140,6 +151,7 @@ impl Resolved {
     fn new(spec: &Pretrain) -> Result<Self> {
         Ok(Self {
             freeze: Freezing::compile(spec.freeze())?,
+            quantize: spec.quantize().map(Quantizing::compile).transpose()?,
             adapter: match spec.adapter() {
                 Some(location) => Some(AdapterSpec {
                     location: location.to_string(),
@@ -222,6 +234,72 @@ impl Prepared {
         )
     }
 
+    /// `model` with the plan read and applied in batches of about
+    /// [`BATCH_BYTES`](crate::quantize::BATCH_BYTES) of tensor data, each batch's chosen
+    /// parameters quantized with burn's `quantize_weights_group` as soon as they are in, so
+    /// the float bytes alive at once stay near one batch. Returns the model, the bytes read
+    /// and what was quantized.
+    fn apply_quantized<M: Pretrainable + Module>(
+        &self,
+        model: &M,
+        quantizing: &Quantizing,
+    ) -> Result<(M, u64, QuantizedReport)> {
+        use burn::module::{ParamGroup, Quantizer};
+        use burn::tensor::quantization::Calibration;
+        let chosen = quantizing.chosen(&self.plan, model);
+        let scheme = quantizing.options.scheme();
+        let mut quantizer = Quantizer::new(Calibration::MinMax, scheme);
+        let mut model = model.clone();
+        let mut bytes_read = 0;
+        let mut report = QuantizedReport {
+            scheme: format!("{scheme:?}"),
+            keys: Vec::new(),
+            indivisible: Vec::new(),
+            float_bytes: 0,
+            quantized_bytes: 0,
+        };
+        let loads: Vec<usize> = (0..self.plan.items.len())
+            .filter(|&i| matches!(self.plan.items[i].action, crate::plan::Action::Load { .. }))
+            .collect();
+        let mut start = 0;
+        while start < loads.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < loads.len() && (end == start || bytes < crate::quantize::BATCH_BYTES) {
+                let target = &self.plan.items[loads[end]].target;
+                bytes += (target.checkpoint_shape().iter().product::<usize>() * target.dtype.size())
+                    as u64;
+                end += 1;
+            }
+            let batch = &loads[start..end];
+            let read = crate::apply::read(&self.plan.subset(batch), &self.view)?;
+            bytes_read += read.bytes_read;
+            model = self.apply(&model, read.data)?;
+            let mut ids = Vec::new();
+            for &i in batch {
+                let target = &self.plan.items[i].target;
+                match chosen[i] {
+                    Choice::Kept => continue,
+                    Choice::Indivisible => {
+                        report.indivisible.push(target.key.clone());
+                        continue;
+                    }
+                    Choice::Quantized => {}
+                }
+                let elements = target.checkpoint_shape().iter().product::<usize>();
+                report.keys.push(target.key.clone());
+                report.float_bytes += (elements * target.dtype.size()) as u64;
+                report.quantized_bytes += quantizing.options.quantized_bytes(elements);
+                ids.extend(target.pieces.iter().map(|p| p.id));
+            }
+            if !ids.is_empty() {
+                model = model.quantize_weights_group(&mut quantizer, ParamGroup::from_ids(ids));
+            }
+            start = end;
+        }
+        Ok((model, bytes_read, report))
+    }
+
     /// The report, or [`Error::Unmet`] carrying it when `expect` is not met.
     fn checked_report(&self, expect: &Expectations, dry_run: bool) -> Result<LoadReport> {
         let report = self.report(dry_run);
@@ -282,6 +360,7 @@ impl PreparedAdapter {
             rules: Rules::compile(&[])?,
             expect: Expectations::compile(&crate::Expect::default())?,
             freeze: Freezing::None,
+            quantize: None,
             adapter: None,
         };
         let replacements = Prepared::new(model, &resolved)?;

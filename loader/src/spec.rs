@@ -10,6 +10,7 @@ use crate::expect::Expect;
 use crate::format::Convention;
 use crate::freeze::Freeze;
 use crate::policy::{MismatchRule, Policy};
+use crate::quantize::Quantize;
 use crate::source::FetchOptions;
 use crate::source::options::seconds;
 use crate::view::{Align, Converter, Remap, ViewOptions};
@@ -49,6 +50,8 @@ pub struct Pretrain {
     adapter: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     merge_adapter: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantize: Option<Quantize>,
 }
 
 impl Pretrain {
@@ -63,7 +66,20 @@ impl Pretrain {
             freeze: Freeze::None,
             adapter: None,
             merge_adapter: false,
+            quantize: None,
         }
+    }
+
+    /// Quantize parameters while they load (burn's quantizer, applied batch by batch, so the
+    /// float bytes alive at once stay near one batch); the report lists them.
+    pub fn with_quantize(mut self, quantize: Quantize) -> Self {
+        self.quantize = Some(quantize);
+        self
+    }
+
+    /// What is quantized while loading, if anything.
+    pub fn quantize(&self) -> Option<&Quantize> {
+        self.quantize.as_ref()
     }
 
     /// Freeze tensors once the load has succeeded ([`Freeze::Loaded`]: exactly those it
@@ -383,6 +399,8 @@ struct SpecMap {
     adapter: Option<String>,
     #[serde(default)]
     merge_adapter: bool,
+    #[serde(default)]
+    quantize: Option<Quantize>,
 }
 
 fn on() -> bool {
@@ -415,6 +433,7 @@ impl From<SpecMap> for Pretrain {
             freeze: m.freeze,
             adapter: m.adapter,
             merge_adapter: m.merge_adapter,
+            quantize: m.quantize,
         };
         match m.sub_level {
             Some(level) => spec.with_sub_level(level),

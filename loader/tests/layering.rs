@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// The top-level modules in data-path order: a module may import only those before it.
 const ORDER: &[&str] = &[
     "error", "layout", "source", "format", "view", "policy", "mapping", "plan", "apply", "report",
-    "expect", "freeze", "spec", "export", "adapter", "load",
+    "expect", "freeze", "quantize", "spec", "export", "adapter", "load",
 ];
 
 /// `error` is the one error enum of every stage, so every stage imports it; two of its

@@ -327,14 +327,20 @@ mod tests {
 
     #[test]
     fn tiles_are_put_alike_with_and_without_vector_instructions() {
+        tiles_alike::<u32>(|n| n as u32);
+        tiles_alike::<u16>(|n| n as u16);
+    }
+
+    fn tiles_alike<T: bytemuck::Pod + PartialEq + std::fmt::Debug>(of: fn(usize) -> T) {
         // Every edge of the 8 × 8 blocks: full, short rows, short columns, both.
-        let tile: [[u32; WIDE]; TALL] =
-            std::array::from_fn(|i| std::array::from_fn(|j| (i * WIDE + j) as u32));
+        let tile: [[T; WIDE]; TALL] =
+            std::array::from_fn(|i| std::array::from_fn(|j| of(i * WIDE + j)));
+        let unset = of(usize::MAX);
         for (width, tall) in [(WIDE, TALL), (WIDE, 13), (29, TALL), (5, 3), (8, 8)] {
             let stride = tall + 3;
             let mut outs = Vec::new();
             for simd in [Simd { avx: false }, Simd::detect()] {
-                let mut out = vec![MaybeUninit::new(u32::MAX); width * stride];
+                let mut out = vec![MaybeUninit::new(unset); width * stride];
                 // SAFETY (test): `width` rows of `stride >= tall` elements, all ours.
                 #[allow(unsafe_code)]
                 unsafe {
@@ -342,10 +348,10 @@ mod tests {
                 };
                 // SAFETY (test): every element was initialised above.
                 #[allow(unsafe_code)]
-                let out: Vec<u32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+                let out: Vec<T> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
                 for j in 0..width {
                     for i in 0..stride {
-                        let want = if i < tall { tile[i][j] } else { u32::MAX };
+                        let want = if i < tall { tile[i][j] } else { unset };
                         assert_eq!(out[j * stride + i], want, "{width}x{tall} at {j},{i}");
                     }
                 }

@@ -253,7 +253,8 @@ impl Simd {
 /// Write the first `tall` rows and `width` columns of `tile` transposed: its column `j` as
 /// `tall` consecutive elements at `out + j * stride`. Four-byte elements go through 8 × 8
 /// register transposes where AVX is there (measured: 0.78× the time of the element-by-element
-/// loop on the benchmark's Linears), everything else element by element.
+/// loop on the benchmark's Linears), two-byte ones (f16, bf16 kept in half precision) through
+/// 8 × 8 transposes of 128-bit registers, everything else element by element.
 ///
 /// # Safety
 /// For every `j < width`, the `tall` elements from `out + j * stride` must be memory the
@@ -268,21 +269,22 @@ pub(super) unsafe fn put_tile<T: bytemuck::Pod>(
     simd: Simd,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if simd.avx && size_of::<T>() == 4 {
+    if simd.avx && matches!(size_of::<T>(), 2 | 4) {
         let (full_cols, full_rows) = (width / 8 * 8, tall / 8 * 8);
         for j0 in (0..full_cols).step_by(8) {
             for i0 in (0..full_rows).step_by(8) {
+                let src = tile[i0][j0..].as_ptr();
                 // SAFETY: AVX was detected; the 8 × 8 block read lies in the tile
                 // (`i0 + 8 <= tall <= TALL`, `j0 + 8 <= width <= WIDE`, rows `WIDE` apart) and
                 // the one written is inside what the caller lets us write (`j0 + 8 <= width`,
-                // `i0 + 8 <= tall`).
+                // `i0 + 8 <= tall`); elements are of the size each transpose moves.
                 unsafe {
-                    transpose_8x8(
-                        tile[i0][j0..].as_ptr().cast::<f32>(),
-                        WIDE,
-                        out.add(j0 * stride + i0).cast::<f32>(),
-                        stride,
-                    )
+                    let dst = out.add(j0 * stride + i0);
+                    if size_of::<T>() == 4 {
+                        transpose_8x8(src.cast::<f32>(), WIDE, dst.cast::<f32>(), stride)
+                    } else {
+                        transpose_8x8_u16(src.cast::<u16>(), WIDE, dst.cast::<u16>(), stride)
+                    }
                 };
             }
         }
@@ -302,6 +304,63 @@ pub(super) unsafe fn put_tile<T: bytemuck::Pod>(
         for (i, line) in tile.iter().enumerate().take(tall) {
             // SAFETY: `j < width`, `i < tall`: inside what the caller lets us write.
             unsafe { out.add(j * stride + i).write(MaybeUninit::new(line[j])) };
+        }
+    }
+}
+
+/// The 8 × 8 block of 16-bit elements at `src` (rows `src_stride` apart) transposed into
+/// `dst` (rows `dst_stride` apart) in eight 128-bit registers: neighbouring rows interleaved
+/// by 16 bits, then by 32, then by 64, each step doubling the run of one column.
+///
+/// # Safety
+/// AVX must be available (the 128-bit instructions are then VEX-encoded); the 8 rows of 8
+/// elements at `src` must be readable and those at `dst` writable (no alignment needed).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[allow(unsafe_code)]
+pub(super) unsafe fn transpose_8x8_u16(
+    src: *const u16,
+    src_stride: usize,
+    dst: *mut u16,
+    dst_stride: usize,
+) {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi16, _mm_unpackhi_epi32,
+        _mm_unpackhi_epi64, _mm_unpacklo_epi16, _mm_unpacklo_epi32, _mm_unpacklo_epi64,
+    };
+    // SAFETY: the caller guarantees the 8 rows read.
+    let r: [__m128i; 8] = std::array::from_fn(|i| unsafe {
+        _mm_loadu_si128(src.add(i * src_stride).cast::<__m128i>())
+    });
+    // Rows 2k, 2k+1 interleaved: columns 0..3 (lo) and 4..7 (hi) in pairs.
+    let a = [
+        _mm_unpacklo_epi16(r[0], r[1]),
+        _mm_unpackhi_epi16(r[0], r[1]),
+        _mm_unpacklo_epi16(r[2], r[3]),
+        _mm_unpackhi_epi16(r[2], r[3]),
+        _mm_unpacklo_epi16(r[4], r[5]),
+        _mm_unpackhi_epi16(r[4], r[5]),
+        _mm_unpacklo_epi16(r[6], r[7]),
+        _mm_unpackhi_epi16(r[6], r[7]),
+    ];
+    // Runs of four rows: columns (0, 1), (2, 3), (4, 5), (6, 7) of rows 0..3, then of 4..7.
+    let b = [
+        _mm_unpacklo_epi32(a[0], a[2]),
+        _mm_unpackhi_epi32(a[0], a[2]),
+        _mm_unpacklo_epi32(a[1], a[3]),
+        _mm_unpackhi_epi32(a[1], a[3]),
+        _mm_unpacklo_epi32(a[4], a[6]),
+        _mm_unpackhi_epi32(a[4], a[6]),
+        _mm_unpacklo_epi32(a[5], a[7]),
+        _mm_unpackhi_epi32(a[5], a[7]),
+    ];
+    for k in 0..4 {
+        let even = _mm_unpacklo_epi64(b[k], b[k + 4]);
+        let odd = _mm_unpackhi_epi64(b[k], b[k + 4]);
+        // SAFETY: destination rows `2k` and `2k + 1` of the 8 the caller lets us write.
+        unsafe {
+            _mm_storeu_si128(dst.add(2 * k * dst_stride).cast::<__m128i>(), even);
+            _mm_storeu_si128(dst.add((2 * k + 1) * dst_stride).cast::<__m128i>(), odd);
         }
     }
 }

@@ -76,6 +76,15 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// The plan of the items at `indices` only (a batch of a load read in parts).
+    pub fn subset(&self, indices: &[usize]) -> Plan {
+        Plan {
+            items: indices.iter().map(|&i| self.items[i].clone()).collect(),
+            unexpected: Vec::new(),
+            ignored: Vec::new(),
+        }
+    }
+
     pub fn build(
         targets: Vec<Target>,
         expected_unused: Vec<(String, &'static str)>,

@@ -52,6 +52,7 @@ impl LoadReport {
             kept_params: Vec::new(),
             frozen: Vec::new(),
             adapter: None,
+            quantized: None,
         };
         let mut coverage: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
         for (order, item) in plan.items.iter().enumerate() {

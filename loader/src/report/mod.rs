@@ -155,6 +155,25 @@ pub struct LoadReport {
     /// The PEFT adapter applied after the load, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     adapter: Option<AdapterReport>,
+    /// What `quantize` did while loading, if asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantized: Option<QuantizedReport>,
+}
+
+/// Parameters quantized while they loaded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct QuantizedReport {
+    /// The scheme, as burn names it.
+    pub scheme: String,
+    /// Checkpoint keys of the quantized tensors, in model order.
+    pub keys: Vec<String>,
+    /// Chosen tensors left in float because the block does not divide their last axis.
+    pub indivisible: Vec<String>,
+    /// Their bytes in the model's float dtype.
+    pub float_bytes: u64,
+    /// Their bytes quantized (values and scales, from the scheme).
+    pub quantized_bytes: u64,
 }
 
 /// What a PEFT LoRA adapter applied on top of a load did.
@@ -368,6 +387,16 @@ impl LoadReport {
 
     pub(crate) fn with_frozen(mut self, frozen: Vec<String>) -> Self {
         self.frozen = frozen;
+        self
+    }
+
+    /// What `quantize` did while loading, if asked.
+    pub fn quantized(&self) -> Option<&QuantizedReport> {
+        self.quantized.as_ref()
+    }
+
+    pub(crate) fn with_quantized(mut self, quantized: QuantizedReport) -> Self {
+        self.quantized = Some(quantized);
         self
     }
 

@@ -144,6 +144,28 @@ impl LoadReport {
                 ),
             ));
         }
+        if let Some(q) = &self.quantized {
+            out.push(line(
+                Info,
+                format!(
+                    "quantized while loading ({}): {} tensors, {} → {} bytes: {}",
+                    q.scheme,
+                    q.keys.len(),
+                    q.float_bytes,
+                    q.quantized_bytes,
+                    summarize(&q.keys)
+                ),
+            ));
+            if !q.indivisible.is_empty() {
+                out.push(line(
+                    Info,
+                    format!(
+                        "left in float (the block does not divide the last axis): {}",
+                        summarize(&q.indivisible)
+                    ),
+                ));
+            }
+        }
         if let Some(adapter) = &self.adapter {
             let verb = if adapter.merged { "merged" } else { "attached" };
             let mut items: Vec<String> = adapter

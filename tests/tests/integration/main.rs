@@ -17,6 +17,7 @@ mod packed;
 mod policies;
 mod porting;
 mod preprocess;
+mod quantize;
 mod report;
 mod repos;
 mod seed;
