@@ -5,7 +5,8 @@
 //! cargo run --release --example bench_load -- SIDE MODEL CHECKPOINT REPS
 //! ```
 //!
-//! SIDE is `ours` (`load_pretrained`), `ours-q8` (the same with every Linear weight quantized
+//! SIDE is `ours` (`load_pretrained`), `ours-bf16` (the same into a model holding bf16),
+//! `ours-q8` (the same with every Linear weight quantized
 //! to Q8 while loading), `ours-check` (`plan_pretrained`: headers only),
 //! `ours-sub` (a model of one block loaded with `sub_level` from a `linears` checkpoint) or
 //! `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's adapter for
@@ -130,7 +131,15 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: bench_load SIDE MODEL CHECKPOINT REPS");
     };
     let reps: usize = reps.parse()?;
-    let device = Device::flex();
+    let mut device = Device::flex();
+    // `ours-bf16`: a model that holds bf16 (the device's float dtype), loaded as `ours`.
+    if side == "ours-bf16" {
+        device.configure((
+            burn::tensor::FloatDType::BF16,
+            burn::tensor::IntDType::I64,
+        ))?;
+    }
+    let side = side.strip_suffix("-bf16").unwrap_or(side);
     let baseline = status_kib("VmRSS:");
     for run in 0..reps {
         let start = Instant::now();
