@@ -134,10 +134,7 @@ fn main() -> anyhow::Result<()> {
     let mut device = Device::flex();
     // `ours-bf16`: a model that holds bf16 (the device's float dtype), loaded as `ours`.
     if side == "ours-bf16" {
-        device.configure((
-            burn::tensor::FloatDType::BF16,
-            burn::tensor::IntDType::I64,
-        ))?;
+        device.configure((burn::tensor::FloatDType::BF16, burn::tensor::IntDType::I64))?;
     }
     let side = side.strip_suffix("-bf16").unwrap_or(side);
     let baseline = status_kib("VmRSS:");

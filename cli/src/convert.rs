@@ -83,7 +83,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         if ext == "safetensors" {
             write_safetensors(tmp, &tensors, &args.source)?;
         } else {
-            write_burnpack(tmp, &tensors, &args.source)?;
+            write_burnpack(tmp, &tensors, &args.source, checkpoint.convention())?;
         }
         // Not kept if the checkpoint changed while it was copied.
         checkpoint.unchanged().map_err(Cause::from)
@@ -185,6 +185,7 @@ fn write_burnpack(
     path: &Path,
     tensors: &[(String, TensorEntry)],
     source: &str,
+    convention: burn_pretrain::format::Convention,
 ) -> Result<(), Cause> {
     let tensors = tensors
         .iter()
@@ -204,9 +205,15 @@ fn write_burnpack(
             )
         })
         .collect();
-    // Keys keep the checkpoint's (PyTorch) naming; the loader reads this mark.
-    burn_pack::Writer::new(tensors)
-        .with_metadata("convention", "pytorch")
+    // Keys keep the checkpoint's naming: PyTorch's is marked (the loader reads the mark); a
+    // burn record's keys are burn's own paths, a plain burnpack that burn's `BurnpackStore`
+    // loads as it loads its own.
+    let writer = burn_pack::Writer::new(tensors);
+    let writer = match convention {
+        burn_pretrain::format::Convention::Pytorch => writer.with_metadata("convention", "pytorch"),
+        burn_pretrain::format::Convention::Burn => writer,
+    };
+    writer
         .with_metadata("producer", "burn-pretrain")
         .overwrite(true)
         .auto_extension(false)

@@ -66,6 +66,7 @@ fn to_json(
         "source": shown,
         "format": ckpt.format(),
         "shards": ckpt.shards().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "metadata": ckpt.metadata().iter().cloned().collect::<BTreeMap<String, String>>(),
         "view": steps,
         "tensors": tensors.iter().map(|(k, e)| json!({"key": k, "shape": e.shape(), "dtype": e.dtype()})).collect::<Vec<_>>(),
         "totals": {"tensors": tensors.len(), "parameters": params, "bytes_per_dtype": bytes},
@@ -85,6 +86,14 @@ fn to_text(
         0 => format!("{shown} ({})\n", ckpt.format()),
         n => format!("{shown} ({}, {n} shards)\n", ckpt.format()),
     };
+    if !ckpt.metadata().is_empty() {
+        let fields: Vec<String> = ckpt
+            .metadata()
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        out.push_str(&format!("record: {}\n", fields.join(", ")));
+    }
     for step in steps {
         out.push_str(&format!("view: {step}\n"));
     }

@@ -335,6 +335,55 @@ fn load_applies_a_peft_adapter_as_peft_does() {
     }
 }
 
+/// A record saved by burn 0.21's `NamedMpkFileRecorder`: `inspect` shows its metadata and
+/// tensors, `convert` writes a burnpack that burn 0.22's own `BurnpackStore` loads into the
+/// same model written for burn 0.22, with the values burn-pretrain loads from the record.
+#[test]
+fn an_old_burn_record_converts_to_a_burnpack_burn_loads() {
+    use burn::prelude::*;
+    use burn_pretrain::PretrainExt;
+    use burn_pretrain_tests::records::{Net, RELEASES};
+    use burn_store::{BurnpackStore, ModuleSnapshot};
+    for release in RELEASES {
+        let record = fixture(&format!("burn_records/{release}/model.mpk"));
+        let out = run(&["inspect", record.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("(burn record)"), "{text}");
+        assert!(text.contains(&format!("version {release}")), "{text}");
+        assert!(
+            text.contains("lstm.input_gate.input_transform.weight"),
+            "{text}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let bpk = dir.path().join("model.bpk");
+        let out = run(&["convert", record.to_str().unwrap(), bpk.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let device = Device::flex();
+        let mut net = Net::new(&device);
+        let applied = net.load_from(&mut BurnpackStore::from_file(&bpk)).unwrap();
+        assert!(
+            applied.errors.is_empty() && applied.missing.is_empty(),
+            "{applied:?}"
+        );
+        let (loaded, _) = Net::new(&device).load_pretrained(&record).unwrap();
+        let x = Tensor::<2>::ones([2, 4], &device);
+        let a: Vec<f32> = net.mlp(x.clone()).into_data().iter::<f32>().collect();
+        let b: Vec<f32> = loaded.mlp(x).into_data().iter::<f32>().collect();
+        assert_eq!(a, b, "{release}");
+        let a = net.lstm.input_gate.input_transform.weight.val().into_data();
+        let b = loaded
+            .lstm
+            .input_gate
+            .input_transform
+            .weight
+            .val()
+            .into_data();
+        assert_eq!(a.as_bytes(), b.as_bytes());
+    }
+}
+
 /// The arrays of two .npy files agree within a relative error of 1e-4 (max |diff| / max |want|).
 fn assert_npy_close(got: &Path, want: &Path) {
     let (got, want) = (read_npy(got), read_npy(want));

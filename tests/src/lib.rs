@@ -8,6 +8,7 @@
 pub mod azurite;
 pub mod moto;
 pub mod packed;
+pub mod records;
 pub mod server;
 
 use std::collections::BTreeMap;

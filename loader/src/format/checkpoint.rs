@@ -251,6 +251,8 @@ pub struct Checkpoint {
     pub(super) by_key: std::collections::HashMap<String, usize>,
     /// The shard files, for a checkpoint opened from an `*.index.json`; empty otherwise.
     pub(super) shards: Vec<PathBuf>,
+    /// What the file says about itself (a burn record's metadata).
+    pub(super) metadata: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Checkpoint {
@@ -307,6 +309,13 @@ impl Checkpoint {
             }
             Format::Safetensors => safetensors::open(path)?,
             Format::Burnpack => burnpack::open(path)?,
+            Format::BurnRecord => {
+                let record = super::burn_record::open(path)?;
+                let mut checkpoint =
+                    Self::from_parts(path, format, Convention::Burn, record.entries)?;
+                checkpoint.metadata = record.metadata;
+                return Ok(Opened::Tensors(checkpoint));
+            }
         };
         Self::from_parts(path, format, convention, entries).map(Opened::Tensors)
     }
@@ -406,6 +415,7 @@ impl Checkpoint {
             entries,
             by_key,
             shards,
+            metadata: Vec::new(),
         }
     }
 
@@ -427,6 +437,12 @@ impl Checkpoint {
             entries,
             Vec::new(),
         )
+    }
+
+    /// What the file says about itself besides its tensors: a burn record's `float`, `int`,
+    /// `format`, `version` and `settings`; empty for other formats.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
     }
 
     /// The file this checkpoint was read from (the index, for a sharded checkpoint).

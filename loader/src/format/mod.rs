@@ -6,6 +6,7 @@
 //! [`TensorEntry::read`] is called. A sharded checkpoint (an `*.index.json` and its shard
 //! files, see `sharded.rs`) opens as one checkpoint.
 
+pub(crate) mod burn_record;
 mod burnpack;
 pub(crate) mod checkpoint;
 mod pytorch;
@@ -37,13 +38,16 @@ pub enum Format {
     Safetensors,
     /// burn's own burnpack.
     Burnpack,
+    /// A record of burn ≤ 0.21's recorders: named MessagePack (`.mpk`), JSON, either gzipped
+    /// (`.mpk.gz`, `.json.gz`); bincode (`.bin`) is recognised and refused.
+    BurnRecord,
 }
 
 impl Format {
     /// The naming convention tensors of this format follow unless told otherwise.
     pub fn convention(self) -> Convention {
         match self {
-            Format::Burnpack => Convention::Burn,
+            Format::Burnpack | Format::BurnRecord => Convention::Burn,
             _ => Convention::Pytorch,
         }
     }
@@ -57,6 +61,7 @@ impl fmt::Display for Format {
             Format::PytorchTar => "PyTorch TAR",
             Format::Safetensors => "safetensors",
             Format::Burnpack => "burnpack",
+            Format::BurnRecord => "burn record",
         })
     }
 }

@@ -84,6 +84,11 @@ pub(super) fn classify(head: &[u8]) -> Result<Format, String> {
     {
         return Ok(Format::PytorchLegacy);
     }
+    // A burn ≤ 0.21 record: gzipped (its content checked when read), named MessagePack,
+    // JSON opening with `metadata`, or bincode (refused when read, saying why).
+    if head.starts_with(&[0x1f, 0x8b, 0x08]) || super::burn_record::encoding(head).is_some() {
+        return Ok(Format::BurnRecord);
+    }
     if head.len() >= burn_pack::HEADER_SIZE
         && burn_pack::Header::from_bytes(&head[..burn_pack::HEADER_SIZE]).is_ok()
     {

@@ -18,6 +18,7 @@ mod policies;
 mod porting;
 mod preprocess;
 mod quantize;
+mod records;
 mod report;
 mod repos;
 mod seed;

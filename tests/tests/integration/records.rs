@@ -1,0 +1,174 @@
+//! Models saved by older burn: records written by burn's own recorders
+//! (`fixtures/burn_records/generator`, pinned to each release) read by content, every tensor
+//! equal to what the old burn saved, loaded into the same model written for burn 0.22 with the
+//! same outputs (the conversion to burnpack is `cli/tests/cli.rs`'s).
+
+use burn::prelude::*;
+use burn_pretrain::format::{Convention, DType, Format};
+use burn_pretrain::{Checkpoint, PretrainExt};
+use burn_pretrain_tests::fixture;
+use burn_pretrain_tests::records::{Net, RELEASES};
+use serde_json::Value;
+
+fn expected(release: &str) -> Value {
+    let text =
+        std::fs::read_to_string(fixture(&format!("burn_records/{release}/expected.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn as_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32())
+            .collect(),
+        other => panic!("a float record of {other}"),
+    }
+}
+
+#[test]
+fn every_recorder_s_file_lists_exactly_the_tensors_old_burn_saved() {
+    for release in RELEASES {
+        let expected = expected(release);
+        let tensors = expected["tensors"].as_object().unwrap();
+        for (file, half) in [
+            ("model.mpk", false),
+            ("model.mpk.gz", false),
+            ("model.json", false),
+            ("model_half.mpk", true),
+            ("model_half.mpk.gz", true),
+            ("model_half.json", true),
+        ] {
+            let what = format!("{release}/{file}");
+            let ckpt = Checkpoint::open(fixture(&format!("burn_records/{what}"))).unwrap();
+            assert_eq!(ckpt.format(), Format::BurnRecord, "{what}");
+            assert_eq!(ckpt.convention(), Convention::Burn, "{what}");
+            let meta: std::collections::BTreeMap<_, _> = ckpt.metadata().iter().cloned().collect();
+            assert_eq!(
+                meta.get("version").map(String::as_str),
+                Some(*release),
+                "{what}"
+            );
+            // The Rust type's name: `f32`, `half::binary16::f16`.
+            let float = meta.get("float").map(String::as_str).unwrap_or_default();
+            assert!(
+                float.ends_with(if half { "f16" } else { "f32" }),
+                "{what}: {float}"
+            );
+            let mut keys: Vec<&str> = ckpt.entries().iter().map(|e| e.key()).collect();
+            keys.sort();
+            let mut want: Vec<&str> = tensors.keys().map(String::as_str).collect();
+            want.sort();
+            assert_eq!(keys, want, "{what}");
+            for entry in ckpt.entries() {
+                let saved = &tensors[entry.key()];
+                let shape: Vec<usize> = saved["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect();
+                assert_eq!(entry.shape(), shape, "{what}: {}", entry.key());
+                assert_eq!(entry.dtype(), if half { DType::F16 } else { DType::F32 });
+                let ours = as_f32(&entry.read().unwrap(), entry.dtype());
+                let theirs = floats(&saved["values"]);
+                for (a, b) in ours.iter().zip(&theirs) {
+                    let tolerance = if half { 1e-3 } else { 0.0 };
+                    assert!(
+                        (a - b).abs() <= tolerance,
+                        "{what}: {} {a} vs {b}",
+                        entry.key()
+                    );
+                }
+            }
+        }
+        // bincode stores no field names: refused, saying what to do.
+        for file in ["model.bin", "model.bin.gz"] {
+            let err =
+                Checkpoint::open(fixture(&format!("burn_records/{release}/{file}"))).unwrap_err();
+            let text = burn_pretrain::error::chain(&err);
+            assert!(
+                text.contains("bincode") && text.contains("NamedMpkFileRecorder"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_record_loads_into_the_same_model_for_burn_0_22_with_old_burn_s_outputs() {
+    let device = Device::flex();
+    for release in RELEASES {
+        let expected = expected(release);
+        let mlp = &expected["mlp"];
+        let x = Tensor::<2>::from_data(TensorData::new(floats(&mlp["input"]), [2, 4]), &device);
+        let want = floats(&mlp["output"]);
+        for file in ["model.mpk", "model.mpk.gz", "model.json", "model_half.mpk"] {
+            let what = format!("{release}/{file}");
+            let (net, report) = Net::new(&device)
+                .load_pretrained(fixture(&format!("burn_records/{what}")))
+                .unwrap();
+            assert!(report.is_complete(), "{what}: {report}");
+            assert_eq!(
+                report.loaded().len(),
+                expected["tensors"].as_object().unwrap().len()
+            );
+            let got: Vec<f32> = net.mlp(x.clone()).into_data().iter::<f32>().collect();
+            let tolerance = if file.contains("half") { 2e-2 } else { 1e-6 };
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= tolerance, "{what}: output {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_damaged_record_is_an_error_naming_the_file_never_a_panic() {
+    let release = RELEASES[RELEASES.len() - 1];
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["model.mpk", "model.json", "model.mpk.gz"] {
+        let bytes = std::fs::read(fixture(&format!("burn_records/{release}/{file}"))).unwrap();
+        let path = dir.path().join(file);
+        // Cut short at many places, and with bytes flipped.
+        for cut in (1..bytes.len()).step_by(37) {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            if let Err(e) = Checkpoint::open(&path) {
+                let text = burn_pretrain::error::chain(&e);
+                assert!(text.contains(file), "{file} cut at {cut}: {text}");
+            }
+            let mut flipped = bytes.clone();
+            flipped[cut] ^= 0x5a;
+            std::fs::write(&path, &flipped).unwrap();
+            let _ = Checkpoint::open(&path).map(|c| {
+                for entry in c.entries() {
+                    let _ = entry.read();
+                }
+            });
+        }
+    }
+    // A load from a damaged record leaves the model as it was.
+    let device = Device::flex();
+    let mut net = Net::new(&device);
+    let before = net.head.weight.val().into_data();
+    let bytes = std::fs::read(fixture(&format!("burn_records/{release}/model.mpk"))).unwrap();
+    let path = dir.path().join("short.mpk");
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    assert!(net.load_pretrained_in_place(&path).is_err());
+    assert_eq!(
+        net.head.weight.val().into_data().as_bytes(),
+        before.as_bytes()
+    );
+}
