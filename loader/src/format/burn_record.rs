@@ -547,18 +547,25 @@ fn tensor(
         return Ok(entry);
     }
     if let Some(Node::Numbers(values)) = param.get("value") {
-        // burn ≤ 0.13's `DataSerialize`: the values themselves, in the record's precision.
+        // burn ≤ 0.13's `DataSerialize`: the values themselves, in the record's precision; the
+        // `half` crate serialises an f16 or bf16 as its 16 bits.
         let dtype = dtype_named(float).unwrap_or(DType::F32);
+        let bits = matches!(dtype, DType::F16 | DType::BF16);
+        if bits
+            && values
+                .iter()
+                .any(|&v| v.fract() != 0.0 || !(0.0..=65535.0).contains(&v))
+        {
+            return Err(invalid(format!(
+                "`{key}`: {float} values that are not 16-bit patterns"
+            )));
+        }
         let values = values.clone();
         let entry = TensorEntry::new(key.to_string(), shape, dtype, move || {
             Ok(match dtype {
-                DType::F16 => values
+                DType::F16 | DType::BF16 => values
                     .iter()
-                    .flat_map(|&v| half::f16::from_f64(v).to_le_bytes())
-                    .collect(),
-                DType::BF16 => values
-                    .iter()
-                    .flat_map(|&v| half::bf16::from_f64(v).to_le_bytes())
+                    .flat_map(|&v| (v as u16).to_le_bytes())
                     .collect(),
                 DType::F64 => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
                 _ => values

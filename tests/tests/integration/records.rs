@@ -127,7 +127,14 @@ fn a_record_loads_into_the_same_model_for_burn_0_22_with_old_burn_s_outputs() {
                 expected["tensors"].as_object().unwrap().len()
             );
             let got: Vec<f32> = net.mlp(x.clone()).into_data().iter::<f32>().collect();
-            let tolerance = if file.contains("half") { 2e-2 } else { 1e-6 };
+            // burn 0.13's LayerNorm divided by `√var + ε`, later releases by `√(var + ε)`, as
+            // burn 0.22's does: the same tensors give slightly other outputs there.
+            let formula = if release.starts_with("0.13") {
+                2e-3
+            } else {
+                1e-6
+            };
+            let tolerance = if file.contains("half") { 2e-2 } else { formula };
             for (a, b) in got.iter().zip(&want) {
                 assert!((a - b).abs() <= tolerance, "{what}: output {a} vs {b}");
             }
