@@ -122,6 +122,16 @@ fn a_record_loads_into_the_same_model_for_burn_0_22_with_old_burn_s_outputs() {
                 .load_pretrained(fixture(&format!("burn_records/{what}")))
                 .unwrap();
             assert!(report.is_complete(), "{what}: {report}");
+            // Half precision settings: f16 tensors, cast into the f32 model and reported.
+            assert_eq!(
+                report.cast().len(),
+                if file.contains("half") {
+                    report.loaded().len()
+                } else {
+                    0
+                },
+                "{what}: {report}"
+            );
             assert_eq!(
                 report.loaded().len(),
                 expected["tensors"].as_object().unwrap().len()
