@@ -13,7 +13,7 @@ use burn_pretrain::{Error, LoadReport, Pretrain, PretrainExt};
 use burn_pretrain_examples::finetune::{changed, lora_factors, snapshot, synthetic, train};
 use burn_pretrain_models::bert::{BertConfig, BertModel};
 use burn_pretrain_models::{BACKBONES, Backbone, DefaultClassifier, Features, MODELS, Stage};
-use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
+use burn_pretrain_tests::{error_chain, fixture, relative_error, saved_tensor};
 use serde_json::{Value, json};
 
 const EXPECTED: &str = "peft/expected.safetensors";
@@ -155,6 +155,23 @@ fn a_bert_rslora_adapter_reproduces_peft_attached_and_merged() {
     }
 }
 
+/// A copy of `peft/bert_lora` with its `adapter_config.json` changed by `edit`.
+fn edited_bert_lora(edit: impl Fn(&mut Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture("peft/bert_lora");
+    std::fs::copy(
+        source.join("adapter_model.safetensors"),
+        dir.path().join("adapter_model.safetensors"),
+    )
+    .unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("adapter_config.json")).unwrap())
+            .unwrap();
+    edit(&mut config);
+    std::fs::write(dir.path().join("adapter_config.json"), config.to_string()).unwrap();
+    dir
+}
+
 #[test]
 fn adapters_that_do_not_fit_are_errors_naming_the_key_and_change_nothing() {
     let device = Device::flex();
@@ -173,18 +190,7 @@ fn adapters_that_do_not_fit_are_errors_naming_the_key_and_change_nothing() {
         "the ViT adapter's new head is not BERT's: {text}"
     );
     // A config that does not list a module the file adapts.
-    let dir = tempfile::tempdir().unwrap();
-    let source = fixture("peft/bert_lora");
-    std::fs::copy(
-        source.join("adapter_model.safetensors"),
-        dir.path().join("adapter_model.safetensors"),
-    )
-    .unwrap();
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(source.join("adapter_config.json")).unwrap())
-            .unwrap();
-    config["target_modules"] = json!(["value"]);
-    std::fs::write(dir.path().join("adapter_config.json"), config.to_string()).unwrap();
+    let dir = edited_bert_lora(|config| config["target_modules"] = json!(["value"]));
     let spec = Pretrain::from(fixture("sentence/bert/model.safetensors"))
         .with_adapter(dir.path().display().to_string());
     let text = model
@@ -198,18 +204,9 @@ fn adapters_that_do_not_fit_are_errors_naming_the_key_and_change_nothing() {
         "{text}"
     );
     // A config whose rank disagrees with the stored factors.
-    let dir = tempfile::tempdir().unwrap();
-    let source = fixture("peft/bert_lora");
-    std::fs::copy(
-        source.join("adapter_model.safetensors"),
-        dir.path().join("adapter_model.safetensors"),
-    )
-    .unwrap();
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(source.join("adapter_config.json")).unwrap())
-            .unwrap();
-    config["rank_pattern"] = json!({"layer.1.attention.self.value": 8});
-    std::fs::write(dir.path().join("adapter_config.json"), config.to_string()).unwrap();
+    let dir = edited_bert_lora(|config| {
+        config["rank_pattern"] = json!({"layer.1.attention.self.value": 8})
+    });
     let spec = Pretrain::from(fixture("sentence/bert/model.safetensors"))
         .with_adapter(dir.path().display().to_string());
     let text = model
@@ -240,12 +237,7 @@ fn adapters_that_do_not_fit_are_errors_naming_the_key_and_change_nothing() {
     let Err(err) = BACKBONES.build(&config, &device) else {
         panic!("BERT's adapter applied to a ViT")
     };
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(&err);
-    while let Some(c) = cause {
-        text.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
+    let text = error_chain(&err);
     assert!(
         text.contains(
             "adapts `encoder.layer.0.attention.self.query.weight`, which the model does not have"

@@ -156,19 +156,8 @@ fn what_is_not_a_sentence_encoder_says_so() {
             &Device::flex(),
         )
         .unwrap_err();
-    let text = anyhow_chain(&err);
+    let text = burn_pretrain_tests::error_chain(&err);
     assert!(text.contains("SentenceEncoder"), "{text}");
-}
-
-fn anyhow_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A copy of `st_mean` with its `config.json` changed by `edit`.
