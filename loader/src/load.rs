@@ -364,6 +364,17 @@ impl PreparedAdapter {
             adapter: None,
         };
         let replacements = Prepared::new(model, &resolved)?;
+        // LoRAs of kinds not applied here (embeddings' `lora_embedding_A/B`, DoRA's magnitude).
+        if let Some((key, _)) = replacements
+            .plan
+            .unexpected
+            .iter()
+            .find(|(key, _)| key.contains(".lora_") && !adapter::is_factor(key))
+        {
+            return Err(fail(format!(
+                "`{key}`: a LoRA of a kind burn-pretrain does not apply (only Linear layers' lora_A/lora_B)"
+            )));
+        }
         // Every tensor of the file is a LoRA factor or replaces a model tensor of its shape.
         if let Some((key, _)) = replacements
             .plan
