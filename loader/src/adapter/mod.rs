@@ -43,10 +43,22 @@ pub(crate) struct AdapterFiles {
     pub weights: Location,
 }
 
-/// `name` in the folder `dir` (a path or a URI).
+/// `name` in the folder `dir` (a path or a URI; an http(s) URL keeps its query, a signed
+/// URL's token, after the file name).
 fn file_in(dir: &str, name: &str) -> String {
-    format!("{}/{name}", dir.trim_end_matches('/'))
+    let (path, query) = match dir.split_once('?') {
+        Some((path, query)) if dir.starts_with("http://") || dir.starts_with("https://") => {
+            (path, Some(query))
+        }
+        _ => (dir, None),
+    };
+    let joined = format!("{}/{name}", path.trim_end_matches('/'));
+    match query {
+        Some(query) => format!("{joined}?{query}"),
+        None => joined,
+    }
 }
+
 
 /// Fetch `adapter_config.json` and the weights (`adapter_model.safetensors`, else
 /// `adapter_model.bin`) of the adapter directory `location` through `fetcher`'s sources and cache.
@@ -341,5 +353,20 @@ impl Reparameterizer for Attach<'_> {
             scale,
         };
         (param, Some(adapter))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_in;
+
+    #[test]
+    fn files_of_an_adapter_folder_keep_a_url_s_query() {
+        assert_eq!(file_in("lora/", "a.json"), "lora/a.json");
+        assert_eq!(file_in("hf://org/repo", "a.json"), "hf://org/repo/a.json");
+        assert_eq!(
+            file_in("https://h/x/lora?sig=1&t=2", "a.json"),
+            "https://h/x/lora/a.json?sig=1&t=2"
+        );
     }
 }
