@@ -59,7 +59,6 @@ fn file_in(dir: &str, name: &str) -> String {
     }
 }
 
-
 /// Fetch `adapter_config.json` and the weights (`adapter_model.safetensors`, else
 /// `adapter_model.bin`) of the adapter directory `location` through `fetcher`'s sources and cache.
 pub(crate) fn fetch(fetcher: &Fetcher, location: &str) -> Result<AdapterFiles> {
