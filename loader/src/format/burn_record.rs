@@ -44,10 +44,15 @@ pub(crate) fn encoding(head: &[u8]) -> Option<Encoding> {
     {
         return Some(Encoding::MessagePack);
     }
-    let text = head.trim_ascii_start();
-    if text.starts_with(b"{") {
-        let inner = text[1..].trim_ascii_start();
-        if inner.starts_with(b"\"metadata\"") {
+    // JSON: `{"metadata": {"float": …` (a shard index opens with `"metadata"` too, but holds
+    // `total_size` there).
+    let mut text = head.trim_ascii_start();
+    for token in [&b"{"[..], b"\"metadata\"", b":", b"{", b"\"float\""] {
+        match text.strip_prefix(token) {
+            Some(rest) => text = rest.trim_ascii_start(),
+            None => break,
+        }
+        if token == b"\"float\"" {
             return Some(Encoding::Json);
         }
     }
@@ -579,4 +584,29 @@ fn tensor(
     Err(invalid(format!(
         "`{key}`: a tensor record of a layout this reader does not know (neither `bytes` nor `value`)"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Encoding, encoding};
+
+    #[test]
+    fn records_are_told_from_other_json_and_binaries() {
+        let record = br#"{
+  "metadata": {
+    "float": "f32","#;
+        assert_eq!(encoding(record), Some(Encoding::Json));
+        let index = br#"{"metadata": {"total_size": 1234}, "weight_map": {}}"#;
+        assert_eq!(encoding(index), None);
+        assert_eq!(
+            encoding(b"\x83\xa8metadata\x85"),
+            Some(Encoding::MessagePack)
+        );
+        assert_eq!(encoding(b"\x03f32\x03i64\x5cburn"), Some(Encoding::Bincode));
+        assert_eq!(
+            encoding(b"\x13half::binary16::f16\x03i16"),
+            Some(Encoding::Bincode)
+        );
+        assert_eq!(encoding(b"\x08\x00\x00\x00\x00\x00\x00\x00{}"), None);
+    }
 }
