@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn_pretrain::Pretrainable;
 
 /// The releases whose records are committed (`fixtures/burn_records/<release>/`).
-pub const RELEASES: &[&str] = &["0.13.2", "0.21.0"];
+pub const RELEASES: &[&str] = &["0.13.2", "0.19.1", "0.20.1", "0.21.0"];
 
 #[derive(Module, Debug, Pretrainable)]
 pub struct Block {
