@@ -10,7 +10,9 @@ use burn::prelude::*;
 use burn_pretrain::Pretrainable;
 
 /// The releases whose records are committed (`fixtures/burn_records/<release>/`).
-pub const RELEASES: &[&str] = &["0.13.2", "0.19.1", "0.20.1", "0.21.0"];
+pub const RELEASES: &[&str] = &[
+    "0.13.2", "0.14.0", "0.15.0", "0.16.1", "0.17.1", "0.18.0", "0.19.1", "0.20.1", "0.21.0",
+];
 
 #[derive(Module, Debug, Pretrainable)]
 pub struct Block {
