@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::plan::{Action, Plan};
 
-/// Float bytes read and applied before a batch is quantized.
-pub(crate) const BATCH_BYTES: u64 = 32 << 20;
+/// Float bytes read and applied before a batch is quantized (a batch holds at least one
+/// tensor). Measured on 806 MB of Linears quantized to Q8: peak resident 281 MB with 8 MiB,
+/// 296 MB with 32 MiB, the same time.
+pub(crate) const BATCH_BYTES: u64 = 8 << 20;
 
 /// The quantized value type: symmetric (`q8s`, `q4s`, `q2s`) or full-range (`q8f`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
