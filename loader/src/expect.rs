@@ -250,7 +250,8 @@ fn half_loaded(report: &LoadReport, allowed: &dyn Fn(&str) -> bool) -> Vec<Strin
         .collect()
 }
 
-fn patterns(field: &str, list: &[String]) -> Result<Vec<Regex>> {
+/// Compile `list`'s regexes; a bad one is `Error::InvalidPattern` naming `field`.
+pub(crate) fn patterns(field: &str, list: &[String]) -> Result<Vec<Regex>> {
     list.iter()
         .map(|p| {
             Regex::new(p).map_err(|source| Error::InvalidPattern {

@@ -16,7 +16,8 @@ use regex::Regex;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::expect::patterns;
 use crate::plan::{Action, Plan};
 
 /// Which tensors to freeze after a successful load.
@@ -100,17 +101,7 @@ impl Freezing {
         Ok(match freeze {
             Freeze::None => Freezing::None,
             Freeze::Loaded => Freezing::Loaded,
-            Freeze::Keys(keys) => Freezing::Keys(
-                keys.iter()
-                    .map(|k| {
-                        Regex::new(k).map_err(|source| Error::InvalidPattern {
-                            field: "freeze".to_string(),
-                            pattern: k.clone(),
-                            source,
-                        })
-                    })
-                    .collect::<Result<_>>()?,
-            ),
+            Freeze::Keys(keys) => Freezing::Keys(patterns("freeze", keys)?),
         })
     }
 

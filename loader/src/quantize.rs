@@ -16,6 +16,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::expect::patterns;
 use crate::plan::{Action, Plan};
 
 /// Float bytes read and applied before a batch is quantized (a batch holds at least one
@@ -189,17 +190,7 @@ impl Quantizing {
         }
         let keys = match &options.params {
             Params::Linear(_) => None,
-            Params::Keys(keys) => Some(
-                keys.iter()
-                    .map(|k| {
-                        Regex::new(k).map_err(|source| Error::InvalidPattern {
-                            field: "quantize.params".into(),
-                            pattern: k.clone(),
-                            source,
-                        })
-                    })
-                    .collect::<Result<_>>()?,
-            ),
+            Params::Keys(keys) => Some(patterns("quantize.params", keys)?),
         };
         Ok(Self {
             options: options.clone(),

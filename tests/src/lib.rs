@@ -24,18 +24,6 @@ pub use burn_pretrain_examples::{Backbone, Block, Classifier, Downsample, Head};
 /// of skipping.
 pub const REQUIRE_EMULATORS: &str = "BURN_PRETRAIN_REQUIRE_EMULATORS";
 
-/// An error with every cause after it, `: `-separated (what a test matches words in).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// An emulator (`what`) is not installed: print one line saying what is skipped and how to
 /// enable it, or panic when [`REQUIRE_EMULATORS`] is set.
 pub fn emulator_missing(what: &str, reason: &str, install: &str) {

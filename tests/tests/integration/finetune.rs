@@ -13,7 +13,7 @@ use burn_pretrain::{Error, LoadReport, Pretrain, PretrainExt};
 use burn_pretrain_examples::finetune::{changed, lora_factors, snapshot, synthetic, train};
 use burn_pretrain_models::bert::{BertConfig, BertModel};
 use burn_pretrain_models::{BACKBONES, Backbone, DefaultClassifier, Features, MODELS, Stage};
-use burn_pretrain_tests::{error_chain, fixture, relative_error, saved_tensor};
+use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
 use serde_json::{Value, json};
 
 const EXPECTED: &str = "peft/expected.safetensors";
@@ -237,7 +237,7 @@ fn adapters_that_do_not_fit_are_errors_naming_the_key_and_change_nothing() {
     let Err(err) = BACKBONES.build(&config, &device) else {
         panic!("BERT's adapter applied to a ViT")
     };
-    let text = error_chain(&err);
+    let text = burn_pretrain::error::chain(&err);
     assert!(
         text.contains(
             "adapts `encoder.layer.0.attention.self.query.weight`, which the model does not have"

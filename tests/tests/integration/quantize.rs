@@ -9,7 +9,7 @@ use burn_pretrain::quantize::{Params, Quantize, Scale, Value, linear_weight_ids}
 use burn_pretrain::{LoadReport, Pretrain, PretrainExt};
 use burn_pretrain_examples::finetune::{changed, snapshot};
 use burn_pretrain_models::{BACKBONES, Backbone, Features, Stage};
-use burn_pretrain_tests::{error_chain, fixture, relative_error, saved_tensor};
+use burn_pretrain_tests::{fixture, relative_error, saved_tensor};
 use serde_json::{Value as Json, json};
 
 /// The narrow ViT, not loaded.
@@ -134,7 +134,7 @@ fn quantize_by_key_pattern_from_a_config() {
     ) else {
         panic!("a bad pattern loaded")
     };
-    let text = error_chain(&err);
+    let text = burn_pretrain::error::chain(&err);
     assert!(
         text.contains("invalid pattern `(` in `quantize.params`"),
         "{text}"

@@ -156,7 +156,7 @@ fn what_is_not_a_sentence_encoder_says_so() {
             &Device::flex(),
         )
         .unwrap_err();
-    let text = burn_pretrain_tests::error_chain(&err);
+    let text = burn_pretrain::error::chain(&err);
     assert!(text.contains("SentenceEncoder"), "{text}");
 }
 
