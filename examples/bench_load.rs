@@ -5,13 +5,17 @@
 //! cargo run --release --example bench_load -- SIDE MODEL CHECKPOINT REPS
 //! ```
 //!
-//! SIDE is `ours` (`load_pretrained`), `ours-bf16` (the same into a model holding bf16),
-//! `ours-q8` (the same with every Linear weight quantized
+//! SIDE is `ours` (`load_pretrained`), `ours-q8` (the same with every Linear weight quantized
 //! to Q8 while loading), `ours-check` (`plan_pretrained`: headers only),
-//! `ours-sub` (a model of one block loaded with `sub_level` from a `linears` checkpoint) or
-//! `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's adapter for
-//! safetensors, both `allow_partial`). MODEL is `resnet18`..`resnet152` (our ResNet, built
-//! lazily: no random init) or `linears:N` (N blocks of ViT-sized Linears, `[Linears]`).
+//! `ours-sub` (a model of one block loaded with `sub_level` from a `linears` or `llama`
+//! checkpoint), `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's
+//! adapter for safetensors, one store per shard of a sharded checkpoint, all `allow_partial`)
+//! or `copy-floor` (the checkpoint's bytes copied from the page cache into fresh memory by
+//! every core: no model). A `-bf16` suffix (`ours-bf16`, `burn-store-bf16`) loads into a model
+//! that holds bf16. MODEL is `resnet18`..`resnet152` (our ResNet, built lazily: no random
+//! init), `linears:N` (N blocks of ViT-sized Linears, `[Linears]`) or `llama:N` (a
+//! Llama-2-7B-wide `LlamaForCausalLM` of N decoder layers: 18 is 3.9 B parameters, 7.8 GB in
+//! bf16; CHECKPOINT its `model.safetensors.index.json`).
 //!
 //! Prints one JSON object per run (`construct_s`, `load_s`, tensors loaded, bytes of tensor
 //! data read) and a last one with the process's memory (`/proc/self/status`, KiB): resident
@@ -20,7 +24,7 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 use burn_pretrain::{PretrainExt, Pretrainable};
 use burn_pretrain_models::ResNetConfig;
@@ -52,6 +56,175 @@ fn block(device: &Device) -> LinearBlock {
         fc1: linear(1024, 4096),
         fc2: linear(4096, 1024),
     }
+}
+
+/// Llama-2-7B widths (hidden 4096, MLP 11008, vocabulary 32000), as transformers names them.
+const HIDDEN: usize = 4096;
+const MLP: usize = 11008;
+const VOCAB: usize = 32000;
+
+#[derive(Module, Debug, Pretrainable)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+}
+
+#[derive(Module, Debug, Pretrainable)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+/// One decoder layer of a Llama: its weights only (`model.layers.N.*`).
+#[derive(Module, Debug, Pretrainable)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+#[derive(Module, Debug, Pretrainable)]
+struct LlamaModel {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+}
+
+/// transformers' `LlamaForCausalLM` keys: `model.…` and `lm_head.weight`.
+#[derive(Module, Debug, Pretrainable)]
+struct Llama {
+    model: LlamaModel,
+    lm_head: Linear,
+}
+
+fn decoder_layer(device: &Device) -> DecoderLayer {
+    let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+    DecoderLayer {
+        self_attn: Attention {
+            q_proj: linear(HIDDEN, HIDDEN),
+            k_proj: linear(HIDDEN, HIDDEN),
+            v_proj: linear(HIDDEN, HIDDEN),
+            o_proj: linear(HIDDEN, HIDDEN),
+        },
+        mlp: Mlp {
+            gate_proj: linear(HIDDEN, MLP),
+            up_proj: linear(HIDDEN, MLP),
+            down_proj: linear(MLP, HIDDEN),
+        },
+        input_layernorm: RmsNormConfig::new(HIDDEN).init(device),
+        post_attention_layernorm: RmsNormConfig::new(HIDDEN).init(device),
+    }
+}
+
+fn llama(layers: usize, device: &Device) -> Llama {
+    Llama {
+        model: LlamaModel {
+            embed_tokens: EmbeddingConfig::new(VOCAB, HIDDEN).init(device),
+            layers: (0..layers).map(|_| decoder_layer(device)).collect(),
+            norm: RmsNormConfig::new(HIDDEN).init(device),
+        },
+        lm_head: LinearConfig::new(HIDDEN, VOCAB)
+            .with_bias(false)
+            .init(device),
+    }
+}
+
+/// The shard files of a sharded checkpoint's `*.index.json` (its `weight_map`'s values, each
+/// once, beside the index), or the file itself.
+fn shards(path: &str) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let path = std::path::Path::new(path);
+    if !path.to_string_lossy().ends_with(".index.json") {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    let mut files: Vec<String> = index["weight_map"]
+        .as_object()
+        .ok_or_else(|| anyhow::anyhow!("{}: no weight_map", path.display()))?
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    files.sort();
+    files.dedup();
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+/// The floor any loader into fresh memory pays: every byte of the checkpoint's files copied
+/// from the page cache (positional reads) into freshly allocated buffers, all cores at once,
+/// in pieces of 64 MiB. Returns the bytes copied; the buffers are dropped before it returns.
+fn copy_floor(path: &str) -> anyhow::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    const PIECE: u64 = 64 << 20;
+    let mut pieces = Vec::new();
+    for file in shards(path)? {
+        let len = std::fs::metadata(&file)?.len();
+        let handle = std::sync::Arc::new(std::fs::File::open(&file)?);
+        let mut at = 0;
+        while at < len {
+            pieces.push((handle.clone(), at, PIECE.min(len - at)));
+            at += PIECE;
+        }
+    }
+    let total: u64 = pieces.iter().map(|p| p.2).sum();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> std::io::Result<Vec<Vec<u8>>> {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((file, at, len)) = pieces.get(i) else {
+                            return Ok(mine);
+                        };
+                        // Zeroed by the kernel as pages are first touched (calloc of a
+                        // fresh mapping), as any loader's fresh memory is: no pass of ours;
+                        // in huge pages where Linux has them (as burn-pretrain asks too).
+                        let mut buffer = vec![0u8; *len as usize];
+                        huge_pages(&mut buffer);
+                        file.read_exact_at(&mut buffer, *at)?;
+                        mine.push(buffer);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            let mine = worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a copy thread panicked"))??;
+            held.extend(mine);
+        }
+        Ok(())
+    })?;
+    drop(held);
+    Ok(total)
+}
+
+/// Mark the 2 MiB-aligned interior of a fresh, untouched buffer as eligible for transparent
+/// huge pages (Linux; advisory).
+fn huge_pages(buffer: &mut [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = (buffer.as_mut_ptr() as usize).next_multiple_of(HUGE);
+        let end = (buffer.as_mut_ptr() as usize + buffer.len()) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: `start..end` lies inside `buffer`, which this function borrows mutably;
+            // the advice never changes its contents.
+            #[allow(unsafe_code)]
+            let _ = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+            };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buffer;
 }
 
 /// torchvision's `downsample.0` / `downsample.1` are our ResNet's `downsample.conv` /
@@ -103,6 +276,19 @@ where
             let report = model.plan_pretrained(path)?;
             (model, report.loaded().len(), report.bytes_read())
         }
+        "burn-store" if path.ends_with(".index.json") => {
+            // burn-store reads one file per store: every shard in turn, each partial.
+            let mut model = model;
+            let mut applied = 0;
+            for shard in shards(path)? {
+                let mut store = SafetensorsStore::from_file(shard)
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .allow_partial(true)
+                    .skip_enum_variants(true);
+                applied += model.load_from(&mut store)?.applied.len();
+            }
+            (model, applied, 0)
+        }
         "burn-store" => {
             let mut model = model;
             let applied = if path.ends_with(".safetensors") {
@@ -132,55 +318,80 @@ fn main() -> anyhow::Result<()> {
     };
     let reps: usize = reps.parse()?;
     let mut device = Device::flex();
-    // `ours-bf16`: a model that holds bf16 (the device's float dtype), loaded as `ours`.
-    if side == "ours-bf16" {
+    // `…-bf16`: a model that holds bf16 (the device's float dtype), loaded as `…`.
+    if side.ends_with("-bf16") {
         device.configure((burn::tensor::FloatDType::BF16, burn::tensor::IntDType::I64))?;
     }
     let side = side.strip_suffix("-bf16").unwrap_or(side);
     let baseline = status_kib("VmRSS:");
     for run in 0..reps {
         let start = Instant::now();
-        let (built, done, loaded, bytes, rss_loaded) =
-            if let Some(n) = model.strip_prefix("linears:") {
-                if side == "ours-sub" {
-                    // One block, from the checkpoint's last block: only its bytes are read.
-                    let last = n.parse::<usize>()? - 1;
-                    let model = block(&device);
-                    let built = Instant::now();
-                    let spec = burn_pretrain::Pretrain::from_path(path.as_str())
-                        .with_sub_level(format!("blocks.{last}"));
-                    let (model, report) = model.load_pretrained(spec)?;
-                    let done = Instant::now();
-                    let rss = status_kib("VmRSS:");
-                    drop(model);
-                    (built, done, report.loaded().len(), report.bytes_read(), rss)
-                } else {
-                    let model = Linears {
-                        blocks: (0..n.parse()?).map(|_| block(&device)).collect(),
-                    };
-                    let built = Instant::now();
-                    let (model, loaded, bytes) = load(side, model, path)?;
-                    let done = Instant::now();
-                    let rss = status_kib("VmRSS:");
-                    drop(model);
-                    (built, done, loaded, bytes, rss)
-                }
+        let (built, done, loaded, bytes, rss_loaded) = if side == "copy-floor" {
+            let built = Instant::now();
+            let bytes = copy_floor(path)?;
+            (built, Instant::now(), 0, bytes, 0)
+        } else if let Some(n) = model.strip_prefix("llama:") {
+            if side == "ours-sub" {
+                // One decoder layer, the checkpoint's last: only its bytes are read.
+                let last = n.parse::<usize>()? - 1;
+                let model = decoder_layer(&device);
+                let built = Instant::now();
+                let spec = burn_pretrain::Pretrain::from_path(path.as_str())
+                    .with_sub_level(format!("model.layers.{last}"));
+                let (model, report) = model.load_pretrained(spec)?;
+                let done = Instant::now();
+                let rss = status_kib("VmRSS:");
+                drop(model);
+                (built, done, report.loaded().len(), report.bytes_read(), rss)
             } else {
-                let depth: usize = model.trim_start_matches("resnet").parse()?;
-                let model = ResNetConfig::new(depth).init(&device)?;
+                let model = llama(n.parse()?, &device);
                 let built = Instant::now();
                 let (model, loaded, bytes) = load(side, model, path)?;
                 let done = Instant::now();
                 let rss = status_kib("VmRSS:");
-                if std::env::var_os("BENCH_HUGE").is_some() {
-                    eprintln!(
-                        "AnonHugePages {} KiB",
-                        proc_kib("/proc/self/smaps_rollup", "AnonHugePages:")
-                    );
-                }
                 drop(model);
                 (built, done, loaded, bytes, rss)
-            };
+            }
+        } else if let Some(n) = model.strip_prefix("linears:") {
+            if side == "ours-sub" {
+                // One block, from the checkpoint's last block: only its bytes are read.
+                let last = n.parse::<usize>()? - 1;
+                let model = block(&device);
+                let built = Instant::now();
+                let spec = burn_pretrain::Pretrain::from_path(path.as_str())
+                    .with_sub_level(format!("blocks.{last}"));
+                let (model, report) = model.load_pretrained(spec)?;
+                let done = Instant::now();
+                let rss = status_kib("VmRSS:");
+                drop(model);
+                (built, done, report.loaded().len(), report.bytes_read(), rss)
+            } else {
+                let model = Linears {
+                    blocks: (0..n.parse()?).map(|_| block(&device)).collect(),
+                };
+                let built = Instant::now();
+                let (model, loaded, bytes) = load(side, model, path)?;
+                let done = Instant::now();
+                let rss = status_kib("VmRSS:");
+                drop(model);
+                (built, done, loaded, bytes, rss)
+            }
+        } else {
+            let depth: usize = model.trim_start_matches("resnet").parse()?;
+            let model = ResNetConfig::new(depth).init(&device)?;
+            let built = Instant::now();
+            let (model, loaded, bytes) = load(side, model, path)?;
+            let done = Instant::now();
+            let rss = status_kib("VmRSS:");
+            if std::env::var_os("BENCH_HUGE").is_some() {
+                eprintln!(
+                    "AnonHugePages {} KiB",
+                    proc_kib("/proc/self/smaps_rollup", "AnonHugePages:")
+                );
+            }
+            drop(model);
+            (built, done, loaded, bytes, rss)
+        };
         println!(
             "{}",
             json!({

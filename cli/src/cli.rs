@@ -113,6 +113,13 @@ pub struct ConvertArgs {
     /// Write only the tensors this config's model would load (plan from its root `pretrain` options).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Quantize while converting: `q8s`, `q4s`, `q2s`, `q8f`, `q4f`, `q2f` (every Linear weight,
+    /// blocks of 32, f16 scales) or the `quantize` map as JSON (`{"value": "q4s", "block": 64,
+    /// "params": ["^blocks\\."]}`). Needs --config: the model is loaded quantized (peak memory
+    /// near its quantized size) and saved as burn holds it (burn paths and layout) to a `.bpk`
+    /// that burn-store's `BurnpackStore` loads.
+    #[arg(long, value_name = "SCHEME", requires = "config")]
+    pub quantize: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,9 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
             .ok_or_else(|| anyhow::anyhow!("--remap {r}: expected FROM=TO"))?;
         spec = spec.with_remap(from, to);
     }
+    if let Some(quantize) = &args.quantize {
+        return quantized(&args, spec, quantize);
+    }
     let checkpoint = open_checkpoint(&spec)?;
     // Every file read: the checkpoint (or its index and shards; a remote one's cache entry)
     // and the config.
@@ -93,6 +96,71 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         args.out.display()
     ))?;
     Ok(0)
+}
+
+/// `--quantize`: the config's model loaded from the source with every chosen parameter
+/// quantized while it loads, then saved as burn holds it (burn-store's burnpack writer).
+fn quantized(args: &ConvertArgs, spec: Pretrain, quantize: &str) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        args.out.extension().is_some_and(|e| e == "bpk"),
+        "{}: --quantize writes a burnpack (.bpk): safetensors has no quantized tensors burn reads",
+        args.out.display()
+    );
+    let options = parse_quantize(quantize)?;
+    let config = args
+        .config
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--quantize needs --config: the model decides which tensors are Linear weights and how burn lays them out"))?;
+    let mut inputs = models::config_inputs(config)?;
+    if let Ok(burn_pretrain::source::Location::Local(path)) =
+        burn_pretrain::source::Location::parse(&args.source)
+    {
+        inputs.push(("checkpoint", path));
+    }
+    output::ensure_not_input(&args.out, &inputs)?;
+    let device = burn::prelude::Device::flex();
+    let model = models::build_without_pretrain(config, &device)?;
+    let (model, report) = model.load(spec.with_quantize(options))?;
+    burn_pretrain::__cli::write_atomic(&args.out, |tmp| {
+        model.save_burnpack(tmp).map_err(Cause::from)
+    })?;
+    let summary = match report.quantized() {
+        Some(q) => format!(
+            "{} quantized ({}; {} → {} bytes){}",
+            q.keys.len(),
+            q.scheme,
+            q.float_bytes,
+            q.quantized_bytes,
+            if q.indivisible.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", left in float (the block does not divide their last axis): {}",
+                    q.indivisible.join(", ")
+                )
+            }
+        ),
+        None => "none quantized".to_string(),
+    };
+    output::print(&format!(
+        "loaded {} tensors from {}, {summary}; wrote the model to {}\n",
+        report.loaded().len(),
+        args.source,
+        args.out.display()
+    ))?;
+    Ok(0)
+}
+
+/// `q8s` (a value type, the other settings their defaults) or the `quantize` map as JSON.
+fn parse_quantize(text: &str) -> anyhow::Result<burn_pretrain::quantize::Quantize> {
+    let value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_value(serde_json::json!({ "value": text }))
+    };
+    value.with_context(|| {
+        format!("--quantize {text}: expected q8s, q4s, q2s, q8f, q4f, q2f or a JSON map {{\"value\": …, \"block\": …, \"scale\": …, \"params\": …}}")
+    })
 }
 
 /// The bytes of `entry`, or an error naming the tensor and the source.

@@ -131,6 +131,36 @@ impl AnyModel {
         }
     }
 
+    /// Load `spec` into this model: the loaded model and the report.
+    pub fn load(
+        self,
+        spec: burn_pretrain::Pretrain,
+    ) -> burn_pretrain::Result<(Self, burn_pretrain::LoadReport)> {
+        Ok(match self {
+            AnyModel::Classifier(m) => {
+                let (m, report) = m.load_pretrained(spec)?;
+                (AnyModel::Classifier(m), report)
+            }
+            AnyModel::Backbone(m) => {
+                let (m, report) = m.load_pretrained(spec)?;
+                (AnyModel::Backbone(m), report)
+            }
+        })
+    }
+
+    /// Save the model's parameters (burn paths and layout, quantized ones as burn holds them)
+    /// to `path` as a burnpack, with burn-store's `BurnpackStore`: what burn 0.22 loads.
+    pub fn save_burnpack(&self, path: &Path) -> Result<(), burn_pack::Error> {
+        use burn_store::ModuleSnapshot;
+        let mut store = burn_store::BurnpackStore::from_file(path)
+            .auto_extension(false)
+            .overwrite(true);
+        match self {
+            AnyModel::Classifier(m) => m.save_into(&mut store),
+            AnyModel::Backbone(m) => m.save_into(&mut store),
+        }
+    }
+
     /// Every tensor key of the model (PyTorch naming).
     pub fn keys(&self) -> Vec<String> {
         match self {

@@ -1358,3 +1358,119 @@ fn predict_with_a_transformers_vit_repository_names_its_labels() {
         }
     }
 }
+
+/// `convert --quantize`: a timm ViT converted with its Linear weights quantized while loading
+/// (Q8, blocks of 16) to a burnpack burn-store's `BurnpackStore` loads into the float model:
+/// every tensor (quantized ones included, bit for bit) equals the in-process quantized load
+/// of the same config, and so do the logits. The head's 10 outputs are not a multiple of 16:
+/// left in float and said so.
+#[test]
+fn convert_quantize_writes_a_quantized_burnpack_burn_loads() {
+    use burn::prelude::*;
+    use burn_pretrain_models::{BACKBONES, Features, Stage, read_config_file, strip_pretrain};
+    use burn_store::{BurnpackStore, ModuleSnapshot};
+    let config_path = fixture("timm/vit_narrow_384.json");
+    let source = fixture("timm/vit_narrow.pth");
+    let dir = tempfile::tempdir().unwrap();
+    let bpk = dir.path().join("vit_q8.bpk");
+    let scheme = r#"{"value": "q8s", "block": 16}"#;
+    let out = run(&[
+        "convert",
+        source.to_str().unwrap(),
+        bpk.to_str().unwrap(),
+        "--config",
+        config_path.to_str().unwrap(),
+        "--quantize",
+        scheme,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // qkv, proj, fc1 and fc2 of 2 blocks (qkv is burn's query, key and value: 12 Linear
+    // weights); the head stays f32.
+    assert!(
+        text.contains("8 quantized (q8s, blocks of 16, f16 scales; "),
+        "{text}"
+    );
+    assert!(text.contains("left in float"), "{text}");
+    assert!(text.contains("head.weight"), "{text}");
+
+    let device = Device::flex();
+    let mut config = read_config_file(&config_path).unwrap();
+    config["pretrain"] = serde_json::json!({
+        "path": source.to_str().unwrap(),
+        "quantize": serde_json::from_str::<serde_json::Value>(scheme).unwrap(),
+    });
+    let reference = BACKBONES.build(&config, &device).unwrap().model;
+    strip_pretrain(&mut config);
+    let mut converted = BACKBONES.build(&config, &device).unwrap().model;
+    let applied = converted
+        .load_from(&mut BurnpackStore::from_file(&bpk))
+        .unwrap();
+    assert!(
+        applied.errors.is_empty() && applied.missing.is_empty() && applied.unused.is_empty(),
+        "{applied:?}"
+    );
+    let (got, want) = (
+        converted.collect(None, None, false),
+        reference.collect(None, None, false),
+    );
+    assert_eq!(got.len(), want.len());
+    let mut quantized = 0;
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((&g.name, g.dtype, &g.shape), (&w.name, w.dtype, &w.shape));
+        assert_eq!(
+            &g.to_bytes().unwrap()[..],
+            &w.to_bytes().unwrap()[..],
+            "{}",
+            g.name
+        );
+        quantized += usize::from(matches!(g.dtype, burn::tensor::DType::QFloat(_)));
+    }
+    assert_eq!(quantized, 12);
+    let x = Tensor::<4>::ones([1, 3, 384, 384], &device);
+    let logits =
+        |m: &burn_pretrain_models::Backbone| match Stage::forward(m, Features::D4(x.clone())) {
+            Features::D2(t) => t.into_data().iter::<f32>().collect::<Vec<_>>(),
+            other => panic!("logits expected, got {:?}", other.dims()),
+        };
+    let (a, b) = (logits(&converted), logits(&reference));
+    assert_eq!(a.len(), 10);
+    assert_eq!(a, b);
+
+    // A quantized safetensors file, or no model to say what is a Linear weight: refused.
+    let out = run(&[
+        "convert",
+        source.to_str().unwrap(),
+        dir.path().join("q.safetensors").to_str().unwrap(),
+        "--config",
+        config_path.to_str().unwrap(),
+        "--quantize",
+        "q8s",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("writes a burnpack"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "convert",
+        source.to_str().unwrap(),
+        bpk.to_str().unwrap(),
+        "--quantize",
+        "q8s",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+    let out = run(&[
+        "convert",
+        source.to_str().unwrap(),
+        bpk.to_str().unwrap(),
+        "--config",
+        config_path.to_str().unwrap(),
+        "--quantize",
+        "q3s",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--quantize q3s"), "{}", stderr(&out));
+}

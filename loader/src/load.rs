@@ -252,7 +252,7 @@ impl Prepared {
         let mut model = model.clone();
         let mut bytes_read = 0;
         let mut report = QuantizedReport {
-            scheme: format!("{scheme:?}"),
+            scheme: quantizing.options.to_string(),
             keys: Vec::new(),
             indivisible: Vec::new(),
             float_bytes: 0,

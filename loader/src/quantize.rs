@@ -173,6 +173,19 @@ impl Quantize {
     }
 }
 
+/// `q8s, blocks of 32, f16 scales` (or `…, per tensor, …`): the scheme as the report says it.
+impl std::fmt::Display for Quantize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = serde_json::to_value(self.value).unwrap_or_default();
+        let scale = serde_json::to_value(self.scale).unwrap_or_default();
+        let (value, scale) = (value.as_str().unwrap_or("?"), scale.as_str().unwrap_or("?"));
+        match self.block {
+            Some(block) => write!(f, "{value}, blocks of {block}, {scale} scales"),
+            None => write!(f, "{value}, per tensor, {scale} scales"),
+        }
+    }
+}
+
 /// A [`Quantize`] with its patterns compiled, resolved at the entry of a load.
 #[derive(Debug)]
 pub(crate) struct Quantizing {

@@ -105,12 +105,7 @@ pub(super) fn cast_chunk(src: &[u8], from: BurnDType, dst: &mut [u8], to: BurnDT
         src
     } else {
         aligned = Buffer::copied(src, from.size());
-        match &aligned {
-            Buffer::B2(v) => bytemuck::cast_slice(v),
-            Buffer::B4(v) => bytemuck::cast_slice(v),
-            Buffer::B1(v) => v,
-            Buffer::B8(v) => bytemuck::cast_slice(v),
-        }
+        aligned.bytes()
     };
     match (from, to) {
         (B::F16 | B::BF16, B::F32) => {

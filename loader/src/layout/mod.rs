@@ -12,11 +12,13 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 mod cast;
+mod mapped;
 mod split;
 mod transpose;
 
 use cast::cast_staged;
 pub(crate) use cast::fast_cast;
+use mapped::{MAPPED_AT_LEAST, Mapping};
 pub(crate) use split::{concat, split, transpose};
 use transpose::from_slice;
 
@@ -39,12 +41,21 @@ pub(crate) enum Buffer {
     B2(Vec<u16>),
     B4(Vec<u32>),
     B8(Vec<u64>),
+    /// A large buffer in a mapping of its own (see [`mapped`]).
+    Mapped(Mapping),
 }
 
 impl Buffer {
     /// Room for `elements` elements of `size` bytes (1, 2, 4 or 8). A large buffer asks for
     /// transparent huge pages before its first write (see [`huge_pages`]).
     pub(crate) fn zeroed(size: usize, elements: usize) -> Self {
+        let len = elements * size.max(1);
+        if len >= MAPPED_AT_LEAST
+            && let Some(mut mapping) = Mapping::zeroed(len)
+        {
+            huge_pages(mapping.bytes_mut());
+            return Self::Mapped(mapping);
+        }
         let mut buffer = match size {
             2 => Self::B2(vec![0; elements]),
             4 => Self::B4(vec![0; elements]),
@@ -85,6 +96,23 @@ impl Buffer {
             };
             Ok(out)
         }
+        let len = elements * size.max(1);
+        if len >= MAPPED_AT_LEAST
+            && let Some(mut mapping) = Mapping::zeroed(len)
+        {
+            let bytes = mapping.bytes_mut();
+            huge_pages(bytes);
+            // Zero pages are initialised bytes; `fill` overwrites them all.
+            let bytes: &mut [u8] = bytes;
+            // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have one layout, and `fill` writes only
+            // initialised bytes (its contract), so the mapping stays initialised.
+            #[allow(unsafe_code)]
+            let uninit = unsafe {
+                std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<MaybeUninit<u8>>(), len)
+            };
+            fill(uninit)?;
+            return Ok(Self::Mapped(mapping));
+        }
         Ok(match size {
             2 => Self::B2(make(elements, fill)?),
             4 => Self::B4(make(elements, fill)?),
@@ -99,6 +127,17 @@ impl Buffer {
             Self::B2(v) => bytemuck::cast_slice_mut(v),
             Self::B4(v) => bytemuck::cast_slice_mut(v),
             Self::B8(v) => bytemuck::cast_slice_mut(v),
+            Self::Mapped(m) => m.bytes_mut(),
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Self::B1(v) => v,
+            Self::B2(v) => bytemuck::cast_slice(v),
+            Self::B4(v) => bytemuck::cast_slice(v),
+            Self::B8(v) => bytemuck::cast_slice(v),
+            Self::Mapped(m) => m.bytes(),
         }
     }
 
@@ -109,6 +148,7 @@ impl Buffer {
             Self::B2(v) => Bytes::from_elems(v),
             Self::B4(v) => Bytes::from_elems(v),
             Self::B8(v) => Bytes::from_elems(v),
+            Self::Mapped(m) => m.into_bytes(),
         };
         TensorData::from_bytes(bytes, shape, dtype)
     }
