@@ -40,6 +40,14 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<i32> {
         return quantized(&args, spec, quantize);
     }
     let checkpoint = open_checkpoint(&spec)?;
+    anyhow::ensure!(
+        !checkpoint.is_positional(),
+        "{}: a bincode burn record stores no names, so converting it alone would write `#0`, \
+         `#1`, …: load it into the burn 0.22 module that matches the one that saved it \
+         (`load_pretrained` names its tensors by the module's fields, in order) and save that \
+         with burn-store's `BurnpackStore`",
+        args.source
+    );
     // Every file read: the checkpoint (or its index and shards; a remote one's cache entry)
     // and the config.
     let mut inputs: Vec<(&str, std::path::PathBuf)> = checkpoint

@@ -67,6 +67,7 @@ fn to_json(
         "format": ckpt.format(),
         "shards": ckpt.shards().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "metadata": ckpt.metadata().iter().cloned().collect::<BTreeMap<String, String>>(),
+        "positional": ckpt.is_positional(),
         "view": steps,
         "tensors": tensors.iter().map(|(k, e)| json!({"key": k, "shape": e.shape(), "dtype": e.dtype()})).collect::<Vec<_>>(),
         "totals": {"tensors": tensors.len(), "parameters": params, "bytes_per_dtype": bytes},
@@ -93,6 +94,12 @@ fn to_text(
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         out.push_str(&format!("record: {}\n", fields.join(", ")));
+    }
+    if ckpt.is_positional() {
+        out.push_str(
+            "tensors by position: bincode stores no names; a load names them by the model's \
+             parameters in burn's field order\n",
+        );
     }
     for step in steps {
         out.push_str(&format!("view: {step}\n"));

@@ -374,6 +374,20 @@ fn an_old_burn_record_converts_to_a_burnpack_burn_loads() {
         let a: Vec<f32> = net.mlp(x.clone()).into_data().iter::<f32>().collect();
         let b: Vec<f32> = loaded.mlp(x).into_data().iter::<f32>().collect();
         assert_eq!(a, b, "{release}");
+        // bincode: listed by position, and not converted alone (it has no names to write).
+        let bin = fixture(&format!("burn_records/{release}/model.bin"));
+        let out = run(&["inspect", bin.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("tensors by position"), "{text}");
+        assert!(text.contains("#0 "), "{text}");
+        let out = run(&[
+            "convert",
+            bin.to_str().unwrap(),
+            dir.path().join("bin.bpk").to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("stores no names"), "{}", stderr(&out));
         let a = net.lstm.input_gate.input_transform.weight.val().into_data();
         let b = loaded
             .lstm

@@ -279,6 +279,18 @@ pub enum Error {
         /// The second parameter's path.
         second: String,
     },
+    /// A checkpoint whose tensors have no names (a bincode burn record) does not match the
+    /// model it is named by: another count of tensors, or another shape at some position.
+    #[error(
+        "{} stores no names (a bincode burn record); its tensors are named by the model's, in burn's field order, and {detail}",
+        path.display()
+    )]
+    Positional {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The first difference.
+        detail: String,
+    },
     /// The apply walk of a model's mapping did not meet what its plan walk met (a hand-written
     /// `Pretrainable` impl whose mapping depends on something other than the model and the
     /// checkpoint). The model is unchanged.

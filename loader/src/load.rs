@@ -179,15 +179,58 @@ struct Prepared {
     plan: Plan,
 }
 
+/// Every parameter and buffer of `model` in the order burn visits them (its fields' order),
+/// with its burn path (`blocks.0.linear.weight`) and shape; lazy parameters are not
+/// initialised.
+fn burn_paths<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::{Bool, Int, Tensor};
+    #[derive(Default)]
+    struct Paths {
+        at: Vec<String>,
+        out: Vec<(String, Vec<usize>)>,
+    }
+    impl Paths {
+        fn push(&mut self, shape: burn::tensor::Shape) {
+            self.out.push((self.at.join("."), shape.to_vec()));
+        }
+    }
+    impl ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.at.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.at.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.push(param.lazy_shape());
+        }
+        fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
+            self.push(param.lazy_shape());
+        }
+        fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
+            self.push(param.lazy_shape());
+        }
+    }
+    let mut paths = Paths::default();
+    model.visit(&mut paths);
+    paths.out
+}
+
 impl Prepared {
-    fn new<M: Pretrainable + Clone>(model: &M, spec: &Resolved) -> Result<Self> {
-        let checkpoint = open_located(&spec.fetcher, &spec.location)?;
+    fn new<M: Pretrainable + Module>(model: &M, spec: &Resolved) -> Result<Self> {
+        let mut checkpoint = open_located(&spec.fetcher, &spec.location)?;
         let convention = spec.view.convention.unwrap_or(checkpoint.convention());
         // Planning walks a clone (cheap: parameters are shared handles, lazy ones stay lazy).
         // A first walk names the model's top-level keys, which the view needs to unwrap
         // containers; the second sees the view, so mappings with alternatives can choose.
         let mut probe = Mapper::new(convention, None, Mode::Plan);
         model.clone().map_pretrain(&mut probe);
+        if checkpoint.is_positional() {
+            // A bincode burn record: tensors in the order the old burn wrote the module's
+            // fields, which is the order burn visits them; burn paths are the record's keys.
+            checkpoint.name_by_position(&burn_paths(model))?;
+        }
         let roots: HashSet<String> = probe
             .targets
             .iter()
@@ -340,7 +383,7 @@ struct PreparedAdapter {
 }
 
 impl PreparedAdapter {
-    fn new<M: Pretrainable + Clone>(
+    fn new<M: Pretrainable + Module>(
         model: &M,
         spec: &Resolved,
         adapter: &AdapterSpec,

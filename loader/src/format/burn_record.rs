@@ -13,7 +13,8 @@
 //! counts its position, so a `TensorData`'s `bytes` (a MessagePack `bin`) are not read at all:
 //! they stay a span of the file, read when the plan wants them. Compressed records are
 //! decompressed (with `flate2`) into memory first. `BinFileRecorder`'s bincode carries no field
-//! names — it cannot be read without the module's Rust types — and is refused saying so.
+//! names: [`super::burn_bincode`] finds its tensors by position, which a load names by the
+//! model's parameters.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -317,6 +318,8 @@ fn from_json(value: serde_json::Value, depth: usize) -> io::Result<Node> {
 pub(crate) struct Record {
     pub metadata: Vec<(String, String)>,
     pub entries: Vec<TensorEntry>,
+    /// Keyed by position (bincode stores no names).
+    pub positional: bool,
 }
 
 /// Open the burn record at `path`, gzipped or not.
@@ -366,7 +369,9 @@ pub(crate) fn open(path: &Path) -> Result<Record> {
                     serde_json::from_slice(&bytes).map_err(|e| corrupt(invalid(e.to_string())))?;
                 from_json(value, 0).map_err(corrupt)?
             }
-            Some(Encoding::Bincode) => return Err(bincode_refused(path)),
+            Some(Encoding::Bincode) => {
+                return super::burn_bincode::read(Arc::new(Memory(bytes))).map_err(corrupt);
+            }
             None => {
                 return Err(corrupt(invalid(
                     "a gzip file whose content is not a burn record",
@@ -394,20 +399,11 @@ pub(crate) fn open(path: &Path) -> Result<Record> {
             let tree = from_json(value, 0).map_err(corrupt)?;
             record(tree, Arc::new(Memory(Arc::new(Vec::new())))).map_err(corrupt)
         }
-        Some(Encoding::Bincode) => Err(bincode_refused(path)),
+        Some(Encoding::Bincode) => {
+            let file = LocalFile::open(path).map_err(open_err)?;
+            super::burn_bincode::read(Arc::new(file)).map_err(corrupt)
+        }
         None => Err(corrupt(invalid("not a burn record"))),
-    }
-}
-
-fn bincode_refused(path: &Path) -> Error {
-    Error::Corrupt {
-        path: path.to_path_buf(),
-        format: super::Format::BurnRecord,
-        source: Box::new(invalid(
-            "a burn record in bincode (`BinFileRecorder`), which stores no field names and \
-             cannot be read without the module's Rust types: load it with the burn release \
-             that wrote it and save it with `NamedMpkFileRecorder` (or as burnpack)",
-        )),
     }
 }
 
@@ -448,7 +444,11 @@ fn record(tree: Node, source: Arc<dyn ByteSource>) -> io::Result<Record> {
     let mut entries = Vec::new();
     let mut path_stack = Vec::new();
     walk(item, &mut path_stack, &mut entries, &source, (&float, &int))?;
-    Ok(Record { metadata, entries })
+    Ok(Record {
+        metadata,
+        entries,
+        positional: false,
+    })
 }
 
 fn field(metadata: &[(String, String)], name: &str) -> String {

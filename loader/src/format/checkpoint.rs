@@ -253,6 +253,8 @@ pub struct Checkpoint {
     pub(super) shards: Vec<PathBuf>,
     /// What the file says about itself (a burn record's metadata).
     pub(super) metadata: Vec<(String, String)>,
+    /// Keys are positions (`#0`, `#1`, …), named by a model at load time (a bincode record).
+    pub(super) positional: bool,
 }
 
 impl fmt::Debug for Checkpoint {
@@ -314,6 +316,7 @@ impl Checkpoint {
                 let mut checkpoint =
                     Self::from_parts(path, format, Convention::Burn, record.entries)?;
                 checkpoint.metadata = record.metadata;
+                checkpoint.positional = record.positional;
                 return Ok(Opened::Tensors(checkpoint));
             }
         };
@@ -416,6 +419,7 @@ impl Checkpoint {
             by_key,
             shards,
             metadata: Vec::new(),
+            positional: false,
         }
     }
 
@@ -443,6 +447,54 @@ impl Checkpoint {
     /// `format`, `version` and `settings`; empty for other formats.
     pub fn metadata(&self) -> &[(String, String)] {
         &self.metadata
+    }
+
+    /// Whether the tensors have no names, only positions (`#0`, `#1`, …, in the order they
+    /// were written): a bincode burn record. A load names them by the model's parameters.
+    pub fn is_positional(&self) -> bool {
+        self.positional
+    }
+
+    /// Name a positional checkpoint's tensors by `names` (each with its shape), in order: the
+    /// `i`-th tensor becomes `names[i]`. The counts and every shape must agree, or nothing is
+    /// renamed and the error names the first difference.
+    pub(crate) fn name_by_position(&mut self, names: &[(String, Vec<usize>)]) -> Result<()> {
+        let fail = |detail: String| Error::Positional {
+            path: self.path.clone(),
+            detail,
+        };
+        let mut renamed = self.entries.clone();
+        renamed.sort_by_key(|e| {
+            e.key
+                .strip_prefix('#')
+                .and_then(|i| i.parse::<usize>().ok())
+                .unwrap_or(usize::MAX)
+        });
+        if renamed.len() != names.len() {
+            return Err(fail(format!(
+                "it holds {} tensors where the model has {}",
+                renamed.len(),
+                names.len()
+            )));
+        }
+        for (entry, (name, shape)) in renamed.iter_mut().zip(names) {
+            if &entry.shape != shape {
+                return Err(fail(format!(
+                    "tensor {} {:?} is not the model's `{name}` {shape:?}",
+                    entry.key, entry.shape
+                )));
+            }
+            entry.key = name.clone();
+        }
+        let by_key = renamed
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key.clone(), i))
+            .collect();
+        self.entries = renamed;
+        self.by_key = by_key;
+        self.positional = false;
+        Ok(())
     }
 
     /// The file this checkpoint was read from (the index, for a sharded checkpoint).

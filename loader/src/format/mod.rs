@@ -6,6 +6,7 @@
 //! [`TensorEntry::read`] is called. A sharded checkpoint (an `*.index.json` and its shard
 //! files, see `sharded.rs`) opens as one checkpoint.
 
+pub(crate) mod burn_bincode;
 pub(crate) mod burn_record;
 mod burnpack;
 pub(crate) mod checkpoint;

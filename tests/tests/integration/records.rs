@@ -94,17 +94,108 @@ fn every_recorder_s_file_lists_exactly_the_tensors_old_burn_saved() {
                 }
             }
         }
-        // bincode stores no field names: refused, saying what to do.
-        for file in ["model.bin", "model.bin.gz"] {
-            let err =
-                Checkpoint::open(fixture(&format!("burn_records/{release}/{file}"))).unwrap_err();
-            let text = burn_pretrain::error::chain(&err);
-            assert!(
-                text.contains("bincode") && text.contains("NamedMpkFileRecorder"),
-                "{text}"
+        // bincode stores no field names: the tensors by position, each one of those saved
+        // (shape and values), all of them once.
+        for (file, half) in [
+            ("model.bin", false),
+            ("model.bin.gz", false),
+            ("model_half.bin", true),
+            ("model_half.bin.gz", true),
+        ] {
+            let what = format!("{release}/{file}");
+            let ckpt = Checkpoint::open(fixture(&format!("burn_records/{what}"))).unwrap();
+            assert_eq!(ckpt.format(), Format::BurnRecord, "{what}");
+            assert!(ckpt.is_positional(), "{what}");
+            let meta: std::collections::BTreeMap<_, _> = ckpt.metadata().iter().cloned().collect();
+            let version = meta.get("version").map(String::as_str).unwrap_or_default();
+            assert_eq!(
+                version.rsplit_once('.').map(|v| v.0),
+                release.rsplit_once('.').map(|v| v.0),
+                "{what}"
             );
+            assert_eq!(ckpt.entries().len(), tensors.len(), "{what}");
+            let mut unmatched: Vec<&String> = tensors.keys().collect();
+            for (i, entry) in ckpt.entries().iter().enumerate() {
+                assert_eq!(entry.key(), format!("#{i}"), "{what}");
+                assert_eq!(entry.dtype(), if half { DType::F16 } else { DType::F32 });
+                let ours = as_f32(&entry.read().unwrap(), entry.dtype());
+                let tolerance = if half { 1e-3 } else { 0.0 };
+                let found = unmatched.iter().position(|name| {
+                    let saved = &tensors[name.as_str()];
+                    let shape: Vec<usize> = saved["shape"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|d| d.as_u64().unwrap() as usize)
+                        .collect();
+                    let theirs = floats(&saved["values"]);
+                    shape == entry.shape()
+                        && ours.len() == theirs.len()
+                        && ours
+                            .iter()
+                            .zip(&theirs)
+                            .all(|(a, b)| (a - b).abs() <= tolerance)
+                });
+                let found =
+                    found.unwrap_or_else(|| panic!("{what}: tensor #{i} is none of those saved"));
+                unmatched.remove(found);
+            }
         }
     }
+}
+
+/// A bincode record's tensors, named by the model at load time (burn's field order), each
+/// equal to the tensor of that name the old burn saved; a model of another shape is refused
+/// naming the first difference, and left unchanged.
+#[test]
+fn a_bincode_record_loads_by_the_model_s_field_order() {
+    use burn_store::ModuleSnapshot;
+    let device = Device::flex();
+    for release in RELEASES {
+        let expected = expected(release);
+        let tensors = expected["tensors"].as_object().unwrap();
+        for file in ["model.bin", "model.bin.gz", "model_half.bin"] {
+            let what = format!("{release}/{file}");
+            let (net, report) = Net::new(&device)
+                .load_pretrained(fixture(&format!("burn_records/{what}")))
+                .unwrap();
+            assert!(report.is_complete(), "{what}: {report}");
+            assert_eq!(report.loaded().len(), tensors.len(), "{what}");
+            let tolerance = if file.contains("half") { 1e-3 } else { 0.0 };
+            for snapshot in net.collect(None, None, true) {
+                let name = snapshot.name.clone();
+                let saved = &tensors
+                    .get(&name)
+                    .unwrap_or_else(|| panic!("{what}: {name} was not saved"));
+                let bytes = snapshot.to_bytes().unwrap();
+                let ours = as_f32(&bytes, DType::F32);
+                let theirs = floats(&saved["values"]);
+                assert_eq!(ours.len(), theirs.len(), "{what}: {name}");
+                for (a, b) in ours.iter().zip(&theirs) {
+                    assert!((a - b).abs() <= tolerance, "{what}: {name} {a} vs {b}");
+                }
+            }
+        }
+    }
+    // Another model: the first tensor whose shape differs is named; the model is unchanged.
+    let release = RELEASES[RELEASES.len() - 1];
+    let mut net = Net::new(&device);
+    net.blocks.pop();
+    let before = net.head.weight.val().into_data();
+    let err = net
+        .load_pretrained_in_place(fixture(&format!("burn_records/{release}/model.bin")))
+        .unwrap_err();
+    let text = burn_pretrain::error::chain(&err);
+    assert!(
+        text.contains("model.bin")
+            && text.contains("stores no names")
+            && text.contains("tensors where the model has"),
+        "{text}"
+    );
+    assert_eq!(
+        net.head.weight.val().into_data().as_bytes(),
+        before.as_bytes()
+    );
 }
 
 #[test]
@@ -155,7 +246,13 @@ fn a_record_loads_into_the_same_model_for_burn_0_22_with_old_burn_s_outputs() {
 fn a_damaged_record_is_an_error_naming_the_file_never_a_panic() {
     let release = RELEASES[RELEASES.len() - 1];
     let dir = tempfile::tempdir().unwrap();
-    for file in ["model.mpk", "model.json", "model.mpk.gz"] {
+    for file in [
+        "model.mpk",
+        "model.json",
+        "model.mpk.gz",
+        "model.bin",
+        "model.bin.gz",
+    ] {
         let bytes = std::fs::read(fixture(&format!("burn_records/{release}/{file}"))).unwrap();
         let path = dir.path().join(file);
         // Cut short at many places, and with bytes flipped.
