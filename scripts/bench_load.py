@@ -403,9 +403,11 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-q", "--example", "bench_load"], cwd=ROOT, check=True)
     ours_bin = str(ROOT / "target" / "release" / "examples" / "bench_load")
     reps = args.reps
-    header_info = (f"{datetime.date.today()}, {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
-                   f"sides taking turns, {args.rounds} rounds of a process each that loads {args.reps} times after a warm-up; "
-                   f"medians of the {args.rounds * args.reps} loads, ratios' spread over the rounds in brackets; page cache warm")
+    header_info = f"{datetime.date.today()}, {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if args.only != "llama":
+        header_info += (f"; sides taking turns, {args.rounds} rounds of a process each that loads {args.reps} times after a "
+                        f"warm-up; medians of the {args.rounds * args.reps} loads, ratios' spread over the rounds in brackets")
+    header_info += "; page cache warm"
     if args.only != "small":
         header_info += (f"; the Llama checkpoint: {args.llama_rounds} rounds of a process each that loads {args.llama_reps} "
                         f"time(s) after a warm-up")
