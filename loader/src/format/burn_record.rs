@@ -138,22 +138,6 @@ impl Skip for Counted<BufReader<File>> {
     }
 }
 
-impl Skip for Counted<io::Cursor<&[u8]>> {
-    fn skip(&mut self, n: u64) -> io::Result<()> {
-        let to = self.inner.position() + n;
-        if to > self.inner.get_ref().len() as u64 {
-            return Err(invalid("a bin runs past the end"));
-        }
-        self.inner.set_position(to);
-        self.pos += n;
-        Ok(())
-    }
-
-    fn pos(&self) -> u64 {
-        self.pos
-    }
-}
-
 fn invalid(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
 }
@@ -339,47 +323,57 @@ pub(crate) fn open(path: &Path) -> Result<Record> {
         .map_err(open_err)?;
     let head = &head[..n];
     if head.starts_with(&[0x1f, 0x8b]) {
-        // Decompressed into memory, at most 64 × the file + 1 GiB (what a PyTorch file may
-        // expand to as well): a gzip bomb is refused, not followed.
+        // Decompressed into an anonymous temporary file (gone when the checkpoint is), so a
+        // record of gigabytes costs disk, not memory: its tensors are then spans of that file,
+        // read when the plan wants them, as an uncompressed record's are. At most 64 × the
+        // file + 1 GiB (what a PyTorch file may expand to as well): a gzip bomb is refused.
         let file = File::open(path).map_err(open_err)?;
         let compressed = file.metadata().map_err(open_err)?.len();
         let limit = compressed.saturating_mul(64).saturating_add(1 << 30);
-        let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(file)
-            .take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(corrupt)?;
-        if bytes.len() as u64 > limit {
+        let mut out = tempfile::tempfile().map_err(|e| {
+            corrupt(io::Error::new(
+                e.kind(),
+                format!("a temporary file to decompress it into: {e}"),
+            ))
+        })?;
+        let written = io::copy(
+            &mut flate2::read::GzDecoder::new(BufReader::with_capacity(1 << 16, file))
+                .take(limit + 1),
+            &mut out,
+        )
+        .map_err(corrupt)?;
+        if written > limit {
             return Err(corrupt(invalid(format!(
                 "it decompresses to more than {limit} bytes (64 × its size + 1 GiB): refused as a bomb"
             ))));
         }
-        let bytes: Arc<Vec<u8>> = Arc::new(bytes);
-        let tree = match encoding(&bytes[..bytes.len().min(64)]) {
+        let inner = LocalFile::from_file(out, path).map_err(open_err)?;
+        let head = inner
+            .read_at(0, written.min(64) as usize)
+            .map_err(corrupt)?;
+        return match encoding(&head) {
             Some(Encoding::MessagePack) => {
-                let size = bytes.len() as u64;
                 let mut r = Counted {
-                    inner: io::Cursor::new(&bytes[..]),
+                    inner: BufReader::with_capacity(1 << 16, inner.reopen().map_err(corrupt)?),
                     pos: 0,
                 };
-                read_mpk(&mut r, 0, size).map_err(corrupt)?
+                let tree = read_mpk(&mut r, 0, written).map_err(corrupt)?;
+                record(tree, Arc::new(inner)).map_err(corrupt)
             }
             Some(Encoding::Json) => {
+                let bytes = inner
+                    .read_at(0, usize::try_from(written).unwrap_or(usize::MAX))
+                    .map_err(corrupt)?;
                 let value =
                     serde_json::from_slice(&bytes).map_err(|e| corrupt(invalid(e.to_string())))?;
-                from_json(value, 0).map_err(corrupt)?
+                let tree = from_json(value, 0).map_err(corrupt)?;
+                record(tree, Arc::new(Memory(Arc::new(Vec::new())))).map_err(corrupt)
             }
-            Some(Encoding::Bincode) => {
-                return super::burn_bincode::read(Arc::new(Memory(bytes))).map_err(corrupt);
-            }
-            None => {
-                return Err(corrupt(invalid(
-                    "a gzip file whose content is not a burn record",
-                )));
-            }
+            Some(Encoding::Bincode) => super::burn_bincode::read(Arc::new(inner)).map_err(corrupt),
+            None => Err(corrupt(invalid(
+                "a gzip file whose content is not a burn record",
+            ))),
         };
-        let source: Arc<dyn ByteSource> = Arc::new(Memory(bytes));
-        return record(tree, source).map_err(corrupt);
     }
     match encoding(head) {
         Some(Encoding::MessagePack) => {

@@ -77,6 +77,24 @@ impl LocalFile {
         })
     }
 
+    /// A file already open (a temporary one: a decompressed record), named `path` in errors.
+    pub(crate) fn from_file(file: std::fs::File, path: &Path) -> io::Result<Self> {
+        let opened = Stamp::of(&file.metadata()?);
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            opened,
+        })
+    }
+
+    /// Another handle of the open file, at its start, for reading it in order.
+    pub(crate) fn reopen(&self) -> io::Result<std::fs::File> {
+        use std::io::Seek;
+        let mut file = self.file.try_clone()?;
+        file.seek(io::SeekFrom::Start(0))?;
+        Ok(file)
+    }
+
     /// The file as opened.
     pub(crate) fn path(&self) -> &Path {
         &self.path
