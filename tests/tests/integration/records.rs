@@ -177,8 +177,39 @@ fn a_bincode_record_loads_by_the_model_s_field_order() {
             }
         }
     }
-    // Another model: the first tensor whose shape differs is named; the model is unchanged.
+    // Upgraded to burnpack as the README says: loaded by the module, saved with burn-store;
+    // burn-store's own reader gives back every tensor.
     let release = RELEASES[RELEASES.len() - 1];
+    let (net, _) = Net::new(&device)
+        .load_pretrained(fixture(&format!("burn_records/{release}/model.bin")))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bpk = dir.path().join("model.bpk");
+    net.save_into(&mut burn_store::BurnpackStore::from_file(&bpk))
+        .unwrap();
+    let mut back = Net::new(&device);
+    let applied = back
+        .load_from(&mut burn_store::BurnpackStore::from_file(&bpk))
+        .unwrap();
+    assert!(
+        applied.errors.is_empty() && applied.missing.is_empty(),
+        "{applied:?}"
+    );
+    for (a, b) in back
+        .collect(None, None, false)
+        .iter()
+        .zip(net.collect(None, None, false).iter())
+    {
+        assert_eq!(a.name, b.name);
+        assert_eq!(
+            &a.to_bytes().unwrap()[..],
+            &b.to_bytes().unwrap()[..],
+            "{}",
+            a.name
+        );
+    }
+
+    // Another model: the first tensor whose shape differs is named; the model is unchanged.
     let mut net = Net::new(&device);
     net.blocks.pop();
     let before = net.head.weight.val().into_data();
