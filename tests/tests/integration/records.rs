@@ -316,3 +316,34 @@ fn a_damaged_record_is_an_error_naming_the_file_never_a_panic() {
         before.as_bytes()
     );
 }
+
+/// A gzipped record that would decompress past 64 × its size + 1 GiB is refused as a bomb,
+/// naming the file; it was decompressed into an anonymous temporary file, so nothing is left.
+#[test]
+fn a_gzip_bomb_record_is_refused() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.mpk.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::best(),
+    );
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1200 {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.finish().unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        size * 64 + (1 << 30) < 1200 << 20,
+        "{size} bytes: not a bomb by the rule"
+    );
+    let err = Checkpoint::open(&path).unwrap_err();
+    let text = burn_pretrain::error::chain(&err);
+    assert!(
+        text.contains("bomb.mpk.gz") && text.contains("bomb"),
+        "{text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the bomb itself is left");
+}
