@@ -311,6 +311,43 @@ where
     })
 }
 
+/// When a load began and ended, tensors loaded, tensor bytes read and the resident set (KiB)
+/// with the loaded model alive.
+type Timed = (Instant, Instant, usize, u64, u64);
+
+/// Load `path` into `model` one way (see [`load`]), timed; the model is dropped after.
+fn timed<M>(side: &str, model: M, path: &str) -> anyhow::Result<Timed>
+where
+    M: Pretrainable + Module + Clone,
+{
+    let built = Instant::now();
+    let (model, loaded, bytes) = load(side, model, path)?;
+    let done = Instant::now();
+    let rss = status_kib("VmRSS:");
+    if std::env::var_os("BENCH_HUGE").is_some() {
+        eprintln!(
+            "AnonHugePages {} KiB",
+            proc_kib("/proc/self/smaps_rollup", "AnonHugePages:")
+        );
+    }
+    drop(model);
+    Ok((built, done, loaded, bytes, rss))
+}
+
+/// Load the checkpoint's `sub_level` into `model` (one block of a larger checkpoint), timed.
+fn timed_sub<M>(model: M, path: &str, sub_level: String) -> anyhow::Result<Timed>
+where
+    M: Pretrainable + Module + Clone,
+{
+    let built = Instant::now();
+    let spec = burn_pretrain::Pretrain::from_path(path).with_sub_level(sub_level);
+    let (model, report) = model.load_pretrained(spec)?;
+    let done = Instant::now();
+    let rss = status_kib("VmRSS:");
+    drop(model);
+    Ok((built, done, report.loaded().len(), report.bytes_read(), rss))
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [side, model, path, reps] = args.as_slice() else {
@@ -334,63 +371,22 @@ fn main() -> anyhow::Result<()> {
             if side == "ours-sub" {
                 // One decoder layer, the checkpoint's last: only its bytes are read.
                 let last = n.parse::<usize>()? - 1;
-                let model = decoder_layer(&device);
-                let built = Instant::now();
-                let spec = burn_pretrain::Pretrain::from_path(path.as_str())
-                    .with_sub_level(format!("model.layers.{last}"));
-                let (model, report) = model.load_pretrained(spec)?;
-                let done = Instant::now();
-                let rss = status_kib("VmRSS:");
-                drop(model);
-                (built, done, report.loaded().len(), report.bytes_read(), rss)
+                timed_sub(decoder_layer(&device), path, format!("model.layers.{last}"))?
             } else {
-                let model = llama(n.parse()?, &device);
-                let built = Instant::now();
-                let (model, loaded, bytes) = load(side, model, path)?;
-                let done = Instant::now();
-                let rss = status_kib("VmRSS:");
-                drop(model);
-                (built, done, loaded, bytes, rss)
+                timed(side, llama(n.parse()?, &device), path)?
             }
         } else if let Some(n) = model.strip_prefix("linears:") {
             if side == "ours-sub" {
                 // One block, from the checkpoint's last block: only its bytes are read.
                 let last = n.parse::<usize>()? - 1;
-                let model = block(&device);
-                let built = Instant::now();
-                let spec = burn_pretrain::Pretrain::from_path(path.as_str())
-                    .with_sub_level(format!("blocks.{last}"));
-                let (model, report) = model.load_pretrained(spec)?;
-                let done = Instant::now();
-                let rss = status_kib("VmRSS:");
-                drop(model);
-                (built, done, report.loaded().len(), report.bytes_read(), rss)
+                timed_sub(block(&device), path, format!("blocks.{last}"))?
             } else {
-                let model = Linears {
-                    blocks: (0..n.parse()?).map(|_| block(&device)).collect(),
-                };
-                let built = Instant::now();
-                let (model, loaded, bytes) = load(side, model, path)?;
-                let done = Instant::now();
-                let rss = status_kib("VmRSS:");
-                drop(model);
-                (built, done, loaded, bytes, rss)
+                let blocks = (0..n.parse()?).map(|_| block(&device)).collect();
+                timed(side, Linears { blocks }, path)?
             }
         } else {
             let depth: usize = model.trim_start_matches("resnet").parse()?;
-            let model = ResNetConfig::new(depth).init(&device)?;
-            let built = Instant::now();
-            let (model, loaded, bytes) = load(side, model, path)?;
-            let done = Instant::now();
-            let rss = status_kib("VmRSS:");
-            if std::env::var_os("BENCH_HUGE").is_some() {
-                eprintln!(
-                    "AnonHugePages {} KiB",
-                    proc_kib("/proc/self/smaps_rollup", "AnonHugePages:")
-                );
-            }
-            drop(model);
-            (built, done, loaded, bytes, rss)
+            timed(side, ResNetConfig::new(depth).init(&device)?, path)?
         };
         println!(
             "{}",

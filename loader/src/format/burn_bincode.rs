@@ -32,12 +32,12 @@ pub(crate) fn positional_key(index: usize) -> String {
 }
 
 /// What bincode does not tell: how a parameter is laid out, from the burn version that wrote it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Layout {
     /// burn 0.13's `DataSerialize {value: Vec<E>, shape}`: values in the record's precision.
     Values(DType),
     /// burn ≥ 0.14's `TensorData {bytes, shape, dtype}`, with that release's `DType` variants.
-    Data(&'static [Variant]),
+    Data(Vec<Variant>),
 }
 
 /// A `DType` variant of some burn release, by its index.
@@ -54,87 +54,23 @@ enum Variant {
     Quantized,
 }
 
-const V14: &[Variant] = {
+/// The `DType` variants of burn 0.`minor`, in declaration order (bincode writes the index):
+/// 0.16 added `U16`, 0.17 `Flex32`, 0.21 a `BoolStore` inside `Bool`.
+fn variants(minor: u32) -> Vec<Variant> {
     use DType::*;
-    use Variant::*;
-    &[
-        Plain(F64),
-        Plain(F32),
-        Plain(F16),
-        Plain(BF16),
-        Plain(I64),
-        Plain(I32),
-        Plain(I16),
-        Plain(I8),
-        Plain(U64),
-        Plain(U32),
-        Plain(U8),
-        Boolean { store: false },
-        Quantized,
-    ]
-};
-const V16: &[Variant] = {
-    use DType::*;
-    use Variant::*;
-    &[
-        Plain(F64),
-        Plain(F32),
-        Plain(F16),
-        Plain(BF16),
-        Plain(I64),
-        Plain(I32),
-        Plain(I16),
-        Plain(I8),
-        Plain(U64),
-        Plain(U32),
-        Plain(U16),
-        Plain(U8),
-        Boolean { store: false },
-        Quantized,
-    ]
-};
-const V17: &[Variant] = {
-    use DType::*;
-    use Variant::*;
-    &[
-        Plain(F64),
-        Plain(F32),
-        Flex32,
-        Plain(F16),
-        Plain(BF16),
-        Plain(I64),
-        Plain(I32),
-        Plain(I16),
-        Plain(I8),
-        Plain(U64),
-        Plain(U32),
-        Plain(U16),
-        Plain(U8),
-        Boolean { store: false },
-        Quantized,
-    ]
-};
-const V21: &[Variant] = {
-    use DType::*;
-    use Variant::*;
-    &[
-        Plain(F64),
-        Plain(F32),
-        Flex32,
-        Plain(F16),
-        Plain(BF16),
-        Plain(I64),
-        Plain(I32),
-        Plain(I16),
-        Plain(I8),
-        Plain(U64),
-        Plain(U32),
-        Plain(U16),
-        Plain(U8),
-        Boolean { store: true },
-        Quantized,
-    ]
-};
+    let mut out = vec![Variant::Plain(F64), Variant::Plain(F32)];
+    if minor >= 17 {
+        out.push(Variant::Flex32);
+    }
+    out.extend([F16, BF16, I64, I32, I16, I8, U64, U32].map(Variant::Plain));
+    if minor >= 16 {
+        out.push(Variant::Plain(U16));
+    }
+    out.push(Variant::Plain(U8));
+    out.push(Variant::Boolean { store: minor >= 21 });
+    out.push(Variant::Quantized);
+    out
+}
 
 fn invalid(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
@@ -159,10 +95,7 @@ fn layout(version: &str, float: &str) -> io::Result<Layout> {
             "bf16" => DType::BF16,
             _ => DType::F32,
         }),
-        14 | 15 => Layout::Data(V14),
-        16 => Layout::Data(V16),
-        17..=20 => Layout::Data(V17),
-        21 => Layout::Data(V21),
+        14..=21 => Layout::Data(variants(minor)),
         _ => {
             return Err(invalid(format!(
                 "a bincode record of burn {version}: bincode records are read for burn 0.13 – 0.21 \
@@ -246,7 +179,7 @@ fn shape(cursor: &mut Cursor<'_>) -> Option<Vec<usize>> {
 
 /// The `ParamSerde` at the cursor, if there is one: its shape, dtype and where its bytes lie
 /// (or the bytes, where they must be decoded); the cursor ends past it.
-fn param(cursor: &mut Cursor<'_>, layout: Layout) -> Option<(Vec<usize>, DType, Bytes)> {
+fn param(cursor: &mut Cursor<'_>, layout: &Layout) -> Option<(Vec<usize>, DType, Bytes)> {
     identifier(cursor)?;
     let len: u64 = cursor.decode()?;
     match layout {
@@ -276,7 +209,7 @@ fn param(cursor: &mut Cursor<'_>, layout: Layout) -> Option<(Vec<usize>, DType, 
                 Bytes::Span(at, len as usize),
             ))
         }
-        Layout::Values(dtype) => {
+        &Layout::Values(dtype) => {
             let at = cursor.pos;
             let n = usize::try_from(len).ok()?;
             let bytes = match dtype {
@@ -345,7 +278,7 @@ pub(crate) fn read(source: Arc<dyn ByteSource>) -> io::Result<Record> {
     const MAX_GAP: usize = 64;
     while cursor.pos < end {
         let at = cursor.pos;
-        match param(&mut cursor, layout) {
+        match param(&mut cursor, &layout) {
             Some((shape, dtype, bytes)) => {
                 skipped = 0;
                 let key = positional_key(entries.len());

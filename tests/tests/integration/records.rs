@@ -25,6 +25,22 @@ fn floats(value: &Value) -> Vec<f32> {
         .collect()
 }
 
+/// `0.14` of the burn version a record's metadata names.
+fn version_minor(ckpt: &Checkpoint) -> Option<&str> {
+    let version = ckpt.metadata().iter().find(|(k, _)| k == "version")?;
+    version.1.rsplit_once('.').map(|v| v.0)
+}
+
+/// A saved tensor's shape in `expected.json`.
+fn shape_of(saved: &Value) -> Vec<usize> {
+    saved["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect()
+}
+
 fn as_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
     match dtype {
         DType::F32 => bytes
@@ -58,9 +74,11 @@ fn every_recorder_s_file_lists_exactly_the_tensors_old_burn_saved() {
             assert_eq!(ckpt.convention(), Convention::Burn, "{what}");
             let meta: std::collections::BTreeMap<_, _> = ckpt.metadata().iter().cloned().collect();
             // The version burn-core wrote (`=0.14.0` of burn resolves burn-core 0.14.1).
-            let minor = |v: &str| v.rsplit_once('.').map(|(m, _)| m.to_string());
-            let version = meta.get("version").map(String::as_str).unwrap_or_default();
-            assert_eq!(minor(version), minor(release), "{what}: {version}");
+            assert_eq!(
+                version_minor(&ckpt),
+                release.rsplit_once('.').map(|v| v.0),
+                "{what}"
+            );
             // The Rust type's name: `f32`, `half::binary16::f16`.
             let float = meta.get("float").map(String::as_str).unwrap_or_default();
             assert!(
@@ -74,13 +92,7 @@ fn every_recorder_s_file_lists_exactly_the_tensors_old_burn_saved() {
             assert_eq!(keys, want, "{what}");
             for entry in ckpt.entries() {
                 let saved = &tensors[entry.key()];
-                let shape: Vec<usize> = saved["shape"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_u64().unwrap() as usize)
-                    .collect();
-                assert_eq!(entry.shape(), shape, "{what}: {}", entry.key());
+                assert_eq!(entry.shape(), shape_of(saved), "{what}: {}", entry.key());
                 assert_eq!(entry.dtype(), if half { DType::F16 } else { DType::F32 });
                 let ours = as_f32(&entry.read().unwrap(), entry.dtype());
                 let theirs = floats(&saved["values"]);
@@ -106,10 +118,8 @@ fn every_recorder_s_file_lists_exactly_the_tensors_old_burn_saved() {
             let ckpt = Checkpoint::open(fixture(&format!("burn_records/{what}"))).unwrap();
             assert_eq!(ckpt.format(), Format::BurnRecord, "{what}");
             assert!(ckpt.is_positional(), "{what}");
-            let meta: std::collections::BTreeMap<_, _> = ckpt.metadata().iter().cloned().collect();
-            let version = meta.get("version").map(String::as_str).unwrap_or_default();
             assert_eq!(
-                version.rsplit_once('.').map(|v| v.0),
+                version_minor(&ckpt),
                 release.rsplit_once('.').map(|v| v.0),
                 "{what}"
             );
@@ -122,14 +132,8 @@ fn every_recorder_s_file_lists_exactly_the_tensors_old_burn_saved() {
                 let tolerance = if half { 1e-3 } else { 0.0 };
                 let found = unmatched.iter().position(|name| {
                     let saved = &tensors[name.as_str()];
-                    let shape: Vec<usize> = saved["shape"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|d| d.as_u64().unwrap() as usize)
-                        .collect();
                     let theirs = floats(&saved["values"]);
-                    shape == entry.shape()
+                    shape_of(saved) == entry.shape()
                         && ours.len() == theirs.len()
                         && ours
                             .iter()
