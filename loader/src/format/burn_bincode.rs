@@ -272,10 +272,11 @@ pub(crate) fn read(source: Arc<dyn ByteSource>) -> io::Result<Record> {
         pos: start,
     };
     let mut entries = Vec::new();
-    // Bytes skipped between parameters: tags, lengths, constants. Runs longer than this are not
-    // a module record's.
+    // Bytes skipped between parameters: tags, lengths, a unit per constant field (a byte each).
+    // A module with thousands of constant fields in a row is not a module; the limit keeps a
+    // file that is no record from being tried at every offset.
     let mut skipped = 0usize;
-    const MAX_GAP: usize = 64;
+    const MAX_GAP: usize = 4096;
     while cursor.pos < end {
         let at = cursor.pos;
         match param(&mut cursor, &layout) {
