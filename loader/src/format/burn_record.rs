@@ -344,7 +344,8 @@ pub(crate) fn open(path: &Path) -> Result<Record> {
         .map_err(corrupt)?;
         if written > limit {
             return Err(corrupt(invalid(format!(
-                "it decompresses to more than {limit} bytes (64 × its size + 1 GiB): refused as a bomb"
+                "it decompresses to more than {limit} bytes (64 × its size + 1 GiB): refused as a \
+                 bomb; if it is a real record, decompress it first (`gunzip -k`) and load that"
             ))));
         }
         let inner = LocalFile::from_file(out, path).map_err(open_err)?;
