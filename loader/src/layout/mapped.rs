@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(&copy[..], &bytes[..]);
         drop(bytes);
         assert_eq!(copy[5], 7);
-        // burn's `into_vec` (which cannot take the mapping as a `Vec`) copies instead.
+        // burn's `try_into_vec` (which cannot take the mapping as a `Vec`) copies instead.
         let mut m = Mapping::zeroed(1 << 20).unwrap();
         m.bytes_mut()[..4].copy_from_slice(&1.5f32.to_le_bytes());
         let data = burn::tensor::TensorData::from_bytes(
@@ -174,7 +174,7 @@ mod tests {
             vec![1 << 18],
             burn::tensor::DType::F32,
         );
-        let values = data.into_vec::<f32>().unwrap();
+        let values = data.try_into_vec::<f32>().unwrap();
         assert_eq!((values.len(), values[0], values[1]), (1 << 18, 1.5, 0.0));
     }
 }
