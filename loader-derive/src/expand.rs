@@ -27,10 +27,16 @@ pub fn derive(input: &DeriveInput) -> TokenStream {
                             "#[pretrain(...)] belongs on fields, not on variants",
                         ));
                     }
-                    (
-                        v.ident.clone(),
-                        Shape::from_fields(&v.fields, true, &mut errors),
-                    )
+                    let mut shape = Shape::from_fields(&v.fields, true, &mut errors);
+                    // burn names the module a newtype variant holds by the variant
+                    // (`VisionTransformer.blocks.0…` in burn-store's files and old burn's
+                    // records): that is its name in burn's convention. PyTorch's sees through it.
+                    if let [field] = shape.fields.as_mut_slice()
+                        && !shape.named
+                    {
+                        field.field_name = v.ident.to_string();
+                    }
+                    (v.ident.clone(), shape)
                 })
                 .collect();
             map_enum(&variants)

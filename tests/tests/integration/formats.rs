@@ -177,3 +177,52 @@ fn burnpack_written_by_burn_loads_back() {
         30
     );
 }
+
+/// A burnpack that burn-store wrote with its defaults for a model holding burn enum modules
+/// (the zoo's `Backbone::VisionTransformer`) names tensors with the enum's variant
+/// (`VisionTransformer.blocks.0.…`): it loads back whole, every tensor equal.
+#[test]
+fn burnpack_of_a_model_with_enum_modules_loads_back() {
+    use burn_pretrain_models::BACKBONES;
+    use burn_store::{BurnpackStore, ModuleSnapshot};
+    let device = Device::flex();
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("timm/vit_narrow_384.json")).unwrap(),
+    )
+    .unwrap();
+    config["pretrain"] = serde_json::json!(fixture("timm/vit_narrow.pth").to_str().unwrap());
+    let source = BACKBONES.build(&config, &device).unwrap().model;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vit.bpk");
+    source
+        .save_into(&mut BurnpackStore::from_file(&path))
+        .unwrap();
+    let keys: Vec<String> = Checkpoint::open(&path)
+        .unwrap()
+        .entries()
+        .iter()
+        .map(|e| e.key().to_string())
+        .collect();
+    assert!(
+        keys.iter().all(|k| k.starts_with("VisionTransformer.")),
+        "{keys:?}"
+    );
+    config.as_object_mut().unwrap().remove("pretrain");
+    let fresh = BACKBONES.build(&config, &device).unwrap().model;
+    let (model, report) = fresh.load_pretrained(&path).unwrap();
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(report.loaded().len(), keys.len(), "{report}");
+    for (a, b) in model
+        .collect(None, None, false)
+        .iter()
+        .zip(source.collect(None, None, false).iter())
+    {
+        assert_eq!(a.name, b.name);
+        assert_eq!(
+            &a.to_bytes().unwrap()[..],
+            &b.to_bytes().unwrap()[..],
+            "{}",
+            a.name
+        );
+    }
+}
