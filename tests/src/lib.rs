@@ -69,6 +69,26 @@ pub fn make_fifo(dir: &std::path::Path, name: &str) -> PathBuf {
 }
 
 /// The path of a committed fixture file.
+/// Every tensor of `got` equals `want`'s, name for name and byte for byte (burn-store's
+/// snapshots: names as burn visits them, quantized tensors in their packed form).
+pub fn assert_same_tensors<M: burn::module::Module>(got: &M, want: &M) {
+    use burn_store::ModuleSnapshot;
+    let (got, want) = (
+        got.collect(None, None, false),
+        want.collect(None, None, false),
+    );
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert_eq!((&a.name, a.dtype, &a.shape), (&b.name, b.dtype, &b.shape));
+        assert_eq!(
+            &a.to_bytes().unwrap()[..],
+            &b.to_bytes().unwrap()[..],
+            "{}",
+            a.name
+        );
+    }
+}
+
 pub fn fixture(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")

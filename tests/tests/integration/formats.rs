@@ -212,17 +212,5 @@ fn burnpack_of_a_model_with_enum_modules_loads_back() {
     let (model, report) = fresh.load_pretrained(&path).unwrap();
     assert!(report.is_complete(), "{report}");
     assert_eq!(report.loaded().len(), keys.len(), "{report}");
-    for (a, b) in model
-        .collect(None, None, false)
-        .iter()
-        .zip(source.collect(None, None, false).iter())
-    {
-        assert_eq!(a.name, b.name);
-        assert_eq!(
-            &a.to_bytes().unwrap()[..],
-            &b.to_bytes().unwrap()[..],
-            "{}",
-            a.name
-        );
-    }
+    burn_pretrain_tests::assert_same_tensors(&model, &source);
 }
