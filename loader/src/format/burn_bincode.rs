@@ -105,26 +105,57 @@ fn layout(version: &str, float: &str) -> io::Result<Layout> {
     })
 }
 
-/// A cursor over the record's bytes (a window of the source at a time).
+/// A cursor over the record's bytes, reading the source a window at a time: the headers it
+/// decodes (and the offsets it tries between parameters) are served from the window in memory,
+/// one read per window rather than one per value.
 struct Cursor<'a> {
     source: &'a dyn ByteSource,
     pos: u64,
+    /// Bytes of the source from `cache_at`.
+    cache: Vec<u8>,
+    cache_at: u64,
 }
 
-/// Bytes a header is read from at once: an identifier and a few variable-length integers.
-const WINDOW: usize = 256;
+/// The most one header value takes: an identifier (at most 64 characters, refused beyond) or
+/// a variable-length integer.
+const HEADER: usize = 256;
+/// Bytes read at once.
+const WINDOW: usize = 64 << 10;
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    fn new(source: &'a dyn ByteSource, pos: u64) -> Self {
+        Self {
+            source,
+            pos,
+            cache: Vec::new(),
+            cache_at: 0,
+        }
+    }
+
+    /// `len` bytes (fewer at the end) from the cursor, read from the source.
     fn window(&self, len: usize) -> io::Result<Vec<u8>> {
         let left = self.source.len().saturating_sub(self.pos);
         let len = len.min(usize::try_from(left).unwrap_or(usize::MAX));
         self.source.read_at(self.pos, len)
     }
 
+    /// The bytes from the cursor on that the window holds: at least `HEADER` of them, or all
+    /// that is left of the source.
+    fn here(&mut self) -> Option<&[u8]> {
+        let end = self.cache_at + self.cache.len() as u64;
+        let short = end < self.pos + HEADER as u64 && end < self.source.len();
+        if self.pos < self.cache_at || short {
+            self.cache = self.window(WINDOW).ok()?;
+            self.cache_at = self.pos;
+        }
+        self.cache
+            .get(usize::try_from(self.pos - self.cache_at).ok()?..)
+    }
+
     /// One value bincode decodes from the bytes here; advances past it.
     fn decode<T: bincode::Decode<()>>(&mut self) -> Option<T> {
-        let window = self.window(WINDOW).ok()?;
-        let (value, used) = bincode::decode_from_slice::<T, _>(&window, config()).ok()?;
+        let here = self.here()?;
+        let (value, used) = bincode::decode_from_slice::<T, _>(here, config()).ok()?;
         self.pos += used as u64;
         Some(value)
     }
@@ -267,10 +298,7 @@ pub(crate) fn read(source: Arc<dyn ByteSource>) -> io::Result<Record> {
     };
     let layout = layout(field("version"), field("float"))?;
     let end = source.len();
-    let mut cursor = Cursor {
-        source: &*source,
-        pos: start,
-    };
+    let mut cursor = Cursor::new(&*source, start);
     let mut entries = Vec::new();
     // Bytes skipped between parameters: tags, lengths, a unit per constant field (a byte each).
     // A module with thousands of constant fields in a row is not a module; the limit keeps a
