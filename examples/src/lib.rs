@@ -8,6 +8,8 @@
 pub mod custom;
 pub mod devices;
 pub mod finetune;
+#[cfg(feature = "remote")]
+pub mod remote;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};

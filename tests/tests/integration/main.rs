@@ -19,6 +19,7 @@ mod porting;
 mod preprocess;
 mod quantize;
 mod records;
+mod remote;
 mod report;
 mod repos;
 mod seed;
