@@ -5,7 +5,9 @@
 //! cargo run --release --example bench_load -- SIDE MODEL CHECKPOINT REPS
 //! ```
 //!
-//! SIDE is `ours` (`load_pretrained`), `ours-q8` (the same with every Linear weight quantized
+//! SIDE is `ours` (`load_pretrained`), `ours-remote` (the same onto burn's remote device,
+//! served by this process on loopback with flex behind it; each run also prints the bytes
+//! sent and received, counted by a proxy), `ours-q8` (the same with every Linear weight quantized
 //! to Q8 while loading), `ours-check` (`plan_pretrained`: headers only),
 //! `ours-sub` (a model of one block loaded with `sub_level` from a `linears` or `llama`
 //! checkpoint), `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's
@@ -316,12 +318,14 @@ where
 type Timed = (Instant, Instant, usize, u64, u64);
 
 /// Load `path` into `model` one way (see [`load`]), timed; the model is dropped after.
-fn timed<M>(side: &str, model: M, path: &str) -> anyhow::Result<Timed>
+fn timed<M>(side: &str, model: M, path: &str, device: &Device) -> anyhow::Result<Timed>
 where
     M: Pretrainable + Module + Clone,
 {
     let built = Instant::now();
     let (model, loaded, bytes) = load(side, model, path)?;
+    // Done when the device has it (a remote device's server, too).
+    device.sync()?;
     let done = Instant::now();
     let rss = status_kib("VmRSS:");
     if std::env::var_os("BENCH_HUGE").is_some() {
@@ -355,6 +359,19 @@ fn main() -> anyhow::Result<()> {
     };
     let reps: usize = reps.parse()?;
     let mut device = Device::flex();
+    // `ours-remote`: `ours` onto burn's remote device, served by this process on loopback
+    // (flex behind it) through a proxy that counts the bytes each way.
+    #[cfg(feature = "remote")]
+    let proxy = if side == "ours-remote" {
+        let proxy = burn_pretrain_examples::remote::CountingProxy::start(
+            &burn_pretrain_examples::remote::serve(Device::flex())?,
+        )?;
+        device = burn_pretrain_examples::remote::connect(proxy.url())?;
+        Some(proxy)
+    } else {
+        None
+    };
+    let side = if side == "ours-remote" { "ours" } else { side };
     // `…-bf16`: a model that holds bf16 (the device's float dtype), loaded as `…`.
     if side.ends_with("-bf16") {
         device.configure((burn::tensor::FloatDType::BF16, burn::tensor::IntDType::I64))?;
@@ -362,6 +379,8 @@ fn main() -> anyhow::Result<()> {
     let side = side.strip_suffix("-bf16").unwrap_or(side);
     let baseline = status_kib("VmRSS:");
     for run in 0..reps {
+        #[cfg(feature = "remote")]
+        let counted = proxy.as_ref().map(|p| (p.sent(), p.received()));
         let start = Instant::now();
         let (built, done, loaded, bytes, rss_loaded) = if side == "copy-floor" {
             let built = Instant::now();
@@ -373,7 +392,7 @@ fn main() -> anyhow::Result<()> {
                 let last = n.parse::<usize>()? - 1;
                 timed_sub(decoder_layer(&device), path, format!("model.layers.{last}"))?
             } else {
-                timed(side, llama(n.parse()?, &device), path)?
+                timed(side, llama(n.parse()?, &device), path, &device)?
             }
         } else if let Some(n) = model.strip_prefix("linears:") {
             if side == "ours-sub" {
@@ -382,24 +401,28 @@ fn main() -> anyhow::Result<()> {
                 timed_sub(block(&device), path, format!("blocks.{last}"))?
             } else {
                 let blocks = (0..n.parse()?).map(|_| block(&device)).collect();
-                timed(side, Linears { blocks }, path)?
+                timed(side, Linears { blocks }, path, &device)?
             }
         } else {
             let depth: usize = model.trim_start_matches("resnet").parse()?;
-            timed(side, ResNetConfig::new(depth).init(&device)?, path)?
+            timed(side, ResNetConfig::new(depth).init(&device)?, path, &device)?
         };
-        println!(
-            "{}",
-            json!({
-                "run": run,
-                "construct_s": (built - start).as_secs_f64(),
-                "load_s": (done - built).as_secs_f64(),
-                "loaded": loaded,
-                "bytes_read": bytes,
-                // The resident set with the loaded model alive.
-                "rss_loaded_kib": rss_loaded,
-            })
-        );
+        #[allow(unused_mut)]
+        let mut row = json!({
+            "run": run,
+            "construct_s": (built - start).as_secs_f64(),
+            "load_s": (done - built).as_secs_f64(),
+            "loaded": loaded,
+            "bytes_read": bytes,
+            // The resident set with the loaded model alive.
+            "rss_loaded_kib": rss_loaded,
+        });
+        #[cfg(feature = "remote")]
+        if let (Some(proxy), Some((sent, received))) = (&proxy, counted) {
+            row["bytes_sent"] = json!(proxy.sent() - sent);
+            row["bytes_received"] = json!(proxy.received() - received);
+        }
+        println!("{row}");
     }
     println!(
         "{}",

@@ -17,6 +17,8 @@ folder, with PyTorch and random weights:
   bytes copied from the page cache into fresh memory by every core, `bench_load copy-floor`).
   It also reads one decoder layer with `sub_level` and loads ResNet-50 eight times in one
   process (allocator retention).
+- ResNet-50 also onto burn's remote device (`bench_load ours-remote`: burn's WebSocket server in
+  the same process on loopback, flex behind it), with the bytes sent counted by a proxy.
 
 Then loads every file with each side below, the sides taking turns for ROUNDS rounds (the
 order rotating), each turn a fresh process that loads REPS times after a warm-up run:
@@ -293,6 +295,9 @@ def measure(sides, rounds, reps):
             "peak_growth": (memory["peak_rss_kib"] - memory["baseline_rss_kib"]) * 1024,
             "loaded": rows[0]["loaded"],
             "bytes_read": rows[0]["bytes_read"],
+            # Counted by the remote side's proxy: the most any timed run sent, and got back.
+            "bytes_sent": max((t.get("bytes_sent", 0) for t in rows), default=0),
+            "bytes_received": max((t.get("bytes_received", 0) for t in rows), default=0),
         }
     return out
 
@@ -424,6 +429,9 @@ def main():
                         "ours": [ours_bin, "ours", model, str(path)]}
             if label == "ResNet-50 .safetensors":
                 reference = [ours_bin, "ours", model, str(path)]
+                # The same load onto burn's remote device (its server in the same process, on
+                # loopback, flex behind it), bytes counted by a proxy.
+                commands["remote"] = [ours_bin, "ours-remote", model, str(path)]
             elif label.endswith(".safetensors"):
                 # Our f32 ResNet-50 load takes turns here too, so f16/f32 and time per byte
                 # are ratios within the same rounds.
@@ -433,7 +441,7 @@ def main():
             check = run_side([ours_bin, "ours-check", model, str(path)], 1)[0][0]
             sub = run_side([ours_bin, "ours-sub", model, str(path)], 1)[0][0] if model.startswith("linears") else None
             row = {"label": label, "held": held, "torch": torch_side, "store": store, "ours": ours, "check": check, "sub": sub,
-                   "reference": sides.get("reference")}
+                   "reference": sides.get("reference"), "remote": sides.get("remote")}
             rows.append(row)
             print(f"{label:<28} load ms: torch {torch_side['load_s'] * 1e3:8.1f}  burn-store {store['load_s'] * 1e3:8.1f}  ours {ours['load_s'] * 1e3:8.1f}"
                   f"  | ours/torch {ours['load_s'] / torch_side['load_s']:.2f} (rounds {spread(ours, torch_side)})"
@@ -456,6 +464,13 @@ def main():
                         for k, v, held in (("large", r["ours"], r["held"]), ("resnet", ref, base["held"]))}
             summary.append(f"time per byte, large / ResNet-50 (safetensors, taking turns): "
                            f"{per_byte['large']['load_s'] / per_byte['resnet']['load_s']:.2f} (rounds {spread(per_byte['large'], per_byte['resnet'])})")
+        if r["remote"]:
+            rem = r["remote"]
+            summary.append(f"remote device on loopback ({r['label']}, burn's WebSocket server, flex behind it): load "
+                           f"{rem['load_s'] * 1e3:.1f} ms, {rem['load_s'] / r['ours']['load_s']:.1f}× the local load "
+                           f"(rounds {spread(rem, r['ours'])}); bytes sent {rem['bytes_sent']:,} for {rem['bytes_read']:,} "
+                           f"tensor bytes read ({rem['bytes_sent'] / rem['bytes_read']:.4f}×: each sent once), "
+                           f"{rem['bytes_received']} bytes back")
     for line in summary:
         print(line, flush=True)
     if args.markdown and not rows:

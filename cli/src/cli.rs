@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Load pretrained weights into burn models: inspect checkpoints, plan and run loads, convert.
 #[derive(Debug, Parser)]
@@ -43,6 +43,8 @@ pub enum Command {
     Embed(EmbedArgs),
     /// The seed's three scenarios on bundled checkpoints, on the CPU.
     Demo(DemoArgs),
+    /// Serve a device of this machine to burn's remote backend (`--device ws://HOST:PORT`).
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,20 +74,57 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// `--device`: a backend compiled in, or a burn remote server.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceArg {
     Flex,
     Ndarray,
     Wgpu,
     Tch,
+    /// `ws://HOST:PORT`: device 0 of a burn remote server (`pretrain serve`).
+    Remote(String),
+}
+
+impl std::fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flex => "flex",
+            Self::Ndarray => "ndarray",
+            Self::Wgpu => "wgpu",
+            Self::Tch => "tch",
+            Self::Remote(url) => url,
+        })
+    }
+}
+
+impl std::str::FromStr for DeviceArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "flex" => Self::Flex,
+            "ndarray" => Self::Ndarray,
+            "wgpu" => Self::Wgpu,
+            "tch" => Self::Tch,
+            url if url.starts_with("ws://") || url.starts_with("wss://") => {
+                Self::Remote(url.to_string())
+            }
+            other => {
+                return Err(format!(
+                    "`{other}`: expected flex, ndarray, wgpu, tch or ws://HOST:PORT (a burn remote server)"
+                ));
+            }
+        })
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// A model config (JSON, YAML or TOML) with `pretrain` at any level.
     pub config: PathBuf,
-    /// The device to load onto.
-    #[arg(long, value_enum, default_value = "flex")]
+    /// The device to load onto: flex, ndarray, wgpu, tch, or ws://HOST:PORT (a burn remote
+    /// server, e.g. `pretrain serve`: the tensors are prepared here and sent once).
+    #[arg(long, default_value = "flex")]
     pub device: DeviceArg,
     /// A float32 .npy batch [batch, channels, height, width] to run; a generated one otherwise.
     #[arg(long)]
@@ -141,8 +180,8 @@ pub struct PredictArgs {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
-    /// The device to run on.
-    #[arg(long, value_enum, default_value = "flex")]
+    /// The device to run on: flex, ndarray, wgpu, tch, or ws://HOST:PORT (a burn remote server).
+    #[arg(long, default_value = "flex")]
     pub device: DeviceArg,
     /// Print JSON: {"predictions": [{"image", "top": [{"index", "label", "probability"}]}]}.
     #[arg(long)]
@@ -173,12 +212,22 @@ pub struct EmbedArgs {
     /// Save the embeddings as a float32 .npy [texts, dimension].
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// The device to run on.
-    #[arg(long, value_enum, default_value = "flex")]
+    /// The device to run on: flex, ndarray, wgpu, tch, or ws://HOST:PORT (a burn remote server).
+    #[arg(long, default_value = "flex")]
     pub device: DeviceArg,
     /// Print JSON: {"dimension", "pooling", "normalize", "embeddings": [{"text", "embedding"}]}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: a free one, printed).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// The device served: flex, ndarray or wgpu (a backend compiled in).
+    #[arg(long, default_value = "flex")]
+    pub device: DeviceArg,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use crate::cli::EmbedArgs;
 use crate::{load, npy, output};
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<i32> {
-    let device = load::device(args.device)?;
+    let device = load::device(&args.device)?;
     let encoder = SentenceEncoder::open(&args.source, &FetchOptions::default(), &device)
         .with_context(|| format!("sentence encoder {}", args.source))?;
     tracing::info!("{}", encoder.report);

@@ -10,12 +10,15 @@ use crate::cli::{DeviceArg, LoadArgs};
 use crate::models::{self, scoped};
 use crate::{npy, output};
 
-pub fn device(arg: DeviceArg) -> anyhow::Result<Device> {
+/// The device `arg` names: a backend compiled in, or device 0 of a burn remote server
+/// (connected here: a server that does not answer is an error now, not at the first tensor).
+pub fn device(arg: &DeviceArg) -> anyhow::Result<Device> {
     let (name, feature) = match arg {
         DeviceArg::Flex => ("flex", "flex"),
         DeviceArg::Ndarray => ("ndarray", "ndarray"),
         DeviceArg::Wgpu => ("wgpu", "wgpu"),
         DeviceArg::Tch => ("tch", "tch"),
+        DeviceArg::Remote(_) => ("ws://", "remote"),
     };
     let device = match arg {
         #[cfg(feature = "flex")]
@@ -27,6 +30,12 @@ pub fn device(arg: DeviceArg) -> anyhow::Result<Device> {
         #[cfg(feature = "tch")]
         #[allow(deprecated)]
         DeviceArg::Tch => Some(Device::libtorch()),
+        #[cfg(feature = "remote")]
+        DeviceArg::Remote(url) => Some(
+            Device::remote_options(&burn::remote::RemoteHost::websocket(url))
+                .init()
+                .with_context(|| format!("--device {url}: connecting to the burn remote server"))?,
+        ),
         #[allow(unreachable_patterns)]
         _ => None,
     };
@@ -48,7 +57,7 @@ fn generated(channels: usize, [h, w]: [usize; 2], device: &Device) -> Tensor<4> 
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<i32> {
-    let device = device(args.device)?;
+    let device = device(&args.device)?;
     if let Some(out) = &args.output {
         let mut inputs = models::config_inputs(&args.config)?;
         inputs.extend(args.input.iter().map(|p| ("input", p.clone())));

@@ -18,6 +18,7 @@ mod models;
 mod npy;
 mod output;
 mod predict;
+mod serve;
 
 use clap::Parser;
 
@@ -39,6 +40,7 @@ fn main() {
         Command::Preprocess(args) => predict::preprocess(args),
         Command::Embed(args) => embed::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

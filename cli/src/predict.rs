@@ -33,7 +33,7 @@ fn image_inputs(images: &[PathBuf]) -> Vec<(&'static str, PathBuf)> {
 
 pub fn run(args: PredictArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.top > 0, "--top 0: ask for at least one class");
-    let device = load::device(args.device)?;
+    let device = load::device(&args.device)?;
     let (model, report) = models::build(&args.source, &device, false)?;
     tracing::info!("{report}");
     let repo = report

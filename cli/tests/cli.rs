@@ -1478,3 +1478,94 @@ fn convert_quantize_writes_a_quantized_burnpack_burn_loads() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--quantize q3s"), "{}", stderr(&out));
 }
+
+/// A `pretrain serve` process, killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `pretrain serve` on a free loopback port, and the URL its first line names.
+fn serve() -> (Server, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server(child);
+    let url = line
+        .trim_end()
+        .rsplit_once(" on ")
+        .map(|(_, url)| url.to_string())
+        .unwrap_or_else(|| panic!("serve printed {line:?}"));
+    assert!(line.starts_with("serving "), "{line}");
+    assert!(url.starts_with("ws://127.0.0.1:"), "{line}");
+    (server, url)
+}
+
+/// `load --device ws://…` onto a `pretrain serve` process: the classifier loads there and its
+/// output is byte for byte the local load's.
+#[test]
+fn load_onto_a_remote_device_served_by_pretrain_serve() {
+    let (_server, url) = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let config = fixture("resnet/classifier100.json");
+    let input = fixture("resnet/classifier_input.npy");
+    let mut outputs = Vec::new();
+    for device in [url.as_str(), "flex"] {
+        let path = dir.path().join(format!("out{}.npy", outputs.len()));
+        let out = run(&[
+            "load",
+            config.to_str().unwrap(),
+            "--device",
+            device,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            path.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{device}: {}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["loaded"].as_array().unwrap().len(), 102, "{device}");
+        outputs.push(std::fs::read(&path).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1], "remote and local outputs differ");
+    assert_npy_close(
+        &dir.path().join("out0.npy"),
+        &fixture("resnet/classifier_probabilities.npy"),
+    );
+
+    // No server there: one line naming the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("ws://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = run(&["load", config.to_str().unwrap(), "--device", &dead]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "error: --device {dead}: connecting to the burn remote server"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // A device that is not one.
+    let out = run(&["load", config.to_str().unwrap(), "--device", "tpu"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`tpu`: expected flex, ndarray, wgpu, tch or ws://HOST:PORT"),
+        "{}",
+        stderr(&out)
+    );
+}
