@@ -13,8 +13,9 @@
 //! checkpoint), `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's
 //! adapter for safetensors, one store per shard of a sharded checkpoint, all `allow_partial`)
 //! or `copy-floor` (the checkpoint's bytes copied from the page cache into fresh memory by
-//! every core: no model). A `-bf16` suffix (`ours-bf16`, `burn-store-bf16`) loads into a model
-//! that holds bf16. MODEL is `resnet18`..`resnet152` (our ResNet, built lazily: no random
+//! every core: no model). A `-bf16` or `-f16` suffix (`ours-bf16`, `burn-store-bf16`) loads
+//! into a model that holds bf16 or f16. `BENCH_DEVICE=wgpu` (a backend compiled in) puts the
+//! model on that device instead of flex (`scripts/gpu_check.py`). MODEL is `resnet18`..`resnet152` (our ResNet, built lazily: no random
 //! init), `linears:N` (N blocks of ViT-sized Linears, `[Linears]`) or `llama:N` (a
 //! Llama-2-7B-wide `LlamaForCausalLM` of N decoder layers: 18 is 3.9 B parameters, 7.8 GB in
 //! bf16; CHECKPOINT its `model.safetensors.index.json`).
@@ -358,7 +359,13 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: bench_load SIDE MODEL CHECKPOINT REPS");
     };
     let reps: usize = reps.parse()?;
-    let mut device = Device::flex();
+    // BENCH_DEVICE=wgpu (or another backend compiled in): the model on that device, as
+    // `scripts/gpu_check.py` runs it on a GPU machine; flex otherwise.
+    let mut device = match std::env::var("BENCH_DEVICE") {
+        Ok(name) => burn_pretrain_examples::devices::device(&name)
+            .ok_or_else(|| anyhow::anyhow!("BENCH_DEVICE={name}: not a backend of this build"))?,
+        Err(_) => Device::flex(),
+    };
     // `ours-remote`: `ours` onto burn's remote device, served by this process on loopback
     // (flex behind it) through a proxy that counts the bytes each way.
     #[cfg(feature = "remote")]
@@ -372,11 +379,20 @@ fn main() -> anyhow::Result<()> {
         None
     };
     let side = if side == "ours-remote" { "ours" } else { side };
-    // `…-bf16`: a model that holds bf16 (the device's float dtype), loaded as `…`.
-    if side.ends_with("-bf16") {
-        device.configure((burn::tensor::FloatDType::BF16, burn::tensor::IntDType::I64))?;
+    // `…-bf16` / `…-f16`: a model that holds bf16 / f16 (the device's float dtype), loaded
+    // as `…`.
+    for (suffix, dtype) in [
+        ("-bf16", burn::tensor::FloatDType::BF16),
+        ("-f16", burn::tensor::FloatDType::F16),
+    ] {
+        if side.ends_with(suffix) {
+            device.configure((dtype, burn::tensor::IntDType::I64))?;
+        }
     }
-    let side = side.strip_suffix("-bf16").unwrap_or(side);
+    let side = side
+        .strip_suffix("-bf16")
+        .or_else(|| side.strip_suffix("-f16"))
+        .unwrap_or(side);
     let baseline = status_kib("VmRSS:");
     for run in 0..reps {
         #[cfg(feature = "remote")]

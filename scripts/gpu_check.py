@@ -1,16 +1,23 @@
 """GPU check on an NVIDIA machine with PyTorch and no network.
 
-Ship beside it (built here first with scripts/gpu-build.sh): `parity` (the release example
-built with `--features wgpu`) and, if the machine lacks it, `libvulkan.so.1`. Then:
+Ship beside it (built here first with scripts/gpu-build.sh): `parity` and `bench_load` (the
+release examples built with `--features wgpu`), `bench_load.py` and, if the machine lacks it,
+`libvulkan.so.1`. Then:
 
-    python gpu_check.py            # in the folder holding `parity`
+    python gpu_check.py [--llama-layers 18]     # in the folder holding `parity`
 
 It writes a torchvision ResNet-50 with random weights (fc included), an input batch and
 torch's CUDA eval features, times `torch.load` + `load_state_dict` onto the GPU, runs our
-binary on wgpu (Vulkan) for the same checkpoint, and prints one table. Stays well inside ten
-minutes (one model, three timed repetitions).
+binary on wgpu (Vulkan) for the same checkpoint, and prints one table. Then the large case:
+the Llama-shaped sharded bf16 checkpoint of `bench_load.py` (18 layers: 7.8 GB in 4 shards),
+loaded onto the GPU by safetensors (`load_file(..., device="cuda")` per shard) and by ours
+(`bench_load` with `BENCH_DEVICE=wgpu`, into a bf16 model, and an f16 one where wgpu has no
+bf16), each in GB/s of checkpoint bytes, page cache warm (`--llama-layers 0` skips it).
+Stays well inside ten minutes on a machine with 16 cores.
 """
 
+import argparse
+import json
 import os
 import subprocess
 import sys
@@ -45,7 +52,47 @@ def features(m, x):
     return m.layer4(m.layer3(m.layer2(m.layer1(x))))
 
 
+def llama(layers, tmp, env):
+    """GB/s of the sharded bf16 checkpoint onto the GPU: safetensors per shard, then ours."""
+    from safetensors.torch import load_file
+
+    sys.path.insert(0, str(HERE))
+    from bench_load import write_llama
+
+    start = time.perf_counter()
+    index = write_llama(tmp, layers)
+    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    size = sum((tmp / s).stat().st_size for s in shards)
+    print(f"wrote {size / 1e9:.2f} GB in {len(shards)} shards in {time.perf_counter() - start:.0f} s", flush=True)
+    rows = []
+    times = []
+    for _ in range(3):  # the first warms the page cache
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        held = [load_file(tmp / s, device="cuda") for s in shards]
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        del held
+        torch.cuda.empty_cache()
+    best = min(times[1:])
+    rows.append(f"| safetensors load_file(device=cuda), {len(shards)} shards, bf16 | {best:.2f} s | {size / best / 1e9:.2f} GB/s |")
+    for side in ["ours-bf16", "ours-f16"]:
+        out = subprocess.run([str(HERE / "bench_load"), side, f"llama:{layers}", str(index), "2"], env=env,
+                             capture_output=True, text=True, timeout=400)
+        runs = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"') and "load_s" in line]
+        if out.returncode != 0 or not runs:
+            rows.append(f"| burn-pretrain {side} on wgpu | failed: {out.stderr.strip().splitlines()[-1:] } |")
+            continue
+        best = min(r["load_s"] for r in runs[1:] or runs)
+        rows.append(f"| burn-pretrain {side} on wgpu (build + load, warm) | {best:.2f} s | "
+                    f"{runs[0]['bytes_read'] / best / 1e9:.2f} GB/s of checkpoint bytes |")
+    return rows
+
+
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--llama-layers", type=int, default=18, help="decoder layers of the large case (0: skip it)")
+    args = parser.parse_args()
     assert torch.cuda.is_available(), "no CUDA device"
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,6 +125,9 @@ def main():
         for line in out.stdout.splitlines():
             if line.startswith("resnet50:"):
                 print(f"| burn-pretrain on wgpu | {line} |")
+        if args.llama_layers:
+            for row in llama(args.llama_layers, tmp, dict(env, BENCH_DEVICE="wgpu")):
+                print(row, flush=True)
         return out.returncode
 
 
