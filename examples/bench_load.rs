@@ -7,7 +7,8 @@
 //!
 //! SIDE is `ours` (`load_pretrained`), `ours-remote` (the same onto burn's remote device,
 //! served by this process on loopback with flex behind it; each run also prints the bytes
-//! sent and received, counted by a proxy), `ours-q8` (the same with every Linear weight quantized
+//! sent and received, counted by a proxy), `ours-views` (`ours` with `transposed_views`:
+//! Linear weights read as stored and held as transposed views), `ours-q8` (the same with every Linear weight quantized
 //! to Q8 while loading), `ours-check` (`plan_pretrained`: headers only),
 //! `ours-sub` (a model of one block loaded with `sub_level` from a `linears` or `llama`
 //! checkpoint), `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's
@@ -272,6 +273,12 @@ where
             let spec = burn_pretrain::Pretrain::from_path(path).with_quantize(
                 burn_pretrain::quantize::Quantize::new(burn_pretrain::quantize::Value::Q8s),
             );
+            let (model, report) = model.load_pretrained(spec)?;
+            (model, report.loaded().len(), report.bytes_read())
+        }
+        "ours-views" => {
+            // Transposed weights read as stored, held as transposed views.
+            let spec = burn_pretrain::Pretrain::from_path(path).with_transposed_views(true);
             let (model, report) = model.load_pretrained(spec)?;
             (model, report.loaded().len(), report.bytes_read())
         }

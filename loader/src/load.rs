@@ -62,7 +62,8 @@ pub trait PretrainExt: Pretrainable + Module {
         };
         let mut model = match &spec.quantize {
             None => {
-                let read = crate::apply::read(&prepared.plan, &prepared.view)?;
+                let read =
+                    crate::apply::read(&prepared.plan, &prepared.view, spec.transposed_views)?;
                 report = report.with_bytes_read(read.bytes_read);
                 prepared.apply(&*self, read.data)?
             }
@@ -137,6 +138,8 @@ struct Resolved {
     expect: Expectations,
     freeze: Freezing,
     quantize: Option<Quantizing>,
+    /// Transposed weights kept in the checkpoint's layout as views.
+    transposed_views: bool,
     /// The adapter's location and whether it is merged.
     adapter: Option<AdapterSpec>,
 }
@@ -152,6 +155,7 @@ impl Resolved {
         Ok(Self {
             freeze: Freezing::compile(spec.freeze())?,
             quantize: spec.quantize().map(Quantizing::compile).transpose()?,
+            transposed_views: spec.transposed_views(),
             adapter: match spec.adapter() {
                 Some(location) => Some(AdapterSpec {
                     location: location.to_string(),
@@ -264,11 +268,7 @@ impl Prepared {
     }
 
     /// `model` with the planned tensors of `data` put in (a clone: `model` is untouched).
-    fn apply<M: Pretrainable + Clone>(
-        &self,
-        model: &M,
-        data: std::collections::HashMap<String, burn::tensor::TensorData>,
-    ) -> Result<M> {
+    fn apply<M: Pretrainable + Clone>(&self, model: &M, data: crate::apply::Ready) -> Result<M> {
         crate::apply::apply(model, data, &self.plan, self.convention, &self.view_keys).map_err(
             |changed| Error::MappingChanged {
                 model: short_type_name::<M>(),
@@ -315,7 +315,8 @@ impl Prepared {
                 end += 1;
             }
             let batch = &loads[start..end];
-            let read = crate::apply::read(&self.plan.subset(batch), &self.view)?;
+            // Quantized tensors are made contiguous by the quantizer: no views.
+            let read = crate::apply::read(&self.plan.subset(batch), &self.view, false)?;
             bytes_read += read.bytes_read;
             model = self.apply(&model, read.data)?;
             let mut ids = Vec::new();
@@ -378,7 +379,7 @@ struct PreparedAdapter {
     merge: bool,
     /// The adapter file's non-LoRA tensors (`modules_to_save`), planned as a load.
     replacements: Prepared,
-    replaced: std::collections::HashMap<String, burn::tensor::TensorData>,
+    replaced: crate::apply::Ready,
     lora: adapter::LoraPlan,
 }
 
@@ -404,6 +405,7 @@ impl PreparedAdapter {
             expect: Expectations::compile(&crate::Expect::default())?,
             freeze: Freezing::None,
             quantize: None,
+            transposed_views: false,
             adapter: None,
         };
         let replacements = Prepared::new(model, &resolved)?;
@@ -456,7 +458,7 @@ impl PreparedAdapter {
         if lora.layers.is_empty() {
             return Err(fail("holds no LoRA factor for this model".into()));
         }
-        let read = crate::apply::read(&replacements.plan, &replacements.view)?;
+        let read = crate::apply::read(&replacements.plan, &replacements.view, false)?;
         Ok(Self {
             source: shown,
             merge: adapter.merge,

@@ -52,6 +52,8 @@ pub struct Pretrain {
     merge_adapter: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     quantize: Option<Quantize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    transposed_views: bool,
 }
 
 impl Pretrain {
@@ -67,7 +69,26 @@ impl Pretrain {
             adapter: None,
             merge_adapter: false,
             quantize: None,
+            transposed_views: false,
         }
+    }
+
+    /// Read 2-D weights that burn holds transposed (a Linear's `[out, in]` as `[in, out]`) as
+    /// stored, and give the model a transposed view of them (`swap_dims` on the device)
+    /// instead of transposing them on the host: the load of those tensors becomes a plain
+    /// copy, as fast as reading the file. The view's memory is the checkpoint's layout, which
+    /// flex's f32/f16 matmul and the GPU backends' kernels read as it is; flex's bf16 matmul
+    /// copies a strided operand on every call. Not with `quantize` (quantized tensors are
+    /// made contiguous by their quantization anyway) nor for an adapter's tensors.
+    pub fn with_transposed_views(mut self, views: bool) -> Self {
+        self.transposed_views = views;
+        self
+    }
+
+    /// Whether 2-D weights load as transposed views of the stored layout (see
+    /// [`with_transposed_views`](Self::with_transposed_views)).
+    pub fn transposed_views(&self) -> bool {
+        self.transposed_views
     }
 
     /// Quantize parameters while they load (burn's quantizer, applied batch by batch, so the
@@ -401,6 +422,8 @@ struct SpecMap {
     merge_adapter: bool,
     #[serde(default)]
     quantize: Option<Quantize>,
+    #[serde(default)]
+    transposed_views: bool,
 }
 
 fn on() -> bool {
@@ -434,6 +457,7 @@ impl From<SpecMap> for Pretrain {
             adapter: m.adapter,
             merge_adapter: m.merge_adapter,
             quantize: m.quantize,
+            transposed_views: m.transposed_views,
         };
         match m.sub_level {
             Some(level) => spec.with_sub_level(level),
@@ -487,7 +511,8 @@ mod tests {
                 "remap": [{"from": "^fc\\.", "to": "head.fc."}], "convention": "burn",
                 "unwrap": false, "sha256": "0676ba61", "offline": true, "cache_dir": "/c",
                 "endpoint": "http://127.0.0.1:9000", "timeout": 2.5, "ranged": true,
-                "freeze": ["^backbone\\."], "adapter": "lora/", "merge_adapter": true}"#,
+                "freeze": ["^backbone\\."], "adapter": "lora/", "merge_adapter": true,
+                "transposed_views": true}"#,
         )
         .unwrap();
         let expected = Pretrain::from("a.pth")
@@ -504,7 +529,8 @@ mod tests {
             .with_ranged(true)
             .with_freeze(Freeze::Keys(vec!["^backbone\\.".into()]))
             .with_adapter("lora/")
-            .with_merge_adapter(true);
+            .with_merge_adapter(true)
+            .with_transposed_views(true);
         assert_eq!(spec, expected);
         let loaded: Pretrain =
             serde_json::from_str(r#"{"path": "a.pth", "freeze": "loaded"}"#).unwrap();

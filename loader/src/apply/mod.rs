@@ -4,7 +4,7 @@
 
 pub(crate) mod batch;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use burn::tensor::TensorData;
 use rayon::prelude::*;
@@ -20,8 +20,17 @@ use crate::view::View;
 /// What [`read`] produced: every planned tensor prepared, keyed by model path, and how
 /// many bytes of tensor data were taken from the checkpoint for them.
 pub(crate) struct Read {
-    pub data: HashMap<String, TensorData>,
+    pub data: Ready,
     pub bytes_read: u64,
+}
+
+/// Tensors ready for the model, by model path, in the model's layout — except those in
+/// `views`: 2-D tensors kept in the checkpoint's layout, which the model gets as transposed
+/// views (see [`Pretrain::with_transposed_views`](crate::Pretrain::with_transposed_views)).
+#[derive(Debug, Default)]
+pub(crate) struct Ready {
+    pub tensors: HashMap<String, TensorData>,
+    pub views: HashSet<String>,
 }
 
 /// Where one planned tensor's bytes come from.
@@ -40,7 +49,10 @@ enum Src<'a> {
 /// by positional reads when they load as stored, cast, transposed or both; else read whole and
 /// converted from there. Other tensors are read first (neighbours of one remote file in one
 /// request). Every local file is then asked whether it changed while it was read.
-pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
+///
+/// With `views`, a 2-D tensor that needs only a transpose (and maybe a cast) is read as stored
+/// and listed in [`Ready::views`].
+pub(crate) fn read(plan: &Plan, view: &View, views: bool) -> Result<Read> {
     let loads: Vec<_> = plan
         .items
         .iter()
@@ -82,11 +94,12 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
             ),
         })
         .collect();
-    let prepared: Vec<Result<Vec<(String, TensorData)>>> = loads
+    let prepared: Vec<Result<(Vec<(String, TensorData)>, bool)>> = loads
         .into_par_iter()
         .zip(sources.into_par_iter())
         .map(|((item, entry, cast, adapt), src)| {
             let to = cast.map(|(_, to)| to);
+            let mut as_view = false;
             let result = match src {
                 Src::Local(map, span)
                     if let Some(piece) = plain_copy(&item.target, entry, to, adapt.as_ref()) =>
@@ -103,7 +116,15 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                     if let Some((piece, to)) =
                         plain_transpose(&item.target, entry, to, adapt.as_ref()) =>
                 {
-                    read_converted(map, span, entry, piece, to, true)
+                    if views {
+                        as_view = true;
+                        match to == entry.dtype() {
+                            true => read_copy(map, span, entry, piece),
+                            false => read_converted(map, span, entry, piece, to, false),
+                        }
+                    } else {
+                        read_converted(map, span, entry, piece, to, true)
+                    }
                 }
                 // A tensor that is split, adapted, or cast by burn's element-wise conversion:
                 // read whole, checked, then converted (its bytes dropped once it is done).
@@ -115,11 +136,13 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
                     bytes.and_then(|bytes| prepare(&item.target, entry, to, adapt.as_ref(), &bytes))
                 }
             };
-            result.map_err(|e| Error::TensorData {
-                path: entry.file().to_path_buf(),
-                key: entry.key().to_string(),
-                source: e,
-            })
+            result
+                .map(|parts| (parts, as_view))
+                .map_err(|e| Error::TensorData {
+                    path: entry.file().to_path_buf(),
+                    key: entry.key().to_string(),
+                    source: e,
+                })
         })
         .collect();
     // A file truncated or rewritten in place while it was read may have handed out short
@@ -131,9 +154,14 @@ pub(crate) fn read(plan: &Plan, view: &View) -> Result<Read> {
             source,
         })?;
     }
-    let mut data = HashMap::new();
-    for parts in prepared {
-        data.extend(parts?);
+    let mut data = Ready::default();
+    for prepared in prepared {
+        let (parts, as_view) = prepared?;
+        if as_view {
+            data.views
+                .extend(parts.iter().map(|(path, _)| path.clone()));
+        }
+        data.tensors.extend(parts);
     }
     Ok(Read { data, bytes_read })
 }
@@ -449,7 +477,7 @@ pub(crate) enum Changed {
 /// the clone is dropped and the first difference returned.
 pub(crate) fn apply<M: Pretrainable + Clone>(
     model: &M,
-    data: HashMap<String, TensorData>,
+    data: Ready,
     plan: &Plan,
     convention: Convention,
     view_keys: &BTreeSet<String>,
@@ -473,9 +501,9 @@ pub(crate) fn apply<M: Pretrainable + Clone>(
         });
     }
     if let Mode::Apply(left) = &mapper.mode
-        && !left.is_empty()
+        && !left.tensors.is_empty()
     {
-        let mut keys: Vec<String> = left.keys().cloned().collect();
+        let mut keys: Vec<String> = left.tensors.keys().cloned().collect();
         keys.sort_unstable();
         return Err(Changed::Untaken(keys));
     }

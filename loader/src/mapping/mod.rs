@@ -127,8 +127,9 @@ impl Target {
 pub(crate) enum Mode {
     /// Record targets only.
     Plan,
-    /// Put these tensors (by model path, already in the model's layout) into the parameters.
-    Apply(HashMap<String, TensorData>),
+    /// Put these tensors (by model path, in the model's layout or, those in `views`, as
+    /// transposed views of the checkpoint's) into the parameters.
+    Apply(crate::apply::Ready),
     /// Collect every parameter's value by model path (in the form it is loaded in).
     Export(HashMap<String, TensorData>),
     /// Collect the burn LoRA adapters attached to parameters, by parameter id.
@@ -285,10 +286,15 @@ impl<'a> Mapper<'a> {
             match &mut self.mode {
                 Mode::Plan => {}
                 Mode::Apply(data) => {
-                    if let Some(data) = data.remove(&model_path) {
+                    if let Some(values) = data.tensors.remove(&model_path) {
                         let device = part.param.lazy_device();
                         let id = part.param.id;
-                        let tensor = Tensor::<D>::from_data(data, &device);
+                        let tensor = Tensor::<D>::from_data(values, &device);
+                        // Stored `[out, in]`, held `[in, out]`: a view, no copy.
+                        let tensor = match data.views.remove(&model_path) {
+                            true => tensor.swap_dims(0, 1),
+                            false => tensor,
+                        };
                         *part.param = part.param.clone().transform_for_load(tensor, id);
                     }
                 }
@@ -340,7 +346,7 @@ impl<'a> Mapper<'a> {
         match &mut self.mode {
             Mode::Plan | Mode::Lora(_) => {}
             Mode::Apply(data) => {
-                if let Some(data) = data.remove(&model_path) {
+                if let Some(data) = data.tensors.remove(&model_path) {
                     let tensor = Tensor::<D>::from_data(data, &value.device());
                     // A fresh state, not an in-place update: clones of the module keep theirs.
                     *state = match id.0 {

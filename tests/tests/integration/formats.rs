@@ -85,6 +85,37 @@ struct TwoLinears {
     b: burn::nn::Linear,
 }
 
+/// `transposed_views`: the half-precision Linears read as stored (cast on the way into the
+/// f32 model) and held as transposed views — the same values as the transposed load, and the
+/// same outputs. (A bf16 model would need the flex device configured, which is one device for
+/// the whole test process: the benchmark's `ours-views-bf16` runs that, in a process of its own.)
+#[test]
+fn transposed_views_hold_the_values_of_a_transposed_load() {
+    let device = Device::flex();
+    for file in [
+        "half_linears/linears.pth",
+        "half_linears/linears.safetensors",
+    ] {
+        let model = || TwoLinears {
+            a: burn::nn::LinearConfig::new(70, 130).init(&device),
+            b: burn::nn::LinearConfig::new(130, 64).init(&device),
+        };
+        let (plain, _) = model().load_pretrained(fixture(file)).unwrap();
+        let spec = burn_pretrain::Pretrain::from_path(fixture(file).display().to_string())
+            .with_transposed_views(true);
+        let (viewed, report) = model().load_pretrained(spec).unwrap();
+        assert!(report.is_complete(), "{file}: {report}");
+        burn_pretrain_tests::assert_same_tensors(&viewed, &plain);
+        let x = Tensor::<2>::random(
+            [3, 70],
+            burn::tensor::Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let forward = |m: &TwoLinears| m.b.forward(m.a.forward(x.clone())).into_data();
+        forward(&viewed).assert_approx_eq::<f32>(&forward(&plain), Default::default());
+    }
+}
+
 #[test]
 fn half_precision_linears_are_cast_and_transposed_in_one_pass() {
     // float16 and bfloat16 Linears (as most Hub checkpoints are) into an f32 model: each

@@ -330,3 +330,20 @@ fn a_vit_refuses_images_of_another_size() {
         .unwrap();
     let _ = vit.forward(Tensor::zeros([1, 3, 224, 224], &device));
 }
+
+/// `transposed_views` in a config: the ViT's Linear weights (those not split from `qkv`) are
+/// read as stored and held as transposed views; every tensor and the logits are the same.
+#[test]
+fn transposed_views_load_the_same_vit() {
+    for file in ["timm/vit_narrow.pth", "timm/vit_narrow.safetensors"] {
+        let mut config = vit_config(10);
+        config["pretrain"] = json!(path(file));
+        let (plain, plain_report) = build_backbone(&config);
+        config["pretrain"] = json!({"path": path(file), "transposed_views": true});
+        let (viewed, report) = build_backbone(&config);
+        assert_eq!(report.loaded(), plain_report.loaded(), "{file}");
+        burn_pretrain_tests::assert_same_tensors(&viewed, &plain);
+        let err = output(&viewed, "timm/vit_narrow_io.safetensors", "logits");
+        assert!(err <= 1e-4, "{file}: logits relative error {err}");
+    }
+}
