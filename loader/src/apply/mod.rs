@@ -94,7 +94,9 @@ pub(crate) fn read(plan: &Plan, view: &View, views: bool) -> Result<Read> {
             ),
         })
         .collect();
-    let prepared: Vec<Result<(Vec<(String, TensorData)>, bool)>> = loads
+    // Each tensor's parts by model path, and whether they are kept as stored for views.
+    type Parts = (Vec<(String, TensorData)>, bool);
+    let prepared: Vec<Result<Parts>> = loads
         .into_par_iter()
         .zip(sources.into_par_iter())
         .map(|((item, entry, cast, adapt), src)| {
