@@ -351,10 +351,14 @@ def llama_section(args, ours_bin, resnet_path, resnet_held, tmp):
              "store": [ours_bin, "burn-store-bf16", model, index],
              "ours": [ours_bin, "ours-bf16", model, index],
              "f32": [ours_bin, "ours", model, index],
+             # `transposed_views`: the Linear weights read as stored, held as transposed views.
+             "views": [ours_bin, "ours-views-bf16", model, index],
+             "views-f32": [ours_bin, "ours-views", model, index],
              "floor": [ours_bin, "copy-floor", model, index],
              "reference": [ours_bin, "ours", "resnet50", resnet_path]}
     m = measure(sides, args.llama_rounds, args.llama_reps)
     t, tt, st, o, f32, floor, ref = (m[k] for k in ("torch", "touch", "store", "ours", "f32", "floor", "reference"))
+    views, views_f32 = m["views"], m["views-f32"]
     sub = run_side([ours_bin, "ours-sub", model, index], 1)[0][0]
     q8_rows, q8_mem = run_side([ours_bin, "ours-q8", model, index], 1)
     q8_growth = (q8_mem["peak_rss_kib"] - q8_mem["baseline_rss_kib"]) * 1024
@@ -362,6 +366,7 @@ def llama_section(args, ours_bin, resnet_path, resnet_held, tmp):
     eight_growth = (eight["peak_rss_kib"] - eight["baseline_rss_kib"]) * 1024
     gb = held["bf16"] / 1e9
     ours_pb, f32_pb = per_byte(o, held["bf16"]), per_byte(f32, held["f32"])
+    views_pb, views_f32_pb = per_byte(views, held["bf16"]), per_byte(views_f32, held["f32"])
     lines = [
         f"Llama-shaped, {args.llama_layers} layers, {total / 1e9:.2f} B parameters, {gb:.1f} GB bf16 in "
         f"{len(list(folder.glob('model-*.safetensors')))} shards ({file_bytes / 1e9:.2f} GB of files), {o['loaded']} tensors",
@@ -373,6 +378,12 @@ def llama_section(args, ours_bin, resnet_path, resnet_held, tmp):
         f"time per byte held, bf16 Llama / f32 ResNet-50: {ours_pb['load_s'] / (ref['load_s'] / resnet_held):.2f} "
         f"(rounds {spread(ours_pb, per_byte(ref, resnet_held))}); f32 Llama / bf16 Llama: "
         f"{f32_pb['load_s'] / ours_pb['load_s']:.2f} (rounds {spread(f32_pb, ours_pb)})",
+        f"with transposed_views (Linear weights read as stored, held as transposed views): bf16 model {views['load_s']:.2f} s "
+        f"({gb / views['load_s']:.2f} GB/s), / copy floor {views['load_s'] / floor['load_s']:.2f} (rounds {spread(views, floor)}), "
+        f"/ PyTorch with every page touched {views['load_s'] / tt['load_s']:.2f} (rounds {spread(views, tt)}); f32 model "
+        f"{views_f32['load_s']:.2f} s, per byte held / the bf16 model's {views_f32_pb['load_s'] / views_pb['load_s']:.2f} "
+        f"(rounds {spread(views_f32_pb, views_pb)}); peak RSS growth / bytes held {views['peak_growth'] / held['bf16']:.3f}, "
+        f"{views_f32['peak_growth'] / held['f32']:.3f}",
         f"peak RSS growth / bytes held: bf16 model — PyTorch (touched) {tt['peak_growth'] / held['bf16']:.2f}, burn-store "
         f"{st['peak_growth'] / held['bf16']:.2f}, ours {o['peak_growth'] / held['bf16']:.3f}; f32 model — ours "
         f"{f32['peak_growth'] / held['f32']:.3f}",
