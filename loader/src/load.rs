@@ -268,7 +268,7 @@ impl Prepared {
     }
 
     /// `model` with the planned tensors of `data` put in (a clone: `model` is untouched).
-    fn apply<M: Pretrainable + Clone>(&self, model: &M, data: crate::apply::Ready) -> Result<M> {
+    fn apply<M: Pretrainable + Clone>(&self, model: &M, data: crate::mapping::Ready) -> Result<M> {
         crate::apply::apply(model, data, &self.plan, self.convention, &self.view_keys).map_err(
             |changed| Error::MappingChanged {
                 model: short_type_name::<M>(),
@@ -379,7 +379,7 @@ struct PreparedAdapter {
     merge: bool,
     /// The adapter file's non-LoRA tensors (`modules_to_save`), planned as a load.
     replacements: Prepared,
-    replaced: crate::apply::Ready,
+    replaced: crate::mapping::Ready,
     lora: adapter::LoraPlan,
 }
 

@@ -4,7 +4,7 @@
 
 pub(crate) mod batch;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use burn::tensor::TensorData;
 use rayon::prelude::*;
@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::format::{Convention, DType, Span, TensorEntry};
 use crate::layout::{self, Buffer, split, transpose};
-use crate::mapping::{Layout, Mapper, Mode, Piece, Pretrainable, Target};
+use crate::mapping::{Layout, Mapper, Mode, Piece, Pretrainable, Ready, Target};
 use crate::plan::{Action, Adapt, Plan};
 use crate::source::bytes::{ByteSource, LocalFile};
 use crate::view::View;
@@ -22,15 +22,6 @@ use crate::view::View;
 pub(crate) struct Read {
     pub data: Ready,
     pub bytes_read: u64,
-}
-
-/// Tensors ready for the model, by model path, in the model's layout — except those in
-/// `views`: 2-D tensors kept in the checkpoint's layout, which the model gets as transposed
-/// views (see [`Pretrain::with_transposed_views`](crate::Pretrain::with_transposed_views)).
-#[derive(Debug, Default)]
-pub(crate) struct Ready {
-    pub tensors: HashMap<String, TensorData>,
-    pub views: HashSet<String>,
 }
 
 /// Where one planned tensor's bytes come from.

@@ -13,7 +13,7 @@ mod nn;
 
 pub use nn::packed_qkv;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId, RunningState};
 use burn::tensor::{DType as BurnDType, Tensor, TensorData};
@@ -129,7 +129,7 @@ pub(crate) enum Mode {
     Plan,
     /// Put these tensors (by model path, in the model's layout or, those in `views`, as
     /// transposed views of the checkpoint's) into the parameters.
-    Apply(crate::apply::Ready),
+    Apply(Ready),
     /// Collect every parameter's value by model path (in the form it is loaded in).
     Export(HashMap<String, TensorData>),
     /// Collect the burn LoRA adapters attached to parameters, by parameter id.
@@ -142,6 +142,16 @@ pub(crate) struct LoraFactors {
     pub a: TensorData,
     pub b: TensorData,
     pub scale: f64,
+}
+
+/// Tensors ready for the model, by model path, in the model's layout — except those in
+/// `views`: 2-D tensors kept in the checkpoint's layout, which the model gets as transposed
+/// views (see [`Pretrain::with_transposed_views`](crate::Pretrain::with_transposed_views)); filled
+/// by `apply::read`.
+#[derive(Debug, Default)]
+pub(crate) struct Ready {
+    pub tensors: HashMap<String, TensorData>,
+    pub views: HashSet<String>,
 }
 
 /// One parameter of a packed checkpoint tensor, for [`Mapper::packed`].
