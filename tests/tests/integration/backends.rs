@@ -57,7 +57,8 @@ fn same_model_on_every_backend() {
 }
 
 /// timm's ViT (packed `qkv` into burn's attention) and ConvNeXt (depthwise convolutions,
-/// layer scale) from their configs on every backend: timm's logits within 1e-4.
+/// layer scale) from their configs on every backend: timm's logits within 1e-4 — the ViT also
+/// with `transposed_views`.
 #[test]
 fn timm_backbones_on_every_backend() {
     use burn_pretrain_models::{BACKBONES, Features, Stage};
@@ -73,6 +74,14 @@ fn timm_backbones_on_every_backend() {
                 "depths": [1, 1, 2, 1], "dims": [8, 16, 24, 32],
                 "pretrain": fixture("timm/convnext_tiny_narrow.pth")}),
             "timm/convnext_tiny_narrow_io.safetensors",
+        ),
+        // The ViT's Linear weights as transposed views of the stored layout: each backend's
+        // matmul reads the strides.
+        (
+            serde_json::json!({"type": "VisionTransformer", "variant": "vit_tiny_patch16_224",
+                "embed_dim": 48, "depth": 2, "num_heads": 3, "num_classes": 10,
+                "pretrain": {"path": fixture("timm/vit_narrow.pth"), "transposed_views": true}}),
+            "timm/vit_narrow_io.safetensors",
         ),
     ] {
         let read = |key: &str| bundled_data(io, key).unwrap();
