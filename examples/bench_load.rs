@@ -388,18 +388,14 @@ fn main() -> anyhow::Result<()> {
     let side = if side == "ours-remote" { "ours" } else { side };
     // `…-bf16` / `…-f16`: a model that holds bf16 / f16 (the device's float dtype), loaded
     // as `…`.
-    for (suffix, dtype) in [
-        ("-bf16", burn::tensor::FloatDType::BF16),
-        ("-f16", burn::tensor::FloatDType::F16),
-    ] {
-        if side.ends_with(suffix) {
-            device.configure((dtype, burn::tensor::IntDType::I64))?;
-        }
+    let (side, dtype) = match side.rsplit_once('-') {
+        Some((side, "bf16")) => (side, Some(burn::tensor::FloatDType::BF16)),
+        Some((side, "f16")) => (side, Some(burn::tensor::FloatDType::F16)),
+        _ => (side, None),
+    };
+    if let Some(dtype) = dtype {
+        device.configure((dtype, burn::tensor::IntDType::I64))?;
     }
-    let side = side
-        .strip_suffix("-bf16")
-        .or_else(|| side.strip_suffix("-f16"))
-        .unwrap_or(side);
     let baseline = status_kib("VmRSS:");
     for run in 0..reps {
         #[cfg(feature = "remote")]

@@ -109,14 +109,12 @@ pub(crate) fn read(plan: &Plan, view: &View, views: bool) -> Result<Read> {
                     if let Some((piece, to)) =
                         plain_transpose(&item.target, entry, to, adapt.as_ref()) =>
                 {
-                    if views {
-                        as_view = true;
-                        match to == entry.dtype() {
-                            true => read_copy(map, span, entry, piece),
-                            false => read_converted(map, span, entry, piece, to, false),
-                        }
-                    } else {
-                        read_converted(map, span, entry, piece, to, true)
+                    // As a view: read as stored, as a plain copy or cast would be.
+                    as_view = views;
+                    match (views, to == entry.dtype()) {
+                        (false, _) => read_converted(map, span, entry, piece, to, true),
+                        (true, true) => read_copy(map, span, entry, piece),
+                        (true, false) => read_converted(map, span, entry, piece, to, false),
                     }
                 }
                 // A tensor that is split, adapted, or cast by burn's element-wise conversion:
