@@ -1,5 +1,5 @@
-//! `#[derive(Pretrainable)]`: one behaviour test per attribute on real burn modules, and the
-//! trybuild pass/fail cases for its diagnostics.
+//! `#[derive(Pretrainable)]`: one behaviour test per attribute on real burn modules (its
+//! diagnostics are trybuild cases in `loader-derive/tests/ui.rs`).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Relu};
@@ -162,11 +162,4 @@ fn nested_rename_with_dots_reaches_deep_keys() {
     let mut want = expected("legacy");
     want.retain(|k, _| k == "layer1.1.downsample.0.weight");
     assert_eq!(assert_values_eq(&got, &want, ""), 1);
-}
-
-#[test]
-fn ui() {
-    let t = trybuild::TestCases::new();
-    t.pass(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/pass/*.rs"));
-    t.compile_fail(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/fail/*.rs"));
 }
