@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use burn::module::Module;
 
 use crate::adapter;
+use crate::apply::ReadMode;
 use crate::error::{Error, Result};
 use crate::expect::Expectations;
 use crate::format::{Checkpoint, Convention, Opened, sharded};
@@ -62,9 +63,10 @@ pub trait PretrainExt: Pretrainable + Module {
         };
         let mut model = match &spec.quantize {
             None => {
-                let read =
-                    crate::apply::read(&prepared.plan, &prepared.view, spec.transposed_views)?;
-                report = report.with_bytes_read(read.bytes_read);
+                let read = crate::apply::read(&prepared.plan, &prepared.view, spec.read_mode)?;
+                report = report
+                    .with_bytes_read(read.bytes_read)
+                    .with_bytes_mapped(read.bytes_mapped);
                 prepared.apply(&*self, read.data)?
             }
             Some(quantize) => {
@@ -138,8 +140,8 @@ struct Resolved {
     expect: Expectations,
     freeze: Freezing,
     quantize: Option<Quantizing>,
-    /// Transposed weights kept in the checkpoint's layout as views.
-    transposed_views: bool,
+    /// How tensors are taken from local files: transposed views, mapped files.
+    read_mode: ReadMode,
     /// The adapter's location and whether it is merged.
     adapter: Option<AdapterSpec>,
 }
@@ -155,7 +157,10 @@ impl Resolved {
         Ok(Self {
             freeze: Freezing::compile(spec.freeze())?,
             quantize: spec.quantize().map(Quantizing::compile).transpose()?,
-            transposed_views: spec.transposed_views(),
+            read_mode: ReadMode {
+                views: spec.transposed_views(),
+                mmap: spec.mmap(),
+            },
             adapter: match spec.adapter() {
                 Some(location) => Some(AdapterSpec {
                     location: location.to_string(),
@@ -316,7 +321,8 @@ impl Prepared {
             }
             let batch = &loads[start..end];
             // Quantized tensors are made contiguous by the quantizer: no views.
-            let read = crate::apply::read(&self.plan.subset(batch), &self.view, false)?;
+            let read =
+                crate::apply::read(&self.plan.subset(batch), &self.view, ReadMode::default())?;
             bytes_read += read.bytes_read;
             model = self.apply(&model, read.data)?;
             let mut ids = Vec::new();
@@ -405,7 +411,7 @@ impl PreparedAdapter {
             expect: Expectations::compile(&crate::Expect::default())?,
             freeze: Freezing::None,
             quantize: None,
-            transposed_views: false,
+            read_mode: ReadMode::default(),
             adapter: None,
         };
         let replacements = Prepared::new(model, &resolved)?;
@@ -458,7 +464,7 @@ impl PreparedAdapter {
         if lora.layers.is_empty() {
             return Err(fail("holds no LoRA factor for this model".into()));
         }
-        let read = crate::apply::read(&replacements.plan, &replacements.view, false)?;
+        let read = crate::apply::read(&replacements.plan, &replacements.view, ReadMode::default())?;
         Ok(Self {
             source: shown,
             merge: adapter.merge,

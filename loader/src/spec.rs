@@ -54,6 +54,8 @@ pub struct Pretrain {
     quantize: Option<Quantize>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     transposed_views: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mmap: bool,
 }
 
 impl Pretrain {
@@ -70,6 +72,7 @@ impl Pretrain {
             merge_adapter: false,
             quantize: None,
             transposed_views: false,
+            mmap: false,
         }
     }
 
@@ -89,6 +92,34 @@ impl Pretrain {
     /// [`with_transposed_views`](Self::with_transposed_views)).
     pub fn transposed_views(&self) -> bool {
         self.transposed_views
+    }
+
+    /// Map local checkpoint files into memory (copy-on-write) instead of reading them: a
+    /// tensor that loads exactly as stored — same dtype and layout, or a transposed view of it
+    /// with [`with_transposed_views`](Self::with_transposed_views) — becomes the file's pages,
+    /// with no read and no copy; the load costs the headers, and pages come from disk or the
+    /// page cache as the model first touches them, shared with every other process mapping the
+    /// file. PyTorch's `torch.load(mmap=True)` and `safetensors`' own loads work this way.
+    /// Writing to such a tensor (training in place) gives the process its own copy of the
+    /// pages written; the file is never written.
+    ///
+    /// The trade, as with every mapped file: the file must keep its size and contents while the
+    /// model lives. A file truncated under a live model makes the next touch of a page past its
+    /// end a SIGBUS that ends the process; one rewritten in place changes the weights. Files
+    /// replaced by a rename (as the download cache replaces them) do not: the mapping keeps the
+    /// file it mapped. The checks of a load still hold: a zip member's CRC-32 and a bool
+    /// tensor's values are checked (reading those pages), and a file that changed while it
+    /// was opened is refused. Tensors that need a conversion (cast, split, transpose without
+    /// views, adaptation), remote sources, quantized loads, adapters and tensors whose start in
+    /// the file is not aligned for their element type are read as without it.
+    pub fn with_mmap(mut self, mmap: bool) -> Self {
+        self.mmap = mmap;
+        self
+    }
+
+    /// Whether local files are mapped rather than read (see [`with_mmap`](Self::with_mmap)).
+    pub fn mmap(&self) -> bool {
+        self.mmap
     }
 
     /// Quantize parameters while they load (burn's quantizer, applied batch by batch, so the
@@ -424,6 +455,8 @@ struct SpecMap {
     quantize: Option<Quantize>,
     #[serde(default)]
     transposed_views: bool,
+    #[serde(default)]
+    mmap: bool,
 }
 
 fn on() -> bool {
@@ -458,6 +491,7 @@ impl From<SpecMap> for Pretrain {
             merge_adapter: m.merge_adapter,
             quantize: m.quantize,
             transposed_views: m.transposed_views,
+            mmap: m.mmap,
         };
         match m.sub_level {
             Some(level) => spec.with_sub_level(level),
@@ -512,7 +546,7 @@ mod tests {
                 "unwrap": false, "sha256": "0676ba61", "offline": true, "cache_dir": "/c",
                 "endpoint": "http://127.0.0.1:9000", "timeout": 2.5, "ranged": true,
                 "freeze": ["^backbone\\."], "adapter": "lora/", "merge_adapter": true,
-                "transposed_views": true}"#,
+                "transposed_views": true, "mmap": true}"#,
         )
         .unwrap();
         let expected = Pretrain::from("a.pth")
@@ -530,7 +564,8 @@ mod tests {
             .with_freeze(Freeze::Keys(vec!["^backbone\\.".into()]))
             .with_adapter("lora/")
             .with_merge_adapter(true)
-            .with_transposed_views(true);
+            .with_transposed_views(true)
+            .with_mmap(true);
         assert_eq!(spec, expected);
         let loaded: Pretrain =
             serde_json::from_str(r#"{"path": "a.pth", "freeze": "loaded"}"#).unwrap();

@@ -22,6 +22,20 @@ use crate::view::View;
 pub(crate) struct Read {
     pub data: Ready,
     pub bytes_read: u64,
+    /// Of `bytes_read`, those mapped from their files rather than read (the `mmap` option).
+    pub bytes_mapped: u64,
+}
+
+/// How [`read`] takes tensors from local files, as the spec asked (see
+/// [`Pretrain::with_transposed_views`](crate::Pretrain::with_transposed_views) and
+/// [`Pretrain::with_mmap`](crate::Pretrain::with_mmap)); the default reads and lays out
+/// everything as the model holds it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ReadMode {
+    /// Transposed 2-D weights read as stored, to be held as transposed views.
+    pub views: bool,
+    /// Tensors loaded as stored mapped copy-on-write from their file instead of read.
+    pub mmap: bool,
 }
 
 /// Where one planned tensor's bytes come from.
@@ -41,9 +55,13 @@ enum Src<'a> {
 /// converted from there. Other tensors are read first (neighbours of one remote file in one
 /// request). Every local file is then asked whether it changed while it was read.
 ///
-/// With `views`, a 2-D tensor that needs only a transpose (and maybe a cast) is read as stored
-/// and listed in [`Ready::views`].
-pub(crate) fn read(plan: &Plan, view: &View, views: bool) -> Result<Read> {
+/// With `mode.views`, a 2-D tensor that needs only a transpose (and maybe a cast) is read as
+/// stored and listed in [`Ready::views`]; with `mode.mmap`, a local tensor loaded as stored is
+/// mapped rather than read.
+pub(crate) fn read(plan: &Plan, view: &View, mode: ReadMode) -> Result<Read> {
+    let ReadMode { views, mmap } = mode;
+    let mapped = std::sync::atomic::AtomicU64::new(0);
+    let mmap = mmap.then_some(&mapped);
     let loads: Vec<_> = plan
         .items
         .iter()
@@ -97,7 +115,7 @@ pub(crate) fn read(plan: &Plan, view: &View, views: bool) -> Result<Read> {
                 Src::Local(map, span)
                     if let Some(piece) = plain_copy(&item.target, entry, to, adapt.as_ref()) =>
                 {
-                    read_copy(map, span, entry, piece)
+                    read_copy(map, span, entry, piece, mmap)
                 }
                 Src::Local(map, span)
                     if let Some((piece, to)) =
@@ -113,7 +131,7 @@ pub(crate) fn read(plan: &Plan, view: &View, views: bool) -> Result<Read> {
                     as_view = views;
                     match (views, to == entry.dtype()) {
                         (false, _) => read_converted(map, span, entry, piece, to, true),
-                        (true, true) => read_copy(map, span, entry, piece),
+                        (true, true) => read_copy(map, span, entry, piece, mmap),
                         (true, false) => read_converted(map, span, entry, piece, to, false),
                     }
                 }
@@ -154,7 +172,11 @@ pub(crate) fn read(plan: &Plan, view: &View, views: bool) -> Result<Read> {
         }
         data.tensors.extend(parts);
     }
-    Ok(Read { data, bytes_read })
+    Ok(Read {
+        data,
+        bytes_read,
+        bytes_mapped: mapped.into_inner(),
+    })
 }
 
 /// The one piece a tensor loads into as stored — no adaptation, cast, split or transpose —
@@ -274,17 +296,30 @@ fn expect_len(entry: &TensorEntry, span: &Span) -> std::io::Result<()> {
 
 /// A tensor that needs no conversion, read from its file straight into the buffer the model
 /// will own (positional reads of 1 MiB pieces, in parallel), its CRC-32 computed on each piece
-/// as it lands.
+/// as it lands. With `mmap`, the file's range is mapped as that buffer instead where it can be
+/// (see [`LocalFile::mapped`]; its CRC-32 and a bool's values still checked, reading the mapped
+/// pages), its bytes counted there.
 fn read_copy(
     map: &LocalFile,
     span: &Span,
     entry: &TensorEntry,
     piece: &Piece,
+    mmap: Option<&std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<Vec<(String, TensorData)>> {
     let dtype = entry.dtype().to_burn_dtype();
     let elements = entry.num_elements();
     expect_len(entry, span)?;
     let crc = Crc::new(span);
+    if let Some(mapped) = mmap
+        && let Some(range) = map.mapped(span.offset, span.len, dtype.size())?
+    {
+        crc.record(0, range.bytes());
+        crc.verify()?;
+        entry.check(range.bytes())?;
+        mapped.fetch_add(span.len as u64, std::sync::atomic::Ordering::Relaxed);
+        let data = TensorData::from_bytes(range.into_bytes(), entry.shape().to_vec(), dtype);
+        return Ok(vec![(piece.model_path.clone(), data)]);
+    }
     // SAFETY: the chunks tile the buffer, and `read_into_uninit` fills each one whole or
     // returns the `Err` that ends the fill.
     #[allow(unsafe_code)]

@@ -12,9 +12,17 @@
 //! 1.06–1.07× after 8 loads.
 //! Fresh mappings are zero pages the kernel fills on first touch, so a zeroed buffer costs no
 //! pass of ours, and a mapping is page-aligned (any element's alignment).
+//!
+//! [`Mapping::of_file`] maps a checkpoint file instead (the `mmap` option), once per file: a
+//! private, copy-on-write mapping of its pages, shared by the tensors taken from it as
+//! [`MappedRange`]s (one mapping per file, not per tensor: a process has some 65,000 mappings in
+//! all). A tensor *is* the page cache's copy until burn writes to it (then only the written
+//! pages become the process's own); the file is never written, and the mapping goes with the
+//! last of its tensors.
 
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use burn_std::{AccessError, AccessPolicy, AllocationController, AllocationProperty, Bytes};
 
@@ -27,8 +35,12 @@ pub(crate) const MAPPED_AT_LEAST: usize = 128 << 10;
 /// allows, `u128`'s (a clone is allocated with it; a page-aligned mapping has far more).
 const ALIGN: usize = align_of::<u128>();
 
-/// An anonymous private mapping of `len` bytes, zero-filled by the kernel, unmapped on drop.
+/// A private mapping, unmapped on drop: anonymous (zero-filled by the kernel) or of a file's
+/// range. The bytes are `len` from `ptr`; the mapping itself is `mapped_len` from `base` (a
+/// file's range starts inside its first page).
 pub(crate) struct Mapping {
+    base: NonNull<u8>,
+    mapped_len: usize,
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -73,10 +85,70 @@ impl Mapping {
                 return None;
             }
             let ptr = NonNull::new(ptr.cast::<u8>())?;
-            Some(Self { ptr, len })
+            Some(Self {
+                base: ptr,
+                mapped_len: len,
+                ptr,
+                len,
+            })
         }
         #[cfg(not(unix))]
         None
+    }
+
+    /// `len` (> 0) bytes of `file` from `offset`, mapped copy-on-write: reading them reads the
+    /// file's pages from the page cache, writing one gives the process its own copy of that
+    /// page and never reaches the file. `None` where the system refuses (the caller reads
+    /// instead). The range must lie inside the file; the file must then keep its size while
+    /// the mapping lives (a page past a truncated end is a SIGBUS on access, as with every
+    /// mapped file, PyTorch's `mmap=True` included). (`offset` need not be page-aligned.)
+    pub(crate) fn of_file(file: &std::fs::File, offset: u64, len: usize) -> Option<Self> {
+        if len == 0 || cfg!(any(miri, not(unix))) {
+            return None;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let page = page_size()?;
+            let skip = usize::try_from(offset % page as u64).ok()?;
+            let start = libc::off_t::try_from(offset - skip as u64).ok()?;
+            let mapped_len = len.checked_add(skip)?;
+            // SAFETY: a private mapping of a file we hold open, at an address of the kernel's
+            // choosing, touches no existing memory; the result is checked before use.
+            #[allow(unsafe_code)]
+            let base = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    mapped_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE,
+                    file.as_raw_fd(),
+                    start,
+                )
+            };
+            if base == libc::MAP_FAILED {
+                return None;
+            }
+            let base = NonNull::new(base.cast::<u8>())?;
+            // SAFETY: `skip` < one page ≤ `mapped_len`, inside the mapping just made.
+            #[allow(unsafe_code)]
+            let ptr = unsafe { base.add(skip) };
+            Some(Self {
+                base,
+                mapped_len,
+                ptr,
+                len,
+            })
+        }
+        #[cfg(not(unix))]
+        None
+    }
+
+    /// The alignment the bytes start at: the largest power of two dividing their address, up to
+    /// [`ALIGN`] (a file's tensor may start anywhere in a page).
+    pub(crate) fn align(&self) -> usize {
+        let at = self.ptr.as_ptr() as usize;
+        (1 << at.trailing_zeros().min(ALIGN.trailing_zeros())).min(ALIGN)
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -107,20 +179,120 @@ impl Mapping {
     }
 }
 
+/// The system's page size (the granularity of a mapping's file offset).
+#[cfg(unix)]
+fn page_size() -> Option<usize> {
+    // SAFETY: sysconf reads a system constant.
+    #[allow(unsafe_code)]
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).ok().filter(|p| p.is_power_of_two())
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are the mapping `zeroed` made, unmapped only here, once.
+        // SAFETY: `base`/`mapped_len` are the mapping `zeroed` or `of_file` made, unmapped only
+        // here, once.
         #[cfg(unix)]
         #[allow(unsafe_code)]
         unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+            libc::munmap(self.base.as_ptr().cast(), self.mapped_len);
         }
+    }
+}
+
+/// One tensor's bytes inside a file's [`Mapping`], shared with the other tensors of that file.
+/// Ranges handed out of one mapping never overlap (the caller sees to it), so each is the only
+/// way to its bytes, as an owned buffer is.
+pub(crate) struct MappedRange {
+    map: Arc<Mapping>,
+    start: usize,
+    len: usize,
+}
+
+impl MappedRange {
+    /// `len` (> 0) bytes of `map` from `start`, `None` past its end.
+    pub(crate) fn new(map: Arc<Mapping>, start: usize, len: usize) -> Option<Self> {
+        (len > 0 && start.checked_add(len)? <= map.len).then_some(Self { map, start, len })
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: `start + len` ≤ the mapping's length (checked in `new`).
+        #[allow(unsafe_code)]
+        unsafe {
+            self.map.ptr.as_ptr().add(self.start)
+        }
+    }
+
+    /// The alignment the bytes start at (as [`Mapping::align`]).
+    pub(crate) fn align(&self) -> usize {
+        (1 << (self.ptr() as usize)
+            .trailing_zeros()
+            .min(ALIGN.trailing_zeros()))
+        .min(ALIGN)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` mapped, readable bytes from `ptr` (a file's pages are initialised).
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(self.ptr(), self.len)
+        }
+    }
+
+    /// The range as burn's tensor bytes, without a copy; the file's mapping goes when the last
+    /// tensor of it is dropped.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        let len = self.len;
+        // SAFETY: every one of the `len` bytes is initialised (a file's pages).
+        #[allow(unsafe_code)]
+        unsafe {
+            Bytes::from_controller(Box::new(self), len)
+        }
+    }
+}
+
+impl std::fmt::Debug for MappedRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MappedRange({}..{} of {:?})",
+            self.start,
+            self.start + self.len,
+            self.map
+        )
+    }
+}
+
+impl AllocationController for MappedRange {
+    fn alloc_align(&self) -> usize {
+        self.align()
+    }
+
+    fn property(&self) -> AllocationProperty {
+        AllocationProperty::Native
+    }
+
+    fn memory(&self, _policy: AccessPolicy) -> Result<&[MaybeUninit<u8>], AccessError> {
+        // SAFETY: `len` mapped, readable bytes; initialised bytes viewed as `MaybeUninit`.
+        #[allow(unsafe_code)]
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr().cast(), self.len) })
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn memory_mut(
+        &mut self,
+        _policy: AccessPolicy,
+    ) -> Result<&mut [MaybeUninit<u8>], AccessError> {
+        // SAFETY: the mapping is writable (private, copy-on-write), no other range overlaps
+        // this one, and `&mut self` makes this the only reference to it; the caller writes only
+        // initialised bytes (the trait's contract).
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr().cast(), self.len) })
     }
 }
 
 impl AllocationController for Mapping {
     fn alloc_align(&self) -> usize {
-        ALIGN
+        self.align()
     }
 
     fn property(&self) -> AllocationProperty {
@@ -176,5 +348,74 @@ mod tests {
         );
         let values = data.try_into_vec::<f32>().unwrap();
         assert_eq!((values.len(), values[0], values[1]), (1 << 18, 1.5, 0.0));
+    }
+
+    #[test]
+    #[cfg_attr(any(miri, not(unix)), ignore = "no mappings there")]
+    fn a_file_range_is_mapped_copy_on_write_and_the_file_never_changes() {
+        use std::io::Write;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let content: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i % 251) as u8).collect();
+        file.write_all(&content).unwrap();
+        let opened = std::fs::File::open(file.path()).unwrap();
+        // A range starting inside a page, 4-byte aligned there, and one at a page boundary.
+        for (offset, len, align) in [(4100usize, 8000usize, 4), (4096, 4096, 16), (1, 3, 1)] {
+            let mut m = Mapping::of_file(&opened, offset as u64, len).unwrap();
+            assert_eq!(m.bytes(), &content[offset..offset + len]);
+            assert_eq!(m.align(), align);
+            m.bytes_mut()[0] ^= 0xff;
+            assert_eq!(
+                m.bytes()[0],
+                content[offset] ^ 0xff,
+                "written in the process"
+            );
+            let bytes = m.into_bytes();
+            assert_eq!(bytes.len(), len);
+            drop(bytes);
+        }
+        assert_eq!(
+            std::fs::read(file.path()).unwrap(),
+            content,
+            "the file is unchanged"
+        );
+    }
+
+    #[test]
+    #[cfg_attr(any(miri, not(unix)), ignore = "no mappings there")]
+    fn ranges_share_one_file_mapping_that_goes_with_the_last() {
+        use std::io::Write;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let content: Vec<u8> = (0..10_000).map(|i| (i % 253) as u8).collect();
+        file.write_all(&content).unwrap();
+        let opened = std::fs::File::open(file.path()).unwrap();
+        let map = Arc::new(Mapping::of_file(&opened, 0, content.len()).unwrap());
+        let weak = Arc::downgrade(&map);
+        assert!(
+            MappedRange::new(map.clone(), 9_000, 1_001).is_none(),
+            "past the end"
+        );
+        let a = MappedRange::new(map.clone(), 8, 4_000).unwrap();
+        let b = MappedRange::new(map, 4_008, 5_992).unwrap();
+        assert_eq!(
+            (a.bytes(), b.bytes()),
+            (&content[8..4008], &content[4008..])
+        );
+        assert_eq!((a.align(), b.align()), (8, 8));
+        let (mut a, b) = (a.into_bytes(), b.into_bytes());
+        assert_eq!((&a[..], &b[..]), (&content[8..4008], &content[4008..]));
+        // burn writing into a tensor's bytes: its own copy of the page, not the file's, and
+        // not the neighbouring range's bytes in that page.
+        a[3_999] ^= 0xff;
+        assert_eq!(a[3_999], content[4_007] ^ 0xff);
+        assert_eq!(&b[..], &content[4008..]);
+        assert_eq!(
+            std::fs::read(file.path()).unwrap(),
+            content,
+            "the file is unchanged"
+        );
+        drop(a);
+        assert!(weak.upgrade().is_some(), "held by the other range");
+        drop(b);
+        assert!(weak.upgrade().is_none(), "unmapped with the last range");
     }
 }

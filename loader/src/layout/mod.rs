@@ -18,7 +18,8 @@ mod transpose;
 
 use cast::cast_staged;
 pub(crate) use cast::fast_cast;
-use mapped::{MAPPED_AT_LEAST, Mapping};
+use mapped::MAPPED_AT_LEAST;
+pub(crate) use mapped::{MappedRange, Mapping};
 pub(crate) use split::{concat, split, transpose};
 use transpose::from_slice;
 

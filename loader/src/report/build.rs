@@ -47,6 +47,7 @@ impl LoadReport {
             subtrees: Vec::new(),
             failures: Vec::new(),
             bytes_read: 0,
+            bytes_mapped: 0,
             keys: plan.items.iter().map(|i| i.target.key.clone()).collect(),
             loaded_params: Vec::new(),
             kept_params: Vec::new(),

@@ -140,6 +140,9 @@ pub struct LoadReport {
     failures: Vec<String>,
     /// Bytes of tensor data read from the checkpoint (0 for a dry run).
     bytes_read: u64,
+    /// Of those, bytes mapped from their files rather than copied (the `mmap` option).
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    bytes_mapped: u64,
     /// Every model tensor's checkpoint key, in model order.
     #[serde(skip)]
     keys: Vec<String>,
@@ -208,6 +211,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
 impl LoadReport {
     /// The model's type name.
     pub fn model(&self) -> &str {
@@ -243,6 +250,18 @@ impl LoadReport {
 
     pub(crate) fn with_bytes_read(mut self, bytes: u64) -> Self {
         self.bytes_read = bytes;
+        self
+    }
+
+    /// Of [`bytes_read`](Self::bytes_read), the bytes of tensors mapped from their files
+    /// rather than copied ([`Pretrain::with_mmap`](crate::Pretrain::with_mmap)): the model
+    /// holds the file's pages, read as it first touches them. 0 without `mmap`.
+    pub fn bytes_mapped(&self) -> u64 {
+        self.bytes_mapped
+    }
+
+    pub(crate) fn with_bytes_mapped(mut self, bytes: u64) -> Self {
+        self.bytes_mapped = bytes;
         self
     }
 

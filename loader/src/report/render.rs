@@ -33,10 +33,13 @@ fn line(level: Level, text: String) -> Section {
 impl LoadReport {
     /// The first line: `Loaded pretrained model [ResNet] from r50.pth (PyTorch zip)`.
     fn headline(&self) -> String {
-        let shards = match self.shards {
+        let mut shards = match self.shards {
             0 => String::new(),
             n => format!(", {n} shards"),
         };
+        if self.bytes_mapped > 0 {
+            shards.push_str(&format!(", {} bytes mapped", self.bytes_mapped));
+        }
         format!(
             "{} pretrained model [{}] from {} ({}{shards})",
             if self.dry_run { "Plan for" } else { "Loaded" },

@@ -9,8 +9,12 @@
 //! place is caught by [`LocalFile::unchanged`], asked after every tensor is read and before
 //! the model is touched.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::layout::{MappedRange, Mapping};
 
 /// Random access to a checkpoint's bytes: a local file, or a remote one read by byte ranges
 /// (see [`Pretrain::with_ranged`](crate::spec::Pretrain::with_ranged)).
@@ -55,6 +59,17 @@ pub(crate) struct LocalFile {
     /// Size and modification time when it was opened: every range is checked against that
     /// size, and [`unchanged`](Self::unchanged) against both.
     opened: Stamp,
+    /// The file's mapping while tensors of it live (the `mmap` option), and the ranges handed out.
+    mapping: Mutex<FileMapping>,
+}
+
+/// A file's one copy-on-write mapping, held by the tensors mapped from it (a weak reference
+/// here: it goes with the last of them), and the ranges handed out of it, start → end, which
+/// must never overlap: two tensors over the same bytes would write into each other.
+#[derive(Default)]
+struct FileMapping {
+    map: Weak<Mapping>,
+    ranges: BTreeMap<u64, u64>,
 }
 
 impl std::fmt::Debug for LocalFile {
@@ -74,6 +89,7 @@ impl LocalFile {
             file,
             path: path.to_path_buf(),
             opened,
+            mapping: Mutex::default(),
         })
     }
 
@@ -84,6 +100,7 @@ impl LocalFile {
             file,
             path: path.to_path_buf(),
             opened,
+            mapping: Mutex::default(),
         })
     }
 
@@ -169,6 +186,59 @@ impl LocalFile {
             }
             Ok(())
         }
+    }
+
+    /// The range as a tensor's bytes inside the file's copy-on-write mapping (the `mmap`
+    /// option: no read, no copy; the file's pages are the tensor's until it writes to them;
+    /// the file is mapped once, when its first range is asked for), or `None` where it cannot
+    /// be: the system refuses, the range's start is not aligned to `align` bytes, or it overlaps
+    /// a range already handed out (a tensor sharing another's storage, or the same checkpoint
+    /// loaded again while the first model lives). The caller then reads it. Refused, like a
+    /// read, for a range outside the file or a file that changed since it was opened (mapping
+    /// pages past a shrunk end would fault on access).
+    pub(crate) fn mapped(
+        &self,
+        offset: u64,
+        len: usize,
+        align: usize,
+    ) -> io::Result<Option<MappedRange>> {
+        self.check_range(offset, len)?;
+        self.unchanged()?;
+        let end = offset + len as u64;
+        let Ok(mut state) = self.mapping.lock() else {
+            return Ok(None);
+        };
+        let map = match state.map.upgrade() {
+            Some(map) => map,
+            None => {
+                // Every tensor of an earlier mapping is gone, and its ranges with them.
+                state.ranges.clear();
+                let Some(map) = usize::try_from(self.opened.len)
+                    .ok()
+                    .and_then(|file_len| Mapping::of_file(&self.file, 0, file_len))
+                else {
+                    return Ok(None);
+                };
+                let map = Arc::new(map);
+                state.map = Arc::downgrade(&map);
+                map
+            }
+        };
+        // The range starting last before `end` is the only one that can overlap.
+        if let Some((_, &taken_end)) = state.ranges.range(..end).next_back()
+            && taken_end > offset
+        {
+            return Ok(None);
+        }
+        let Some(range) = usize::try_from(offset)
+            .ok()
+            .and_then(|start| MappedRange::new(map, start, len))
+            .filter(|range| range.align() >= align)
+        else {
+            return Ok(None);
+        };
+        state.ranges.insert(offset, end);
+        Ok(Some(range))
     }
 
     /// [`read_into`](Self::read_into) for memory not yet written (a fresh allocation's spare
@@ -451,5 +521,34 @@ mod tests {
         // A failing range fails alone.
         let read = read_ranges(&source, &[(9_990, 100), (0, 10)]);
         assert!(read[0].is_err() && read[1].is_ok());
+    }
+
+    #[test]
+    #[cfg_attr(any(miri, not(unix)), ignore = "no mappings there")]
+    fn mapped_ranges_never_overlap_and_a_new_mapping_starts_afresh() {
+        use std::io::Write;
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        let content: Vec<u8> = (0..8_192).map(|i| (i % 249) as u8).collect();
+        tmp.write_all(&content).unwrap();
+        let file = LocalFile::open(tmp.path()).unwrap();
+        let a = file.mapped(0, 4_096, 4).unwrap().unwrap();
+        assert_eq!(a.bytes(), &content[..4_096]);
+        // A range over bytes already handed out (a tensor sharing a storage) is read instead:
+        // two tensors over one memory would write into each other.
+        assert!(
+            file.mapped(4_092, 8, 4).unwrap().is_none(),
+            "overlaps the end of `a`"
+        );
+        assert!(file.mapped(0, 4, 4).unwrap().is_none(), "inside `a`");
+        // Misaligned for its element type: read.
+        assert!(file.mapped(4_098, 8, 4).unwrap().is_none());
+        let b = file.mapped(4_096, 4_096, 4).unwrap().unwrap();
+        assert_eq!(b.bytes(), &content[4_096..]);
+        // Outside the file: the error a read would give.
+        assert!(file.mapped(8_000, 200, 1).is_err());
+        // Once every range is dropped, so is the mapping, and its ranges with it.
+        drop((a, b));
+        let again = file.mapped(0, 8_192, 8).unwrap().unwrap();
+        assert_eq!(again.bytes(), &content[..]);
     }
 }

@@ -347,3 +347,86 @@ fn transposed_views_load_the_same_vit() {
         assert!(err <= 1e-4, "{file}: logits relative error {err}");
     }
 }
+
+/// `mmap` in a config: the tensors loaded as stored (with `transposed_views`, the Linear
+/// weights too) are ranges of the file's one copy-on-write mapping — no read, no copy. Every
+/// tensor and the logits are those of a plain load, the report counts the bytes mapped, the
+/// mapping lives exactly as long as the model (seen in `/proc/self/maps`), and the file is
+/// never written.
+#[test]
+fn mmap_loads_the_same_vit_from_the_files_pages() {
+    // How many of this process's mappings are of `file`.
+    fn mappings_of(file: &str) -> usize {
+        std::fs::read_to_string("/proc/self/maps").map_or(0, |maps| {
+            maps.lines().filter(|line| line.ends_with(file)).count()
+        })
+    }
+    for file in ["timm/vit_narrow.pth", "timm/vit_narrow.safetensors"] {
+        let before = std::fs::read(fixture(file)).unwrap();
+        let mut config = vit_config(10);
+        config["pretrain"] = json!(path(file));
+        let (plain, plain_report) = build_backbone(&config);
+        assert_eq!(plain_report.bytes_mapped(), 0);
+        let mut mapped_bytes = Vec::new();
+        for options in [
+            json!({"mmap": true}),
+            json!({"mmap": true, "transposed_views": true}),
+        ] {
+            let mut pretrain = options.clone();
+            pretrain["path"] = json!(path(file));
+            config["pretrain"] = pretrain;
+            let (mapped, report) = build_backbone(&config);
+            assert_eq!(report.loaded(), plain_report.loaded(), "{file} {options}");
+            burn_pretrain_tests::assert_same_tensors(&mapped, &plain);
+            let err = output(&mapped, "timm/vit_narrow_io.safetensors", "logits");
+            assert!(err <= 1e-4, "{file} {options}: logits relative error {err}");
+            // Tensors split from `qkv` (and, without views, the transposed Linears) are read.
+            let bytes = report.bytes_mapped();
+            assert!(
+                bytes > 0 && bytes < report.bytes_read(),
+                "{file} {options}: {bytes}"
+            );
+            assert!(
+                report
+                    .to_string()
+                    .contains(&format!("{bytes} bytes mapped"))
+            );
+            mapped_bytes.push(bytes);
+            if cfg!(target_os = "linux") {
+                assert_eq!(mappings_of(&path(file)), 1, "{file} {options}: mapped once");
+            }
+            // Training writes into the mapped tensors (in place where burn can): the process's
+            // own copies of those pages, never the file.
+            let doubled = mapped.map(&mut Double);
+            burn_pretrain_tests::assert_same_tensors(&doubled, &plain.clone().map(&mut Double));
+            drop(doubled);
+            if cfg!(target_os = "linux") {
+                assert_eq!(
+                    mappings_of(&path(file)),
+                    0,
+                    "{file} {options}: gone with the model"
+                );
+            }
+        }
+        assert!(
+            mapped_bytes[1] > mapped_bytes[0],
+            "views map the Linears too: {mapped_bytes:?}"
+        );
+        assert!(
+            std::fs::read(fixture(file)).unwrap() == before,
+            "{file} was written"
+        );
+    }
+}
+
+/// Every float parameter doubled (by burn, in place where the tensor is not shared).
+struct Double;
+
+impl burn::module::ModuleMapper for Double {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        param.map(|tensor| tensor.mul_scalar(2.0))
+    }
+}
