@@ -8,7 +8,9 @@
 //! SIDE is `ours` (`load_pretrained`), `ours-remote` (the same onto burn's remote device,
 //! served by this process on loopback with flex behind it; each run also prints the bytes
 //! sent and received, counted by a proxy), `ours-views` (`ours` with `transposed_views`:
-//! Linear weights read as stored and held as transposed views), `ours-q8` (the same with every Linear weight quantized
+//! Linear weights read as stored and held as transposed views), `ours-mmap` (`ours-views`
+//! with `mmap`: those tensors ranges of each file's copy-on-write mapping, nothing read or
+//! copied), `ours-q8` (the same with every Linear weight quantized
 //! to Q8 while loading), `ours-check` (`plan_pretrained`: headers only),
 //! `ours-sub` (a model of one block loaded with `sub_level` from a `linears` or `llama`
 //! checkpoint), `burn-store` (`PytorchStore` for `.pth`, `SafetensorsStore` with PyTorch's
@@ -279,6 +281,15 @@ where
         "ours-views" => {
             // Transposed weights read as stored, held as transposed views.
             let spec = burn_pretrain::Pretrain::from_path(path).with_transposed_views(true);
+            let (model, report) = model.load_pretrained(spec)?;
+            (model, report.loaded().len(), report.bytes_read())
+        }
+        "ours-mmap" => {
+            // Transposed views, and every tensor loaded as stored a range of its shard's
+            // copy-on-write mapping: nothing read until the model touches it.
+            let spec = burn_pretrain::Pretrain::from_path(path)
+                .with_transposed_views(true)
+                .with_mmap(true);
             let (model, report) = model.load_pretrained(spec)?;
             (model, report.loaded().len(), report.bytes_read())
         }

@@ -354,11 +354,13 @@ def llama_section(args, ours_bin, resnet_path, resnet_held, tmp):
              # `transposed_views`: the Linear weights read as stored, held as transposed views.
              "views": [ours_bin, "ours-views-bf16", model, index],
              "views-f32": [ours_bin, "ours-views", model, index],
+             # `mmap` too: those tensors ranges of each shard's copy-on-write mapping.
+             "mmap": [ours_bin, "ours-mmap-bf16", model, index],
              "floor": [ours_bin, "copy-floor", model, index],
              "reference": [ours_bin, "ours", "resnet50", resnet_path]}
     m = measure(sides, args.llama_rounds, args.llama_reps)
     t, tt, st, o, f32, floor, ref = (m[k] for k in ("torch", "touch", "store", "ours", "f32", "floor", "reference"))
-    views, views_f32 = m["views"], m["views-f32"]
+    views, views_f32, mapped = m["views"], m["views-f32"], m["mmap"]
     sub = run_side([ours_bin, "ours-sub", model, index], 1)[0][0]
     q8_rows, q8_mem = run_side([ours_bin, "ours-q8", model, index], 1)
     q8_growth = (q8_mem["peak_rss_kib"] - q8_mem["baseline_rss_kib"]) * 1024
@@ -384,6 +386,10 @@ def llama_section(args, ours_bin, resnet_path, resnet_held, tmp):
         f"{views_f32['load_s']:.2f} s, per byte held / the bf16 model's {views_f32_pb['load_s'] / views_pb['load_s']:.2f} "
         f"(rounds {spread(views_f32_pb, views_pb)}); peak RSS growth / bytes held {views['peak_growth'] / held['bf16']:.3f}, "
         f"{views_f32['peak_growth'] / held['f32']:.3f}",
+        f"with mmap as well (each shard mapped copy-on-write, its tensors ranges of it: nothing read until used, as "
+        f"PyTorch's): bf16 model {mapped['load_s']:.3f} s, / PyTorch assign=True {mapped['load_s'] / t['load_s']:.2f} "
+        f"(rounds {spread(mapped, t)}); peak RSS growth {mapped['peak_growth'] / 1e6:.0f} MB "
+        f"({mapped['peak_growth'] / held['bf16']:.3f} of the bytes held; PyTorch {t['peak_growth'] / 1e6:.0f} MB)",
         f"peak RSS growth / bytes held: bf16 model — PyTorch (touched) {tt['peak_growth'] / held['bf16']:.2f}, burn-store "
         f"{st['peak_growth'] / held['bf16']:.2f}, ours {o['peak_growth'] / held['bf16']:.3f}; f32 model — ours "
         f"{f32['peak_growth'] / held['f32']:.3f}",
