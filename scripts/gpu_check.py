@@ -77,8 +77,9 @@ def llama(layers, tmp, env):
     best = min(times[1:])
     rows.append(f"| safetensors load_file(device=cuda), {len(shards)} shards, bf16 | {best:.2f} s | {size / best / 1e9:.2f} GB/s |")
     # bf16 where the device has it (Mesa's lavapipe has not: "does not support the requested
-    # data type BF16"), f16, and f16 with the Linear weights as transposed views.
-    for side in ["ours-bf16", "ours-f16", "ours-views-f16"]:
+    # data type BF16"), f16, and f16 with the Linear weights as transposed views; bf16 with
+    # views and `mmap` (the shards' pages handed to the device's upload, no host copy).
+    for side in ["ours-bf16", "ours-mmap-bf16", "ours-f16", "ours-views-f16"]:
         out = subprocess.run([str(HERE / "bench_load"), side, f"llama:{layers}", str(index), "2"], env=env,
                              capture_output=True, text=True, timeout=400)
         runs = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"') and "load_s" in line]

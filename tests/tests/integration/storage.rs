@@ -187,10 +187,39 @@ fn a_damaged_linear_fails_its_checksum_and_leaves_the_model_unchanged() {
     assert!(message.contains("proj.weight"), "{message}");
     assert!(message.contains("damaged.pth"), "{message}");
     assert_eq!(model.proj.weight.val().into_data(), before);
+    // Mapped rather than read (`mmap`, with the weight a transposed view of the stored bytes):
+    // the checksum is still computed over the mapped pages, and fails the same way; the
+    // mapping is gone with the failed load.
+    let spec = burn_pretrain::Pretrain::from_path(path.display().to_string())
+        .with_transposed_views(true)
+        .with_mmap(true);
+    let err = model.clone().load_pretrained(spec).unwrap_err();
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        cause.as_deref().is_some_and(|c| c.contains("CRC-32")),
+        "{cause:?}"
+    );
+    assert!(err.to_string().contains("proj.weight"), "{err}");
+    assert_eq!(model.proj.weight.val().into_data(), before);
+    if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
+        assert!(
+            !maps.contains("damaged.pth"),
+            "the failed load's mapping is gone"
+        );
+    }
     // The undamaged file loads the same tensor through the same path.
     let (loaded, report) = model.load_pretrained(fixture("layers/layers.pth")).unwrap();
     assert_eq!(report.loaded(), ["proj.weight"], "{report}");
     let got = loaded.proj.weight.val().transpose().into_data();
+    assert_eq!(got.convert::<f32>().try_to_vec::<f32>().unwrap(), want);
+    // And mapped: the same values, its 72 bytes a range of the file's mapping.
+    let spec =
+        burn_pretrain::Pretrain::from_path(fixture("layers/layers.pth").display().to_string())
+            .with_transposed_views(true)
+            .with_mmap(true);
+    let (mapped, report) = loaded.load_pretrained(spec).unwrap();
+    assert_eq!(report.bytes_mapped(), 3 * 6 * 4, "{report}");
+    let got = mapped.proj.weight.val().transpose().into_data();
     assert_eq!(got.convert::<f32>().try_to_vec::<f32>().unwrap(), want);
 }
 
