@@ -144,13 +144,6 @@ impl Mapping {
         None
     }
 
-    /// The alignment the bytes start at: the largest power of two dividing their address, up to
-    /// [`ALIGN`] (a file's tensor may start anywhere in a page).
-    pub(crate) fn align(&self) -> usize {
-        let at = self.ptr.as_ptr() as usize;
-        (1 << at.trailing_zeros().min(ALIGN.trailing_zeros())).min(ALIGN)
-    }
-
     pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr` maps `len` readable bytes, all initialised (zero pages or written).
         #[allow(unsafe_code)]
@@ -171,12 +164,19 @@ impl Mapping {
     /// with the tensor.
     pub(crate) fn into_bytes(self) -> Bytes {
         let len = self.len;
-        // SAFETY: every one of the `len` bytes of the mapping is initialised.
-        #[allow(unsafe_code)]
-        unsafe {
-            Bytes::from_controller(Box::new(self), len)
+        match MappedRange::new(Arc::new(self), 0, len) {
+            Some(whole) => whole.into_bytes(),
+            // `zeroed` and `of_file` make no empty mapping.
+            None => Bytes::from_elems(Vec::<u8>::new()),
         }
     }
+}
+
+/// The largest power of two dividing `at`, up to [`ALIGN`]: the alignment burn is told bytes
+/// start at (a page-aligned mapping has [`ALIGN`]; a file's tensor may start anywhere in a
+/// page).
+fn align_of_address(at: *const u8) -> usize {
+    1 << (at as usize).trailing_zeros().min(ALIGN.trailing_zeros())
 }
 
 /// The system's page size (the granularity of a mapping's file offset).
@@ -200,9 +200,10 @@ impl Drop for Mapping {
     }
 }
 
-/// One tensor's bytes inside a file's [`Mapping`], shared with the other tensors of that file.
-/// Ranges handed out of one mapping never overlap (the caller sees to it), so each is the only
-/// way to its bytes, as an owned buffer is.
+/// A tensor's bytes as burn holds them: a whole anonymous [`Mapping`], or a range of a file's
+/// mapping shared with the other tensors of that file. Ranges handed out of one mapping never
+/// overlap (the caller sees to it), so each is the only way to its bytes, as an owned buffer
+/// is.
 pub(crate) struct MappedRange {
     map: Arc<Mapping>,
     start: usize,
@@ -223,12 +224,9 @@ impl MappedRange {
         }
     }
 
-    /// The alignment the bytes start at (as [`Mapping::align`]).
+    /// The alignment the bytes start at (see [`align_of_address`]).
     pub(crate) fn align(&self) -> usize {
-        (1 << (self.ptr() as usize)
-            .trailing_zeros()
-            .min(ALIGN.trailing_zeros()))
-        .min(ALIGN)
+        align_of_address(self.ptr())
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -290,33 +288,6 @@ impl AllocationController for MappedRange {
     }
 }
 
-impl AllocationController for Mapping {
-    fn alloc_align(&self) -> usize {
-        self.align()
-    }
-
-    fn property(&self) -> AllocationProperty {
-        AllocationProperty::Native
-    }
-
-    fn memory(&self, _policy: AccessPolicy) -> Result<&[MaybeUninit<u8>], AccessError> {
-        // SAFETY: `len` bytes mapped and readable; viewing initialised bytes as `MaybeUninit`
-        // is always valid.
-        #[allow(unsafe_code)]
-        Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast(), self.len) })
-    }
-
-    #[allow(unsafe_code)]
-    unsafe fn memory_mut(
-        &mut self,
-        _policy: AccessPolicy,
-    ) -> Result<&mut [MaybeUninit<u8>], AccessError> {
-        // SAFETY: as in `memory`; `&mut self` makes this the only reference, and the caller
-        // writes only initialised bytes (the trait's contract).
-        Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), self.len) })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,7 +333,7 @@ mod tests {
         for (offset, len, align) in [(4100usize, 8000usize, 4), (4096, 4096, 16), (1, 3, 1)] {
             let mut m = Mapping::of_file(&opened, offset as u64, len).unwrap();
             assert_eq!(m.bytes(), &content[offset..offset + len]);
-            assert_eq!(m.align(), align);
+            assert_eq!(align_of_address(m.bytes().as_ptr()), align);
             m.bytes_mut()[0] ^= 0xff;
             assert_eq!(
                 m.bytes()[0],
