@@ -23,15 +23,15 @@ fn resnext(device: &Device) -> ResNet {
         .unwrap()
 }
 
-/// The net loaded from `spec` gives torchvision's features.
-fn assert_matches_torchvision(spec: impl Into<Pretrain>) {
+/// The net loaded from `spec` gives torchvision's features; its report.
+fn assert_matches_torchvision(spec: impl Into<Pretrain>) -> burn_pretrain::LoadReport {
     let device = Device::flex();
     let (net, report) = resnext(&device).load_pretrained(spec).unwrap();
     assert_eq!(report.loaded().len(), 265, "{report}");
     assert_eq!(report.shards(), 3);
     let first = report.to_string();
     assert!(
-        first.lines().next().unwrap().ends_with(", 3 shards)"),
+        first.lines().next().unwrap().contains(", 3 shards"),
         "{report}"
     );
     assert!(report.missing().is_empty() && report.mismatched().is_empty());
@@ -39,6 +39,7 @@ fn assert_matches_torchvision(spec: impl Into<Pretrain>) {
     let want = saved_tensor::<4>("resnet/resnext_narrow_io.safetensors", "features", &device);
     let err = relative_error(net.forward(x), want);
     assert!(err <= 1e-4, "relative error {err}");
+    report
 }
 
 #[test]
@@ -80,6 +81,23 @@ fn sharded_safetensors_load_a_model_that_matches_torchvision() {
 #[test]
 fn sharded_torch_save_files_load_a_model_that_matches_torchvision() {
     assert_matches_torchvision(fixture(BIN_INDEX));
+}
+
+/// With `mmap`, each shard is mapped and every tensor of this net (convolutions and norms,
+/// all stored as the model holds them) is a range of its shard's mapping: every byte the load
+/// takes is mapped, none read, and the net still matches torchvision.
+#[test]
+fn sharded_checkpoints_load_mapped_shard_by_shard() {
+    for index in [SAFETENSORS_INDEX, BIN_INDEX] {
+        let spec = Pretrain::from_path(fixture(index).display().to_string()).with_mmap(true);
+        let report = assert_matches_torchvision(spec);
+        assert!(report.bytes_read() > 0);
+        assert_eq!(
+            report.bytes_mapped(),
+            report.bytes_read(),
+            "{index}: {report}"
+        );
+    }
 }
 
 /// A copy of the safetensors shard folder whose index text goes through `edit`.
