@@ -48,7 +48,9 @@ pub(crate) struct Mapping {
 // SAFETY: the mapping is owned memory reached only through `&self` / `&mut self`, like a `Vec`.
 #[allow(unsafe_code)]
 unsafe impl Send for Mapping {}
-// SAFETY: as above; shared access only reads.
+// SAFETY: as above; shared access (`&self`) only reads, except through the `MappedRange`s of
+// one `Arc<Mapping>`, which write only their own, never overlapping, bytes (and nothing then
+// takes `bytes()` of the whole mapping: it is reached through its ranges only).
 #[allow(unsafe_code)]
 unsafe impl Sync for Mapping {}
 
