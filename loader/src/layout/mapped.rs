@@ -13,7 +13,7 @@
 //! Fresh mappings are zero pages the kernel fills on first touch, so a zeroed buffer costs no
 //! pass of ours, and a mapping is page-aligned (any element's alignment).
 //!
-//! [`Mapping::of_file`] maps a checkpoint file instead (the `mmap` option), once per file: a
+//! [`Mapping::of_file`] maps a whole checkpoint file instead (the `mmap` option), once per file: a
 //! private, copy-on-write mapping of its pages, shared by the tensors taken from it as
 //! [`MappedRange`]s (one mapping per file, not per tensor: a process has some 65,000 mappings in
 //! all). A tensor *is* the page cache's copy until burn writes to it (then only the written
@@ -35,12 +35,9 @@ pub(crate) const MAPPED_AT_LEAST: usize = 128 << 10;
 /// allows, `u128`'s (a clone is allocated with it; a page-aligned mapping has far more).
 const ALIGN: usize = align_of::<u128>();
 
-/// A private mapping, unmapped on drop: anonymous (zero-filled by the kernel) or of a file's
-/// range. The bytes are `len` from `ptr`; the mapping itself is `mapped_len` from `base` (a
-/// file's range starts inside its first page).
+/// A private mapping of `len` bytes from `ptr`, unmapped on drop: anonymous (zero-filled by
+/// the kernel) or of a whole file.
 pub(crate) struct Mapping {
-    base: NonNull<u8>,
-    mapped_len: usize,
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -87,60 +84,43 @@ impl Mapping {
                 return None;
             }
             let ptr = NonNull::new(ptr.cast::<u8>())?;
-            Some(Self {
-                base: ptr,
-                mapped_len: len,
-                ptr,
-                len,
-            })
+            Some(Self { ptr, len })
         }
         #[cfg(not(unix))]
         None
     }
 
-    /// `len` (> 0) bytes of `file` from `offset`, mapped copy-on-write: reading them reads the
-    /// file's pages from the page cache, writing one gives the process its own copy of that
+    /// The whole of `file` (`len` > 0 bytes, its size), mapped copy-on-write: reading it reads
+    /// the file's pages from the page cache, writing one gives the process its own copy of that
     /// page and never reaches the file. `None` where the system refuses (the caller reads
-    /// instead). The range must lie inside the file; the file must then keep its size while
-    /// the mapping lives (a page past a truncated end is a SIGBUS on access, as with every
-    /// mapped file, PyTorch's `mmap=True` included). (`offset` need not be page-aligned.)
-    pub(crate) fn of_file(file: &std::fs::File, offset: u64, len: usize) -> Option<Self> {
+    /// instead). The file must then keep its size while the mapping lives (a page past a
+    /// truncated end is a SIGBUS on access, as with every mapped file, PyTorch's `mmap=True`
+    /// included).
+    pub(crate) fn of_file(file: &std::fs::File, len: usize) -> Option<Self> {
         if len == 0 || cfg!(any(miri, not(unix))) {
             return None;
         }
         #[cfg(unix)]
         {
             use std::os::fd::AsRawFd;
-            let page = page_size()?;
-            let skip = usize::try_from(offset % page as u64).ok()?;
-            let start = libc::off_t::try_from(offset - skip as u64).ok()?;
-            let mapped_len = len.checked_add(skip)?;
             // SAFETY: a private mapping of a file we hold open, at an address of the kernel's
             // choosing, touches no existing memory; the result is checked before use.
             #[allow(unsafe_code)]
-            let base = unsafe {
+            let ptr = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
-                    mapped_len,
+                    len,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE,
                     file.as_raw_fd(),
-                    start,
+                    0,
                 )
             };
-            if base == libc::MAP_FAILED {
+            if ptr == libc::MAP_FAILED {
                 return None;
             }
-            let base = NonNull::new(base.cast::<u8>())?;
-            // SAFETY: `skip` < one page ≤ `mapped_len`, inside the mapping just made.
-            #[allow(unsafe_code)]
-            let ptr = unsafe { base.add(skip) };
-            Some(Self {
-                base,
-                mapped_len,
-                ptr,
-                len,
-            })
+            let ptr = NonNull::new(ptr.cast::<u8>())?;
+            Some(Self { ptr, len })
         }
         #[cfg(not(unix))]
         None
@@ -181,23 +161,14 @@ fn align_of_address(at: *const u8) -> usize {
     1 << (at as usize).trailing_zeros().min(ALIGN.trailing_zeros())
 }
 
-/// The system's page size (the granularity of a mapping's file offset).
-#[cfg(unix)]
-fn page_size() -> Option<usize> {
-    // SAFETY: sysconf reads a system constant.
-    #[allow(unsafe_code)]
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(page).ok().filter(|p| p.is_power_of_two())
-}
-
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `base`/`mapped_len` are the mapping `zeroed` or `of_file` made, unmapped only
-        // here, once.
+        // SAFETY: `ptr`/`len` are the mapping `zeroed` or `of_file` made, unmapped only here,
+        // once.
         #[cfg(unix)]
         #[allow(unsafe_code)]
         unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.mapped_len);
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
     }
 }
@@ -333,16 +304,13 @@ mod tests {
         let opened = std::fs::File::open(file.path()).unwrap();
         // A range starting inside a page, 4-byte aligned there, and one at a page boundary.
         for (offset, len, align) in [(4100usize, 8000usize, 4), (4096, 4096, 16), (1, 3, 1)] {
-            let mut m = Mapping::of_file(&opened, offset as u64, len).unwrap();
-            assert_eq!(m.bytes(), &content[offset..offset + len]);
-            assert_eq!(align_of_address(m.bytes().as_ptr()), align);
-            m.bytes_mut()[0] ^= 0xff;
-            assert_eq!(
-                m.bytes()[0],
-                content[offset] ^ 0xff,
-                "written in the process"
-            );
-            let bytes = m.into_bytes();
+            let map = Arc::new(Mapping::of_file(&opened, content.len()).unwrap());
+            let range = MappedRange::new(map, offset, len).unwrap();
+            assert_eq!(range.bytes(), &content[offset..offset + len]);
+            assert_eq!(range.align(), align);
+            let mut bytes = range.into_bytes();
+            bytes[0] ^= 0xff;
+            assert_eq!(bytes[0], content[offset] ^ 0xff, "written in the process");
             assert_eq!(bytes.len(), len);
             drop(bytes);
         }
@@ -361,7 +329,7 @@ mod tests {
         let content: Vec<u8> = (0..10_000).map(|i| (i % 253) as u8).collect();
         file.write_all(&content).unwrap();
         let opened = std::fs::File::open(file.path()).unwrap();
-        let map = Arc::new(Mapping::of_file(&opened, 0, content.len()).unwrap());
+        let map = Arc::new(Mapping::of_file(&opened, content.len()).unwrap());
         let weak = Arc::downgrade(&map);
         assert!(
             MappedRange::new(map.clone(), 9_000, 1_001).is_none(),

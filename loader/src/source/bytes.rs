@@ -203,7 +203,6 @@ impl LocalFile {
         align: usize,
     ) -> io::Result<Option<MappedRange>> {
         self.check_range(offset, len)?;
-        self.unchanged()?;
         let end = offset + len as u64;
         let Ok(mut state) = self.mapping.lock() else {
             return Ok(None);
@@ -211,11 +210,14 @@ impl LocalFile {
         let map = match state.map.upgrade() {
             Some(map) => map,
             None => {
-                // Every tensor of an earlier mapping is gone, and its ranges with them.
+                // Every tensor of an earlier mapping is gone, and its ranges with them. A file
+                // that shrank since it was opened is refused before its pages are mapped; once
+                // mapped, the size is asked again with every read's (`unchanged`, after all).
                 state.ranges.clear();
+                self.unchanged()?;
                 let Some(map) = usize::try_from(self.opened.len)
                     .ok()
-                    .and_then(|file_len| Mapping::of_file(&self.file, 0, file_len))
+                    .and_then(|file_len| Mapping::of_file(&self.file, file_len))
                 else {
                     return Ok(None);
                 };
